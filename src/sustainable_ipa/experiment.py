@@ -1,0 +1,187 @@
+"""One job: an adaptation run `trial.repetitions` times on a dataset, recorded in MLflow."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from itertools import cycle, islice
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sustainable_ipa.config import validate
+from sustainable_ipa.data import Dataset, load_dataset
+from sustainable_ipa.metrics.accuracy import mapped_top1, pipeline_accuracy
+from sustainable_ipa.metrics.cost import cost_cores
+from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
+from sustainable_ipa.models.weights import RANDOM, plan_weights
+from sustainable_ipa.pipeline.load import arrival_offsets_s
+from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
+from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
+from sustainable_ipa.tracking.store import open_store
+
+SUMMARY = ["accuracy_reference", "accuracy_measured", "latency_p50_s", "latency_p99_s", "throughput_rps",
+           "sla_attainment", "cost_cores", "cost_usd_per_1k"]
+
+
+@dataclass
+class JobOutcome:
+    run_id: str
+    metrics: dict[str, float]  # the job's record: one trial's metrics, or means and CIs over repetitions
+    repetition_run_ids: list[str] = field(default_factory=list)
+
+
+def flatten(cfg: DictConfig) -> dict[str, object]:
+    flat: dict[str, object] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            flat[prefix[:-1]] = node if not isinstance(node, list) else json.dumps(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def classifier_top1_on_ground_truth(classifier, dataset: Dataset) -> float:
+    """Top-1 on ground-truth crops whose COCO category has ImageNet counterparts (see metrics/coco_to_imagenet.yaml)."""
+    from sustainable_ipa.models.classifier import crop
+
+    crops, names = [], []
+    for frame in dataset.frames:
+        for gt in frame.ground_truth:
+            piece = crop(frame.image_bgr, gt.box_xyxy)
+            if piece is not None:
+                crops.append(piece)
+                names.append(dataset.categories.get(gt.category_id, ""))
+    if not crops:
+        return float("nan")
+    top1, _ = mapped_top1(names, classifier(crops), classifier.categories)
+    return top1
+
+
+def build_models(cfg: DictConfig, plan):
+    from sustainable_ipa.models.classifier import Classifier
+    from sustainable_ipa.models.detector import Detector
+
+    torch.manual_seed(cfg.trial.seed)  # random weights are the same for the same seed
+    det, cls = cfg.pipeline.detector, cfg.pipeline.classifier
+    detector = Detector(cfg.adaptation.detector.variant, plan.detector_file, det.image_size, det.conf_threshold,
+                        det.iou_threshold, det.max_detections, cfg.hardware.device)
+    classifier = Classifier(cfg.adaptation.classifier.variant, plan.classifier_file, cls.crop_size, cfg.hardware.device)
+    return detector, classifier
+
+
+def stage_settings(cfg: DictConfig, stage: str) -> StageSettings:
+    s = cfg.adaptation[stage]
+    return StageSettings(s.batch_size, s.threads, s.replicas)
+
+
+def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
+            sweep_id: str | None = None, console: Console | None = None) -> JobOutcome:
+    """Validate, load, run the repetitions and record them. `outer_run_id`: a run made by `mlflow run`, adopted
+    as this job's run, or its parent when `nest_under_outer` (one job of a multirun)."""
+    from mlflow.tracking import MlflowClient
+    from ultralytics.data.converter import coco80_to_coco91_class
+
+    console = console or Console(stderr=True)
+    validate(cfg)
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    dataset = load_dataset(cfg.dataset)
+    adaptation, stages = cfg.adaptation, list(cfg.pipeline.stages)
+    plan = plan_weights(cfg.weights, cfg.weights_dir, adaptation.detector.variant, adaptation.classifier.variant)
+    if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
+        console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
+                      "real; accuracy is the reference accuracy only (tag weights_kind=random). Put the files in "
+                      f"{cfg.weights_dir} for measured accuracy, or pass weights=random to silence this.")
+    with console.status(f"building {adaptation.detector.variant} + {adaptation.classifier.variant}"):
+        detector, classifier = build_models(cfg, plan)
+    measured = plan.kind != RANDOM
+    has_ground_truth = any(f.ground_truth for f in dataset.frames)
+    if not measured and not has_ground_truth:
+        console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")
+    runner = PipelineRunner(detector, classifier, stage_settings(cfg, "detector"), stage_settings(cfg, "classifier"),
+                            crops_from_ground_truth=not measured)
+    cores = cost_cores([(adaptation[s].threads, adaptation[s].replicas) for s in stages])
+    reference = [cfg.pipeline.variants[s][adaptation[s].variant].reference_accuracy for s in stages]
+    ctx = TrialContext(
+        sla_s=cfg.trial.sla_s, cost_cores=cores, price_usd_per_core_hour=cfg.hardware.price_usd_per_core_hour,
+        accuracy_reference=pipeline_accuracy(reference), coco_ids=coco80_to_coco91_class(),
+        annotations=dataset.annotations if has_ground_truth else None,
+        classifier_top1=classifier_top1_on_ground_truth(classifier, dataset) if measured and has_ground_truth else None)
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    tags = common_tags(adaptation.name, plan.kind)
+    if sweep_id:
+        tags["sweep_id"] = sweep_id
+    if plan.reason:
+        tags["weights_note"] = plan.reason
+    params = flatten(cfg)
+    params.update({"detector.params": detector.params, "detector.gmacs_per_image": round(detector.gmacs_per_image, 4),
+                   "classifier.params": classifier.params, "classifier.gmacs_per_crop": classifier.gmacs_per_crop})
+    repetitions = cfg.trial.repetitions
+    frames = list(islice(cycle(dataset.frames), cfg.trial.requests))
+    warmup_frames = list(islice(cycle(dataset.frames), cfg.trial.warmup))
+    name = f"{adaptation.name}-{cfg.hardware.name}"
+    adopt = outer_run_id if outer_run_id and not nest_under_outer else None
+    parent = outer_run_id if outer_run_id and nest_under_outer else None
+    outcome_metrics: list[dict[str, float]] = []
+    child_ids: list[str] = []
+
+    with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt, tags=tags) as job_run:
+        log(client, job_run, params=params)
+        client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            for rep in range(repetitions):
+                task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
+                if repetitions == 1:
+                    metrics = _repetition(cfg, runner, client, job_run, rep, frames, warmup_frames, ctx, measured,
+                                          lambda _: progress.advance(task))
+                else:
+                    with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run,
+                                     tags=tags) as rep_run:
+                        log(client, rep_run, params={**params, "repetition": rep})
+                        metrics = _repetition(cfg, runner, client, rep_run, rep, frames, warmup_frames, ctx,
+                                              measured, lambda _: progress.advance(task))
+                        child_ids.append(rep_run)
+                outcome_metrics.append(metrics)
+        record = outcome_metrics[0] if repetitions == 1 else aggregate(outcome_metrics)
+        if repetitions > 1:
+            log(client, job_run, metrics=record)
+    console.print(summary_table(name, record, repetitions, plan.kind))
+    return JobOutcome(job_run, record, child_ids)
+
+
+def _repetition(cfg, runner: PipelineRunner, client, run_id: str, rep: int, frames, warmup_frames,
+                ctx: TrialContext, measured: bool, on_done) -> dict[str, float]:
+    if warmup_frames:
+        runner.run(warmup_frames, np.zeros(len(warmup_frames)))
+    offsets = arrival_offsets_s(len(frames), cfg.trial.load, cfg.trial.rate_rps, cfg.trial.seed + rep)
+    result = runner.run(frames, offsets, on_request_done=on_done)
+    metrics = trial_metrics(result, ctx, measure_accuracy=measured)
+    log(client, run_id, metrics=metrics)
+    client.log_text(run_id, requests_csv(result), "requests.csv")
+    client.log_dict(run_id, detections_json(result, ctx.coco_ids), "detections.json")
+    return metrics
+
+
+def summary_table(name: str, record: dict[str, float], repetitions: int, weights_kind: str) -> Table:
+    suffix = "_mean" if repetitions > 1 else ""
+    table = Table(title=f"{name} — {repetitions} repetition(s), weights {weights_kind}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for metric in SUMMARY:
+        value = record.get(metric + suffix)
+        if value is None:
+            continue
+        low, high = record.get(f"{metric}_ci95_low"), record.get(f"{metric}_ci95_high")
+        text = f"{value:.4g}" + (f"  [{low:.4g}, {high:.4g}]" if low is not None else "")
+        table.add_row(metric, text)
+    return table

@@ -1,0 +1,1 @@
+"""Every metric the run record holds, each defined once."""

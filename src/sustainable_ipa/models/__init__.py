@@ -1,0 +1,1 @@
+"""Model building and weights resolution for the pipeline's stages."""

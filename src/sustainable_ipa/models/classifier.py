@@ -1,0 +1,66 @@
+"""The classifier stage: a torchvision ResNet on crops resized to a square, ImageNet normalisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def classifier_meta(variant: str) -> dict:
+    """torchvision's metadata of the IMAGENET1K_V1 weights (available offline): metrics, ops, params, categories."""
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(variant)["IMAGENET1K_V1"].meta
+
+
+class Classifier:
+    """Crops (BGR uint8, any size) → top-1 ImageNet class index per crop."""
+
+    def __init__(self, variant: str, weights_file: Path | None, crop_size: int = 224, device: str = "cpu"):
+        from torchvision.models import get_model
+
+        model = get_model(variant, weights=None)
+        if weights_file is not None:
+            model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
+        meta = classifier_meta(variant)
+        self.params = int(meta["num_params"])
+        self.gmacs_per_crop = float(meta["_ops"])  # torchvision counts multiply-adds at 224 × 224
+        self.categories: list[str] = list(meta["categories"])
+        self.variant = variant
+        self.device = torch.device(device)
+        self.crop_size = crop_size
+        # channels_last lets oneDNN pick its fastest convolution kernels on CPU.
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+
+    def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
+        size = (self.crop_size, self.crop_size)
+        resized = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_LINEAR) for c in crops])[..., ::-1]
+        x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device).permute(0, 3, 1, 2).float()
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).argmax(dim=1)
+
+    def __call__(self, crops: list[np.ndarray]) -> list[int]:
+        return self.infer(self.preprocess(crops)).tolist()
+
+
+def crop(image: np.ndarray, box_xyxy, min_side_px: int = 2) -> np.ndarray | None:
+    """The box's pixels, clipped to the image; None when less than `min_side_px` remains on a side."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in box_xyxy)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+    if x2 - x1 < min_side_px or y2 - y1 < min_side_px:
+        return None
+    return image[y1:y2, x1:x2]

@@ -1,0 +1,64 @@
+"""The detector stage: an ultralytics YOLOv5u model run batched, with ultralytics' own letterbox and NMS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sustainable_ipa.models.yolo_env import configure_ultralytics
+
+configure_ultralytics()
+
+
+class Detector:
+    """Frames (BGR uint8) → per-frame detections `(n, 6)`: x1, y1, x2, y2 in frame pixels, confidence, class index."""
+
+    def __init__(self, variant: str, weights_file: Path | None, image_size: int = 640, conf_threshold: float = 0.25,
+                 iou_threshold: float = 0.45, max_detections: int = 100, device: str = "cpu"):
+        from ultralytics import YOLO
+        from ultralytics.data.augment import LetterBox
+        from ultralytics.utils.torch_utils import get_flops, get_num_params
+
+        # `yolov5s.yaml` builds the same YOLOv5u architecture as the `yolov5su.pt` checkpoint, with random init.
+        yolo = YOLO(str(weights_file) if weights_file else f"{variant}.yaml", task="detect")
+        model = yolo.model
+        self.params = int(get_num_params(model))
+        self.gmacs_per_image = float(get_flops(model, image_size)) / 2  # ultralytics reports 2 FLOPs per multiply-add
+        self.model = model.fuse(verbose=False).eval().to(device)  # fold batch-norm into convs, as ultralytics' predictor does
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.variant = variant
+        self.device = torch.device(device)
+        self.image_size = image_size
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self._letterbox = LetterBox(new_shape=(image_size, image_size), auto=False, stride=32)
+
+    def preprocess(self, frames: list[np.ndarray]) -> torch.Tensor:
+        boxed = np.stack([self._letterbox(image=f) for f in frames])  # B × S × S × 3, BGR
+        x = torch.from_numpy(np.ascontiguousarray(boxed[..., ::-1])).to(self.device)  # RGB
+        return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+    @torch.inference_mode()
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out[0] if isinstance(out, (list, tuple)) else out  # (B, 4 + classes, anchors)
+
+    def postprocess(self, raw: torch.Tensor, frame_shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+        from ultralytics.utils.nms import non_max_suppression
+        from ultralytics.utils.ops import scale_boxes
+
+        kept = non_max_suppression(raw, self.conf_threshold, self.iou_threshold, max_det=self.max_detections,
+                                   max_time_img=1.0)
+        results = []
+        for det, shape in zip(kept, frame_shapes):
+            det = det.clone()
+            det[:, :4] = scale_boxes((self.image_size, self.image_size), det[:, :4], shape)
+            results.append(det.cpu().numpy())
+        return results
+
+    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        return self.postprocess(self.infer(self.preprocess(frames)), [f.shape[:2] for f in frames])

@@ -1,0 +1,1 @@
+"""Running requests through the pipeline's stages: batching, replicas, per-request timestamps."""

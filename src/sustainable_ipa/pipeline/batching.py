@@ -1,0 +1,40 @@
+"""A queue that hands out full batches, shared by a stage's replicas."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class BatchQueue(Generic[T]):
+    """Consumers take exactly `n` items, fewer only once the producer side is closed (the last partial batch).
+
+    A stage waits for its batch to fill, as IPA's batching does: that wait is part of the request latency.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put_many(self, items: list[T]) -> None:
+        with self._cond:
+            self._items.extend(items)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, n: int, stop: threading.Event) -> list[T] | None:
+        """The next batch, or None when the queue is closed and drained or `stop` is set."""
+        with self._cond:
+            while len(self._items) < n and not self._closed and not stop.is_set():
+                self._cond.wait(timeout=0.05)
+            if stop.is_set() or not self._items:
+                return None
+            return [self._items.popleft() for _ in range(min(n, len(self._items)))]

@@ -1,0 +1,18 @@
+"""Request arrival schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def arrival_offsets_s(requests: int, load: str, rate_rps: float | None, seed: int) -> np.ndarray:
+    """Seconds after the start at which each request arrives.
+
+    offline: all queued at the start. poisson: exponential gaps at `rate_rps`, the first request at 0.
+    """
+    if load == "offline":
+        return np.zeros(requests)
+    if load == "poisson":
+        gaps = np.random.default_rng(seed).exponential(1.0 / rate_rps, size=requests)
+        return np.concatenate([[0.0], np.cumsum(gaps[:-1])])
+    raise ValueError(f"unknown load {load!r}")

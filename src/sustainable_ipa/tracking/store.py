@@ -1,0 +1,51 @@
+"""Opening the tracking store; a bad URL or an unwritable store is one clear line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sustainable_ipa.errors import UserError
+
+FIX = "pass tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db (or an http(s):// tracking server)"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
+    """Point MLflow at `uri`, create the experiment if needed (artifacts under `artifact_root`), return its id."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if "://" not in uri:
+        raise UserError(f"tracking.uri '{uri}' is not a URL (MLflow 3 refuses a bare folder as a file store)", FIX)
+    db = _sqlite_path(uri)
+    if db is not None:
+        if not db.is_absolute():
+            raise UserError(f"tracking.uri '{uri}' is a relative SQLite path", FIX)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create tracking folder {db.parent} ({err.strerror})", FIX) from None
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise UserError(f"tracking store {db} is not writable", FIX)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if artifact_root:
+            folder = Path(artifact_root)
+            folder.mkdir(parents=True, exist_ok=True)
+            location = (folder / experiment).resolve().as_uri()
+        return client.create_experiment(experiment, artifact_location=location)
+    except UserError:
+        raise
+    except Exception as err:  # MLflow raises several types (REST, SQLAlchemy, OSError) for an unusable store
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot open tracking store {uri} ({reason})", FIX) from None
