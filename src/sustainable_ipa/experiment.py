@@ -15,6 +15,7 @@ from rich.table import Table
 
 from sustainable_ipa.config import validate
 from sustainable_ipa.data import Dataset, load_dataset
+from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.accuracy import mapped_top1, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
@@ -91,11 +92,12 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
     from ultralytics.data.converter import coco80_to_coco91_class
 
     console = console or Console(stderr=True)
+    # Everything that can be wrong with the input is checked before the store gets its first run.
     validate(cfg)
-    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     dataset = load_dataset(cfg.dataset)
     adaptation, stages = cfg.adaptation, list(cfg.pipeline.stages)
     plan = plan_weights(cfg.weights, cfg.weights_dir, adaptation.detector.variant, adaptation.classifier.variant)
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
         console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
                       "real; accuracy is the reference accuracy only (tag weights_kind=random). Put the files in "
@@ -117,6 +119,12 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         classifier_top1=classifier_top1_on_ground_truth(classifier, dataset) if measured and has_ground_truth else None)
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    if outer_run_id:  # children live in the experiment of the run `mlflow run` made
+        try:
+            experiment_id = client.get_run(outer_run_id).info.experiment_id
+        except Exception:
+            raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
+                            "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
     tags = common_tags(adaptation.name, plan.kind)
     if sweep_id:
         tags["sweep_id"] = sweep_id

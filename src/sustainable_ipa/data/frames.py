@@ -40,9 +40,18 @@ class Dataset:
 
 def load_dataset(cfg: DictConfig) -> Dataset:
     """Build the dataset the config names (its `_target_`)."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
+    from omegaconf.errors import MissingMandatoryValue
 
-    dataset = instantiate(cfg)
+    try:
+        dataset = instantiate(cfg)
+    except MissingMandatoryValue as err:
+        raise UserError(f"{err.full_key} is not set", f"pass {err.full_key}=…") from None
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):  # Hydra wraps what the dataset builder raised
+            raise err.__cause__ from None
+        raise
     if not dataset.frames:
         raise UserError(f"dataset '{dataset.name}' has no frames", "point dataset.root / dataset.path at images or a video")
     return dataset

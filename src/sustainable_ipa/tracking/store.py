@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ def _sqlite_path(uri: str) -> Path | None:
 def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
     """Point MLflow at `uri`, create the experiment if needed (artifacts under `artifact_root`), return its id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema set-up chatter on a new store
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -24,8 +27,7 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
         raise UserError(f"tracking.uri '{uri}' is not a URL (MLflow 3 refuses a bare folder as a file store)", FIX)
     db = _sqlite_path(uri)
     if db is not None:
-        if not db.is_absolute():
-            raise UserError(f"tracking.uri '{uri}' is a relative SQLite path", FIX)
+        db = db.resolve()  # a relative path (MLflow's own default, sqlite:///mlflow.db) is relative to the cwd
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:

@@ -1,0 +1,26 @@
+"""Helpers shared by tests: running the entry point as a user does, reading run states."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sustainable_ipa.config import PROJECT_ROOT
+
+
+def store_overrides(tmp_path: Path) -> list[str]:
+    return [f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"tracking.artifact_root={tmp_path}/mlruns/artifacts"]
+
+
+def run_main(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None, **kwargs):
+    """`python src/main.py args` as a user runs it, with the store under tmp_path."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "src" / "main.py"), *args, *store_overrides(tmp_path)],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=full_env, **kwargs)
+
+
+def runs_by_status(client, status: str) -> list:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, filter_string=f"attributes.status = '{status}'") if experiments else []

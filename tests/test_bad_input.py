@@ -1,0 +1,78 @@
+"""Every bad input: one line naming the problem and the fix, exit 2, no traceback, no run left RUNNING."""
+
+import json
+
+import pytest
+
+from helpers import run_main, runs_by_status
+from sustainable_ipa.errors import UserError
+from sustainable_ipa.experiment import run_job
+
+
+def coco_folder(tmp_path, corrupt=False):
+    root = tmp_path / "images"
+    root.mkdir()
+    from ultralytics.utils import ASSETS
+
+    (root / "bus.jpg").write_bytes(b"not a jpeg at all" if corrupt else (ASSETS / "bus.jpg").read_bytes())
+    doc = {"images": [{"id": 1, "file_name": "bus.jpg", "width": 810, "height": 1080}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 50, 50], "area": 2500, "iscrowd": 0}],
+           "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "instances.json").write_text(json.dumps(doc))
+    return [f"dataset.root={root}", f"dataset.annotations={tmp_path / 'instances.json'}"]
+
+
+def bad_inputs(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    return {
+        "unknown variant": (["adaptation.detector.variant=yolov5z"], "unknown detector variant 'yolov5z'"),
+        "batch size zero": (["adaptation.classifier.batch_size=0"], "batch_size must be a positive integer"),
+        "too many cores": (["adaptation.detector.replicas=3"], "needs 4 cores"),
+        "missing dataset folder": (["dataset=coco", "dataset.root=/no/such/folder", "dataset.annotations=/x.json"],
+                                   "dataset folder /no/such/folder does not exist"),
+        "missing annotations": (["dataset=coco", f"dataset.root={tmp_path}", "dataset.annotations=/no/instances.json"],
+                                "annotations file /no/instances.json does not exist"),
+        "corrupt image": (["dataset=coco", *coco_folder(tmp_path, corrupt=True)], "is corrupt or not an image"),
+        "pretrained missing offline": (["weights=pretrained", f"weights_dir={tmp_path}/weights"],
+                                       "pretrained weights yolov5nu.pt"),
+        "unwritable store": ([f"tracking.uri=sqlite:///{tmp_path}/a-file/mlflow.db"], "cannot create tracking folder"),
+        "bad store url": (["tracking.uri=mlruns"], "is not a URL"),
+    }
+
+
+NAMES = ["unknown variant", "batch size zero", "too many cores", "missing dataset folder", "missing annotations",
+         "corrupt image", "pretrained missing offline", "unwritable store", "bad store url"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_is_one_clear_error_and_leaves_no_run(name, make_cfg, client, tmp_path, monkeypatch):
+    from sustainable_ipa.models import weights
+
+    monkeypatch.setattr(weights, "search_dirs", lambda d: [d])  # this machine's caches must not matter
+    overrides, problem = bad_inputs(tmp_path)[name]
+    with pytest.raises(UserError) as err:
+        run_job(make_cfg(*[o for o in overrides if not o.startswith("weights=")],
+                         *[o for o in overrides if o.startswith("weights=")]))
+    assert problem in str(err.value) and "Fix:" in str(err.value) and "\n" not in str(err.value)
+    if (tmp_path / "mlruns" / "mlflow.db").exists():
+        assert not runs_by_status(client, "RUNNING")
+
+
+def test_a_good_coco_folder_runs(make_cfg, client, tmp_path):
+    outcome = run_job(make_cfg("dataset=coco", "trial.requests=2", *coco_folder(tmp_path)))
+    assert client.get_run(outcome.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["adaptation=nope"], "unknown adaptation 'nope'"),
+    (["-m", "adaptation=default,nope"], "unknown adaptation 'nope'"),
+    (["hardware=tpu"], "unknown hardware 'tpu'"),
+    (["adaptation.classifier.batch_size=-1"], "batch_size must be a positive integer"),
+    (["dataset=coco", "dataset.root=/no/such/folder"], "dataset.annotations is not set"),
+])
+def test_entry_point_prints_one_line_and_exits_2(args, problem, tmp_path):
+    out = run_main([*args, "weights=random"], tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and problem in lines[0], out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

@@ -1,0 +1,87 @@
+"""Every option of every config group composes and validates; the catalogue matches the libraries."""
+
+import pytest
+import tomllib
+import yaml
+from omegaconf import OmegaConf
+
+from sustainable_ipa.config import CONFIG_DIR, PROJECT_ROOT, compose, group_options, validate
+from sustainable_ipa.errors import UserError
+
+
+@pytest.mark.parametrize("adaptation", group_options("adaptation"))
+def test_every_adaptation_composes_and_fits_two_cores(adaptation):
+    cfg = compose([f"adaptation={adaptation}", "hardware.cores=2"])
+    validate(cfg)
+    assert cfg.adaptation.name == adaptation
+
+
+def test_adaptations_span_the_experiment():
+    names = [n for n in group_options("adaptation") if n != "default"]
+    assert len(names) >= 10
+    cfgs = [compose([f"adaptation={n}"]).adaptation for n in names]
+    pairs = {(a.detector.variant, a.classifier.variant) for a in cfgs}
+    assert ("yolov5n", "resnet18") in pairs and ("yolov5x", "resnet152") in pairs
+    batches = {a[s].batch_size for a in cfgs for s in ("detector", "classifier")}
+    assert min(batches) == 1 and max(batches) == 32
+
+
+@pytest.mark.parametrize("group", ["hardware", "trial", "tracking", "pipeline"])
+def test_every_option_composes(group):
+    for option in group_options(group):
+        cfg = compose([f"{group}={option}"])
+        assert OmegaConf.to_container(cfg[group], resolve=True)
+
+
+def test_dataset_options_compose():
+    assert compose(["dataset=coco", "dataset.root=/d", "dataset.annotations=/a.json"]).dataset.n_images == 20
+    assert compose(["dataset=video", "dataset.path=/v.mp4"]).dataset.max_frames > 0
+
+
+def test_override_paths_users_rely_on():
+    cfg = compose(["adaptation=yolov5s-resnet50", "adaptation.detector.batch_size=2", "adaptation.classifier.threads=1",
+                   "trial.requests=7", "trial.sla_s=1.5", "trial.load=poisson", "weights=random",
+                   "tracking.experiment=x", "dataset.annotations=/a.json"])
+    assert (cfg.adaptation.detector.variant, cfg.adaptation.detector.batch_size) == ("yolov5s", 2)
+    assert (cfg.trial.requests, cfg.trial.sla_s, cfg.trial.load, cfg.weights) == (7, 1.5, "poisson", "random")
+
+
+def test_default_store_is_sqlite_inside_mlruns_with_absolute_uri():
+    uri = compose().tracking.uri
+    assert uri == f"sqlite:///{PROJECT_ROOT}/mlruns/mlflow.db" and uri.startswith("sqlite:////")
+
+
+def test_resnet_reference_accuracies_are_torchvision_v1_top1():
+    from torchvision.models import get_model_weights
+
+    for variant, spec in compose().pipeline.variants.classifier.items():
+        meta = get_model_weights(variant)["IMAGENET1K_V1"].meta
+        assert spec.reference_accuracy == pytest.approx(meta["_metrics"]["ImageNet-1K"]["acc@1"])
+
+
+@pytest.mark.parametrize("override,problem", [
+    ("adaptation.detector.variant=yolov9", "unknown detector variant"),
+    ("adaptation.classifier.batch_size=0", "positive integer"),
+    ("adaptation.detector.threads=2", "needs 3 cores"),
+    ("trial.load=burst", "unknown trial.load"),
+])
+def test_validation_names_the_problem(override, problem):
+    with pytest.raises(UserError, match=problem):
+        validate(compose(["hardware.cores=2", override]))
+
+
+def test_conda_env_lists_the_same_dependencies_as_pyproject():
+    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((PROJECT_ROOT / "conda.yaml").read_text())["dependencies"]
+    pip = next(d["pip"] for d in conda if isinstance(d, dict))
+    assert sorted(pip) == sorted(deps)
+
+
+def test_mlproject_declares_the_issue_parameters():
+    project = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
+    params = project["entry_points"]["main"]["parameters"]
+    assert set(params) == {"adaptation", "hardware", "trial", "dataset", "hydra_options"}
+    assert "$(echo {hydra_options})" in project["entry_points"]["main"]["command"]
+    for group in ("adaptation", "hardware", "trial", "dataset"):
+        assert params[group]["default"] in group_options(group)
+    assert CONFIG_DIR.is_dir()

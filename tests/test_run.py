@@ -1,0 +1,58 @@
+"""A full run on the embedded sample with random weights, read back from MLflow."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from sustainable_ipa.experiment import run_job
+from helpers import runs_by_status
+
+LATENCY = ["latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s"]
+CONTRACT = ["accuracy_reference", *LATENCY, "detector_batch_s", "classifier_batch_s", "throughput_rps",
+            "sla_attainment", "cost_cores", "cost_usd_per_1k"]
+
+
+def test_one_run_records_the_contract(make_cfg, client):
+    outcome = run_job(make_cfg("trial.requests=5", "adaptation.detector.batch_size=2"))
+    run = client.get_run(outcome.run_id)
+    assert run.info.status == "FINISHED"
+    m = run.data.metrics
+    assert set(CONTRACT) <= set(m)
+    assert m["accuracy_reference"] == pytest.approx(0.457 * 0.69758)
+    assert m["cost_cores"] == 2
+    assert 0 < m["latency_p50_s"] <= m["latency_p95_s"] <= m["latency_p99_s"]
+    assert m["sla_attainment"] == 1.0  # 5 light requests finish far within 6.89 s
+    # random weights: measured accuracy is absent and the tag says why
+    assert not {"detector_map50", "classifier_top1", "accuracy_measured"} & set(m)
+    tags = run.data.tags
+    assert tags["weights_kind"] == "random" and tags["adaptation"] == "default" and tags["git_commit"]
+    assert run.data.params["adaptation.detector.batch_size"] == "2"
+    assert run.data.params["trial.requests"] == "5"
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"config.yaml", "requests.csv", "detections.json"} <= artifacts
+    rows = list(csv.DictReader(io.StringIO(open(client.download_artifacts(outcome.run_id, "requests.csv")).read())))
+    assert len(rows) == 5
+    assert [int(r["crops"]) for r in rows] == [5, 4, 5, 4, 5]  # ground-truth crops of bus.jpg / zidane.jpg
+    assert json.load(open(client.download_artifacts(outcome.run_id, "detections.json"))) == []
+
+
+def test_repetitions_make_a_parent_with_children_and_confidence_intervals(make_cfg, client):
+    outcome = run_job(make_cfg("trial.repetitions=2", "trial.requests=2"))
+    assert len(outcome.repetition_run_ids) == 2
+    parent = client.get_run(outcome.run_id)
+    for child_id in outcome.repetition_run_ids:
+        child = client.get_run(child_id)
+        assert child.data.tags["mlflow.parentRunId"] == outcome.run_id and child.info.status == "FINISHED"
+        assert "latency_p99_s" in child.data.metrics
+    children = [client.get_run(c).data.metrics["latency_p99_s"] for c in outcome.repetition_run_ids]
+    pm = parent.data.metrics
+    assert pm["latency_p99_s_mean"] == pytest.approx(sum(children) / 2)
+    assert pm["latency_p99_s_ci95_low"] <= pm["latency_p99_s_mean"] <= pm["latency_p99_s_ci95_high"]
+    assert not runs_by_status(client, "RUNNING")
+
+
+def test_poisson_load_runs(make_cfg, client):
+    outcome = run_job(make_cfg("trial.load=poisson", "trial.rate_rps=50", "trial.requests=3"))
+    assert client.get_run(outcome.run_id).data.metrics["throughput_rps"] > 0
