@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package beside t
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from sustainable_ipa.cli import check_group_choices, fail  # noqa: E402
+from sustainable_ipa.cli import check_group_choices, fail, normalize_argv  # noqa: E402
 from sustainable_ipa.config import CONFIG_DIR  # noqa: E402
 from sustainable_ipa.errors import UserError  # noqa: E402
 from sustainable_ipa.tracking.runs import Terminated  # noqa: E402
@@ -45,10 +45,13 @@ def _terminate(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminate)
+    sys.argv[1:] = normalize_argv(sys.argv[1:])
     check_group_choices(sys.argv[1:])
     try:
         main()
-    except KeyboardInterrupt:
-        fail("interrupted: the open MLflow runs were ended KILLED", code=130)
-    except Terminated:
-        fail("terminated: the open MLflow runs were ended KILLED", code=143)
+    except (KeyboardInterrupt, Terminated) as stopped:
+        what, code = ("interrupted", 130) if isinstance(stopped, KeyboardInterrupt) else ("terminated", 143)
+        print(f"error: {what}: the open MLflow runs were ended KILLED", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # The runs are closed; skip interpreter teardown, where torch's native worker threads can abort the process.
+        os._exit(code)

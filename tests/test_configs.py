@@ -85,3 +85,10 @@ def test_mlproject_declares_the_issue_parameters():
     for group in ("adaptation", "hardware", "trial", "dataset"):
         assert params[group]["default"] in group_options(group)
     assert CONFIG_DIR.is_dir()
+
+
+def test_argv_normalization_lets_hydra_options_follow_mlproject_parameters():
+    from sustainable_ipa.cli import normalize_argv
+
+    argv = ["adaptation=default", "trial=default", "-m", "adaptation=a,b", "trial.requests=2"]
+    assert normalize_argv(argv) == ["-m", "trial=default", "adaptation=a,b", "trial.requests=2"]

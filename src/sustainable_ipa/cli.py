@@ -24,3 +24,16 @@ def check_group_choices(argv: list[str]) -> None:
         for choice in value.split(","):  # multirun sweeps: a,b,c
             if choice and choice not in options:
                 fail(f"unknown {key} '{choice}'. Fix: choose one of {', '.join(options)} (files in conf/{key}/)")
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Flags first, and a later `key=value` replaces an earlier one for the same key.
+
+    `mlflow run` builds `main.py adaptation={adaptation} … $(echo {hydra_options})`: options such as
+    `-m adaptation=a,b` then come after the parameters, which Hydra's argument parser rejects.
+    """
+    flags = [a for a in argv if a.startswith("-")]
+    overrides = [a for a in argv if not a.startswith("-")]
+    keys = [a.partition("=")[0] if "=" in a else None for a in overrides]
+    kept = [a for i, a in enumerate(overrides) if keys[i] is None or keys[i] not in keys[i + 1:]]
+    return flags + kept

@@ -20,7 +20,6 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema set-up chatter on a new store
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     if "://" not in uri:
@@ -34,7 +33,6 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
             raise UserError(f"cannot create tracking folder {db.parent} ({err.strerror})", FIX) from None
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise UserError(f"tracking store {db} is not writable", FIX)
-    mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     try:
         found = client.get_experiment_by_name(experiment)

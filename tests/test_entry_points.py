@@ -1,0 +1,92 @@
+"""The entry points as users type them: multirun sweeps, `mlflow run`, and SIGTERM ending runs KILLED."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import run_main, runs_by_status, store_overrides
+from sustainable_ipa.config import PROJECT_ROOT
+
+FAST = ["weights=random", "trial.requests=2", "trial.warmup=0", "hardware.cores=2"]
+pytestmark = pytest.mark.slow
+
+
+def test_default_command_runs_and_prints_a_summary(tmp_path, client):
+    out = run_main(["trial.requests=3", "trial.warmup=0", "hardware.cores=2"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "RANDOM WEIGHTS" in out.stderr  # weights=auto offline: visible warning
+    assert "latency_p99_s" in out.stdout + out.stderr
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               filter_string="tags.mlflow.parentRunId IS NULL")
+    assert run.data.tags["weights_kind"] == "random" and "weights_note" in run.data.tags
+    assert run.data.metrics["latency_p99_s_mean"] > 0  # default: 3 repetitions under one parent
+
+
+def test_multirun_gives_each_job_its_own_run_grouped_by_sweep(tmp_path, client):
+    out = run_main(["-m", "adaptation=default,yolov5n-resnet18", "trial.repetitions=1", *FAST], tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.data.tags["adaptation"] for r in runs) == ["default", "yolov5n-resnet18"]
+    assert len({r.data.tags["sweep_id"] for r in runs}) == 1
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def _mlflow_run(tmp_path, *params, experiment="mlflow-run-test"):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment(experiment, artifact_location=(tmp_path / "artifacts").as_uri())
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    out = subprocess.run([str(mlflow_cli), "run", str(PROJECT_ROOT), "--env-manager", "local",
+                          "--experiment-name", experiment, *params], capture_output=True, text=True, env=env, timeout=600)
+    return out, client
+
+
+def test_mlflow_run_logs_into_the_run_it_made(tmp_path):
+    options = " ".join(["trial.repetitions=2", *FAST])
+    out, client = _mlflow_run(tmp_path, "-P", "adaptation=yolov5n-resnet18", "-P", f"hydra_options={options}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("mlflow-run-test").experiment_id])
+    [outer] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outer.info.run_id]
+    assert outer.data.params["adaptation"] == "yolov5n-resnet18"  # logged by `mlflow run` itself
+    assert outer.data.tags["adaptation"] == "yolov5n-resnet18" and "latency_p99_s_mean" in outer.data.metrics
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert outer.info.status == "FINISHED"
+
+
+def test_mlflow_run_multirun_nests_every_job_under_the_outer_run(tmp_path):
+    options = " ".join(["-m", "adaptation=default,yolov5n-resnet18", "trial.repetitions=1", *FAST])
+    out, client = _mlflow_run(tmp_path, "-P", f"hydra_options={options}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("mlflow-run-test").experiment_id])
+    [outer] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outer.info.run_id]
+    assert sorted(j.data.tags["adaptation"] for j in jobs) == ["default", "yolov5n-resnet18"]
+
+
+def test_sigterm_ends_the_open_runs_killed(tmp_path, client):
+    args = [sys.executable, str(PROJECT_ROOT / "src" / "main.py"), "weights=random", "trial.requests=400",
+            "trial.repetitions=2", "hardware.cores=2", *store_overrides(tmp_path)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (tmp_path / "mlruns" / "mlflow.db").exists() and len(runs_by_status(client, "RUNNING")) == 2:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the run never started")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert stderr.strip().splitlines()[-1].startswith("error: terminated")
+    assert not runs_by_status(client, "RUNNING")
+    assert len(runs_by_status(client, "KILLED")) == 2  # the parent and the repetition in progress
