@@ -49,11 +49,11 @@ def naive_loop(yolo, classifier_model, transform, frames, cores: int) -> float:
     return time.perf_counter() - began
 
 
-def bench_throughput(rounds: int, requests: int) -> None:
+def bench_throughput(adaptation: str, rounds: int, requests: int) -> None:
     from torchvision.models import get_model, get_model_weights
     from ultralytics import YOLO
 
-    cfg = compose(["adaptation=yolov5n-resnet34", "hardware.cores=2"])
+    cfg = compose([f"adaptation={adaptation}", "hardware.cores=2"])
     a = cfg.adaptation
     frames = list(islice(cycle(load_dataset(cfg.dataset).frames), requests))
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def bench_flop_rate(threads: int, reps: int, quick: bool) -> None:
     peak = matmul_gflops(threads)
     print(f"flop rate   fp32 matmul 2048^3 with {threads} threads: {peak:.1f} GFLOP/s (the baseline)")
     torch.set_num_threads(threads)
-    variants = [("resnet50", 16), ("resnet152", 16), ("yolov5x", 2)] if not quick else [("resnet50", 4), ("yolov5n", 1)]
+    variants = [("resnet50", 8), ("resnet152", 8), ("yolov5l", 1), ("yolov5x", 1)] if not quick else [("resnet50", 4), ("yolov5n", 1)]
     for variant, batch in variants:
         if variant.startswith("resnet"):
             model = Classifier(variant, None)
@@ -127,10 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=["throughput", "flops"])
+    parser.add_argument("--adaptation", nargs="+", default=["yolov5n-resnet34", "yolov5s-resnet18", "yolov5s-resnet50"])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
     if args.only in (None, "throughput"):
-        bench_throughput(rounds=1 if args.quick else 5, requests=6 if args.quick else 24)
+        for adaptation in args.adaptation:
+            bench_throughput(adaptation, rounds=1 if args.quick else 3, requests=6 if args.quick else 16)
     if args.only in (None, "flops"):
         bench_flop_rate(threads=2, reps=1 if args.quick else 3, quick=args.quick)
 

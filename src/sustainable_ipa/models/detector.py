@@ -26,7 +26,8 @@ class Detector:
         model = yolo.model
         self.params = int(get_num_params(model))
         self.gmacs_per_image = float(get_flops(model, image_size)) / 2  # ultralytics reports 2 FLOPs per multiply-add
-        self.model = model.fuse(verbose=False).eval().to(device)  # fold batch-norm into convs, as ultralytics' predictor does
+        # Fold batch-norm into convs as ultralytics' predictor does; channels_last suits oneDNN's CPU kernels (bench/).
+        self.model = model.fuse(verbose=False).eval().to(device, memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.variant = variant
@@ -35,19 +36,32 @@ class Detector:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._letterbox = LetterBox(new_shape=(image_size, image_size), auto=False, stride=32)
+        self._letterbox = LetterBox
+
+    def input_shape(self, frame_shapes: list[tuple[int, int]]) -> tuple[int, int]:
+        """The smallest stride-aligned rectangle holding every frame of the batch scaled to `image_size`.
+
+        Like ultralytics' own rectangular inference, but one shape per batch so that frames stack; frames of one
+        video share it, and mixed orientations fall back to the square.
+        """
+        stride, s = 32, self.image_size
+        heights, widths = zip(*((h * s / max(h, w), w * s / max(h, w)) for h, w in frame_shapes))
+        return (int(np.ceil(max(heights) / stride) * stride), int(np.ceil(max(widths) / stride) * stride))
 
     def preprocess(self, frames: list[np.ndarray]) -> torch.Tensor:
-        boxed = np.stack([self._letterbox(image=f) for f in frames])  # B × S × S × 3, BGR
+        shape = self.input_shape([f.shape[:2] for f in frames])
+        letterbox = self._letterbox(new_shape=shape, auto=False, scaleup=True, stride=32)
+        boxed = np.stack([letterbox(image=f) for f in frames])  # B × H × W × 3, BGR
         x = torch.from_numpy(np.ascontiguousarray(boxed[..., ::-1])).to(self.device)  # RGB
-        return x.permute(0, 3, 1, 2).float().div_(255.0)
+        return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         return out[0] if isinstance(out, (list, tuple)) else out  # (B, 4 + classes, anchors)
 
-    def postprocess(self, raw: torch.Tensor, frame_shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    def postprocess(self, raw: torch.Tensor, input_shape: tuple[int, int],
+                    frame_shapes: list[tuple[int, int]]) -> list[np.ndarray]:
         from ultralytics.utils.nms import non_max_suppression
         from ultralytics.utils.ops import scale_boxes
 
@@ -56,9 +70,10 @@ class Detector:
         results = []
         for det, shape in zip(kept, frame_shapes):
             det = det.clone()
-            det[:, :4] = scale_boxes((self.image_size, self.image_size), det[:, :4], shape)
+            det[:, :4] = scale_boxes(input_shape, det[:, :4], shape)
             results.append(det.cpu().numpy())
         return results
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        return self.postprocess(self.infer(self.preprocess(frames)), [f.shape[:2] for f in frames])
+        x = self.preprocess(frames)
+        return self.postprocess(self.infer(x), tuple(x.shape[2:]), [f.shape[:2] for f in frames])
