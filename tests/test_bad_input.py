@@ -37,11 +37,12 @@ def bad_inputs(tmp_path):
                                        "pretrained weights yolov5nu.pt"),
         "unwritable store": ([f"tracking.uri=sqlite:///{tmp_path}/a-file/mlflow.db"], "cannot create tracking folder"),
         "bad store url": (["tracking.uri=mlruns"], "is not a URL"),
+        "cuda without a gpu": (["hardware=cuda"], "no CUDA device"),
     }
 
 
 NAMES = ["unknown variant", "batch size zero", "too many cores", "missing dataset folder", "missing annotations",
-         "corrupt image", "pretrained missing offline", "unwritable store", "bad store url"]
+         "corrupt image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -49,6 +50,11 @@ def test_bad_input_is_one_clear_error_and_leaves_no_run(name, make_cfg, client, 
     from sustainable_ipa.models import weights
 
     monkeypatch.setattr(weights, "search_dirs", lambda d: [d])  # this machine's caches must not matter
+    if name == "cuda without a gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
     overrides, problem = bad_inputs(tmp_path)[name]
     with pytest.raises(UserError) as err:
         run_job(make_cfg(*[o for o in overrides if not o.startswith("weights=")],

@@ -56,3 +56,16 @@ def test_repetitions_make_a_parent_with_children_and_confidence_intervals(make_c
 def test_poisson_load_runs(make_cfg, client):
     outcome = run_job(make_cfg("trial.load=poisson", "trial.rate_rps=50", "trial.requests=3"))
     assert client.get_run(outcome.run_id).data.metrics["throughput_rps"] > 0
+
+
+def test_weights_from_a_folder_record_measured_accuracy(make_cfg, client, tmp_path):
+    """The pretrained path end to end; the files hold random weights, so mAP is 0 but every metric is there."""
+    from test_weights import _write_weights
+
+    _write_weights(tmp_path / "w")
+    outcome = run_job(make_cfg(f"weights={tmp_path / 'w'}", "trial.requests=2", "adaptation.classifier.batch_size=2"))
+    run = client.get_run(outcome.run_id)
+    m = run.data.metrics
+    assert run.data.tags["weights_kind"] == "pretrained"
+    assert m["detector_map50"] == 0.0 and m["detector_map50_95"] == 0.0  # random weights detect nothing
+    assert 0.0 <= m["classifier_top1"] <= 1.0 and m["accuracy_measured"] == 0.0
