@@ -13,7 +13,8 @@ os.environ.pop("MLFLOW_RUN_ID", None)
 from helpers import store_overrides  # noqa: E402
 from sustainable_ipa.config import compose  # noqa: E402
 
-SMALL = ["weights=random", "trial.requests=4", "trial.warmup=0", "trial.repetitions=1", "hardware.cores=2"]
+SMALL = ["weights=random", "trial.requests=4", "trial.warmup=0", "trial.repetitions=1", "hardware.cores=2",
+         "energy.idle_s=0.3", "energy.poll_interval_s=0.2"]
 
 
 @pytest.fixture

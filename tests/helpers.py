@@ -11,7 +11,9 @@ from sustainable_ipa.config import PROJECT_ROOT
 
 
 def store_overrides(tmp_path: Path) -> list[str]:
-    return [f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"tracking.artifact_root={tmp_path}/mlruns/artifacts"]
+    """The run's store, idle cache and energy lock, all under tmp_path."""
+    return [f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"tracking.artifact_root={tmp_path}/mlruns/artifacts",
+            f"energy.idle_cache={tmp_path}/mlruns/idle.json", f"energy.lock_path={tmp_path}/energy.lock"]
 
 
 def run_main(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None, **kwargs):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from itertools import cycle, islice
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,9 +17,12 @@ from rich.table import Table
 
 from sustainable_ipa.config import validate
 from sustainable_ipa.data import Dataset, load_dataset
+from sustainable_ipa.energy.session import EnergySession
+from sustainable_ipa.energy.timeseries import plot_power, power_csv
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.accuracy import mapped_top1, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores
+from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
 from sustainable_ipa.models.weights import RANDOM, plan_weights
 from sustainable_ipa.pipeline.load import arrival_offsets_s
@@ -26,7 +31,8 @@ from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
 SUMMARY = ["accuracy_reference", "accuracy_measured", "latency_p50_s", "latency_p99_s", "throughput_rps",
-           "sla_attainment", "cost_cores", "cost_usd_per_1k"]
+           "sla_attainment", "cost_cores", "cost_usd_per_1k", "energy_j_per_request", "power_w_mean", "idle_power_w",
+           "emissions_g_per_1k"]
 
 
 @dataclass
@@ -142,41 +148,65 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
     outcome_metrics: list[dict[str, float]] = []
     child_ids: list[str] = []
 
-    with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt, tags=tags) as job_run:
-        log(client, job_run, params=params)
-        client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            for rep in range(repetitions):
-                task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
-                if repetitions == 1:
-                    metrics = _repetition(cfg, runner, client, job_run, rep, frames, warmup_frames, ctx, measured,
-                                          lambda _: progress.advance(task))
-                else:
-                    with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run,
-                                     tags=tags) as rep_run:
-                        log(client, rep_run, params={**params, "repetition": rep})
-                        metrics = _repetition(cfg, runner, client, rep_run, rep, frames, warmup_frames, ctx,
-                                              measured, lambda _: progress.advance(task))
-                        child_ids.append(rep_run)
-                outcome_metrics.append(metrics)
-        record = outcome_metrics[0] if repetitions == 1 else aggregate(outcome_metrics)
-        if repetitions > 1:
-            log(client, job_run, metrics=record)
+    warn = lambda line: console.print(f"[yellow]warning[/]: {line}")  # noqa: E731
+    with console.status("energy: taking the machine lock and the idle baseline"):
+        energy = EnergySession(cfg.energy, cfg.hardware, warn).__enter__()
+    try:
+        tags.update(energy.tags())
+        note = f" — {energy.meter.fallback_reason}, so energy is the estimate of hardware.estimate" \
+            if energy.meter.fallback_reason else ""
+        console.print(f"energy: {energy.source_tag}{note}; idle {energy.idle_power_w:.1f} W ({tags['idle_baseline']})")
+        with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt,
+                         tags=tags) as job_run:
+            log(client, job_run, params=params)
+            client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console) as progress:
+                for rep in range(repetitions):
+                    task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
+                    advance = lambda _, task=task: progress.advance(task)  # noqa: E731
+                    if repetitions == 1:
+                        metrics = _repetition(cfg, runner, client, job_run, rep, frames, warmup_frames, ctx,
+                                              measured, energy, advance)
+                    else:
+                        with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run,
+                                         tags=tags) as rep_run:
+                            log(client, rep_run, params={**params, "repetition": rep})
+                            metrics = _repetition(cfg, runner, client, rep_run, rep, frames, warmup_frames, ctx,
+                                                  measured, energy, advance)
+                            child_ids.append(rep_run)
+                    outcome_metrics.append(metrics)
+            record = outcome_metrics[0] if repetitions == 1 else aggregate(outcome_metrics)
+            if repetitions > 1:
+                log(client, job_run, metrics=record)
+    finally:
+        energy.close()
     console.print(summary_table(name, record, repetitions, plan.kind))
     return JobOutcome(job_run, record, child_ids)
 
 
 def _repetition(cfg, runner: PipelineRunner, client, run_id: str, rep: int, frames, warmup_frames,
-                ctx: TrialContext, measured: bool, on_done) -> dict[str, float]:
+                ctx: TrialContext, measured: bool, energy: EnergySession, on_done) -> dict[str, float]:
     if warmup_frames:
         runner.run(warmup_frames, np.zeros(len(warmup_frames)))
     offsets = arrival_offsets_s(len(frames), cfg.trial.load, cfg.trial.rate_rps, cfg.trial.seed + rep)
-    result = runner.run(frames, offsets, on_request_done=on_done)
+    with energy.window(f"rep{rep}") as window:  # the measured requests only, not the warm-up
+        result = runner.run(frames, offsets, on_request_done=on_done)
     metrics = trial_metrics(result, ctx, measure_accuracy=measured)
+    m = window.measurement
+    metrics.update(energy_metrics(m.total_j, m.energy_j, m.duration_s, energy.idle_power_w, len(result.requests),
+                                  metrics["latency_mean_s"], result.stage_core_s(),
+                                  energy.carbon_intensity_g_per_kwh, energy.pue))
+    if window.cross_check is not None and m.total_j > 0:
+        metrics["meter_agreement_ratio"] = window.cross_check.total_j / m.total_j  # CodeCarbon ÷ RAPL
     log(client, run_id, metrics=metrics)
     client.log_text(run_id, requests_csv(result), "requests.csv")
     client.log_dict(run_id, detections_json(result, ctx.coco_ids), "detections.json")
+    client.log_text(run_id, power_csv(window.samples, window.start_s), "power.csv")
+    with tempfile.TemporaryDirectory() as folder:
+        path = plot_power(window.samples, window.start_s, Path(folder) / "power.png",
+                          f"{cfg.adaptation.name} rep {rep}: {energy.source_tag}", energy.idle_power_w)
+        client.log_artifact(run_id, str(path))
     return metrics
 
 

@@ -83,11 +83,17 @@ def requests_csv(result: TrialResult) -> str:
 
 
 def aggregate(per_repetition: list[dict[str, float]]) -> dict[str, float]:
-    """Mean and 95 % CI over repetitions: `<metric>_mean`, `<metric>_ci95_low`, `<metric>_ci95_high`."""
+    """Mean and 95 % CI over repetitions: `<metric>_mean`, `<metric>_ci95_low`, `<metric>_ci95_high`; energy
+    metrics also get their coefficient of variation, `<metric>_cv` (sample std ÷ mean)."""
+    from sustainable_ipa.metrics.energy import ENERGY_METRICS_FOR_CV
+
     out: dict[str, float] = {}
     for name in sorted({k for m in per_repetition for k in m}):
-        mean, low, high = mean_ci95([m[name] for m in per_repetition if name in m])
+        values = [m[name] for m in per_repetition if name in m]
+        mean, low, high = mean_ci95(values)
         out[f"{name}_mean"] = mean
         if np.isfinite(low):
             out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = low, high
+        if name in ENERGY_METRICS_FOR_CV and len(values) > 1 and mean != 0:
+            out[f"{name}_cv"] = float(np.std(values, ddof=1) / abs(mean))
     return out

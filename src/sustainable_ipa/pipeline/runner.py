@@ -48,10 +48,16 @@ class BatchTiming:
     size: int
     start_s: float
     end_s: float
+    threads: int = 1
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    @property
+    def core_s(self) -> float:
+        """Cores held busy × time: what the stage's share of machine-wide energy is apportioned by."""
+        return self.duration_s * self.threads
 
 
 @dataclass
@@ -64,6 +70,12 @@ class TrialResult:
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    def stage_core_s(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for b in self.batches:
+            out[b.stage] = out.get(b.stage, 0.0) + b.core_s
+        return out
 
 
 class PipelineRunner:
@@ -137,7 +149,7 @@ class PipelineRunner:
                         crops.extend((request, c) for c in pieces)
                     ended = time.perf_counter()
                     with lock:
-                        batches.append(BatchTiming("detector", len(batch), began, ended))
+                        batches.append(BatchTiming("detector", len(batch), began, ended, settings.threads))
                     for request in batch:
                         request.detected_s = ended
                         if request.pending_crops == 0:
@@ -157,7 +169,7 @@ class PipelineRunner:
                 classes = self.classifier([c for _, c in batch])
                 ended = time.perf_counter()
                 with lock:
-                    batches.append(BatchTiming("classifier", len(batch), began, ended))
+                    batches.append(BatchTiming("classifier", len(batch), began, ended, settings.threads))
                     done = []
                     for (request, _), cls in zip(batch, classes):
                         request.crop_classes.append(cls)

@@ -1,0 +1,37 @@
+"""Several meters read as one: e.g. the CPU through RAPL or the estimate and the GPU through NVML."""
+
+from __future__ import annotations
+
+from sustainable_ipa.energy.measurement import Measurement, PowerSample
+from sustainable_ipa.energy.meter import Meter
+
+
+class CompositeMeter(Meter):
+    """Measurements merged by domain; the meters must measure disjoint domains. `source` is the first meter's."""
+
+    def __init__(self, meters: list[Meter]):
+        self.meters = meters
+        self.source = meters[0].source
+        self.fallback_reason = next((m.fallback_reason for m in meters if m.fallback_reason), None)
+
+    @property
+    def sources(self) -> list[str]:
+        return [m.source.value for m in self.meters]
+
+    def begin_window(self, name: str) -> None:
+        for meter in self.meters:
+            meter.begin_window(name)
+
+    def end_window(self, name: str) -> Measurement:
+        parts = [meter.end_window(name) for meter in self.meters]
+        energy = {}
+        for part in parts:
+            energy.update(part.energy_j)
+        return Measurement(max(p.duration_s for p in parts), energy, self.source)
+
+    def samples(self) -> list[PowerSample]:
+        return sorted((s for m in self.meters for s in m.samples()), key=lambda s: s.time_s)
+
+    def close(self) -> None:
+        for meter in self.meters:
+            meter.close()

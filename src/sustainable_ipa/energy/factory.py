@@ -1,0 +1,65 @@
+"""`energy.meter` → a Meter. `auto` takes the best readable counter; nothing readable → the estimate, recorded."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from omegaconf import DictConfig
+
+from sustainable_ipa.energy.meter import CounterMeter, Meter, MeterUnavailable
+from sustainable_ipa.errors import UserError
+
+METERS = ("auto", "rapl", "pyrapl", "nvml", "codecarbon", "estimate")
+
+
+def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[], Meter]]:
+    from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
+    from sustainable_ipa.energy.estimate import EstimateReader
+    from sustainable_ipa.energy.nvml import NvmlReader
+    from sustainable_ipa.energy.pyrapl_reader import PyRaplReader
+    from sustainable_ipa.energy.rapl import RaplReader
+
+    poll = float(energy.poll_interval_s)
+    return {
+        "rapl": lambda: CounterMeter(RaplReader(energy.rapl_root), poll),
+        "pyrapl": lambda: CounterMeter(PyRaplReader(), poll),
+        "nvml": lambda: CounterMeter(NvmlReader(tuple(energy.gpu_indices)), poll),
+        "codecarbon": lambda: CodeCarbonMeter(hardware.carbon.country_iso_code, hardware.carbon.region),
+        "estimate": lambda: CounterMeter(EstimateReader(hardware.estimate.active_w_per_core, hardware.estimate.idle_w), poll),
+    }
+
+
+def make_meter(energy: DictConfig, hardware: DictConfig, warn: Callable[[str], None] | None = None) -> Meter:
+    """The meter `energy.meter` names.
+
+    auto: RAPL when its counters are readable, else the estimate (CodeCarbon is not preferred: without RAPL it
+    estimates too, from a power table rather than this machine's configured constants); on `hardware.device=cuda`
+    NVML is added for the GPU. An explicit meter that cannot read: one warning line naming why and the fix, then
+    `energy.fallback` (estimate) or, with `energy.fallback=error`, that line as the error. Either way the
+    fallback is recorded on the meter (`fallback_reason`).
+    """
+    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
+    if energy.meter not in METERS:
+        raise UserError(f"unknown energy.meter '{energy.meter}'", f"choose one of {', '.join(METERS)}")
+    builders = _builders(energy, hardware)
+    if energy.meter == "auto":
+        try:
+            cpu = builders["rapl"]()
+        except MeterUnavailable as err:
+            cpu = builders["estimate"]()
+            cpu.fallback_reason = f"no readable RAPL: {err.problem}"
+        if hardware.device != "cuda":
+            return cpu
+        from sustainable_ipa.energy.composite import CompositeMeter
+
+        return CompositeMeter([builders["nvml"](), cpu])
+    try:
+        return builders[energy.meter]()
+    except MeterUnavailable as err:
+        if energy.fallback == "error":
+            raise
+        warn(f"{err}. Falling back to energy.meter={energy.fallback}")
+        meter = builders[energy.fallback]()
+        meter.fallback_reason = f"energy.meter={energy.meter} unavailable: {err.problem}"
+        return meter

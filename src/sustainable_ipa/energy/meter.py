@@ -1,0 +1,148 @@
+"""The meter interface, and the shared counter machinery: polling, wrap-around, windows, power samples.
+
+A backend that reads cumulative counters implements `CounterReader` (two methods); `CounterMeter` turns it into
+a `Meter`. Windows are named and may nest or overlap: each remembers the unwrapped totals at its start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
+from sustainable_ipa.errors import UserError
+
+
+class MeterUnavailable(UserError):
+    """This meter cannot read here (no counters, no permission, no library); the message says why and the fix."""
+
+
+class Meter(ABC):
+    """Named, nestable measurement windows over machine-wide energy.
+
+    `begin_window(name)` starts a window; `end_window(name)` ends it and returns its `Measurement`. `samples()`
+    gives the power time series recorded so far (empty for meters that cannot sample). `close()` stops any
+    background work. `fallback_reason` is set when this meter stands in for one that could not read.
+    """
+
+    source: EnergySource
+    fallback_reason: str | None = None
+
+    @abstractmethod
+    def begin_window(self, name: str) -> None: ...
+
+    @abstractmethod
+    def end_window(self, name: str) -> Measurement: ...
+
+    def samples(self) -> list[PowerSample]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Meter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CounterReader(ABC):
+    """A backend's whole job: read cumulative counters. Everything else is shared."""
+
+    source: EnergySource
+
+    @abstractmethod
+    def read_j(self) -> dict[str, float]:
+        """Cumulative joules per counter since some fixed origin (may wrap).
+
+        Keys are `domain` or `domain/counter` (e.g. `cpu/package-0`): counters wrap independently, so they are
+        unwrapped one by one and summed per domain afterwards.
+        """
+
+    def wrap_j(self) -> dict[str, float | None]:
+        """Per domain, the value at which the counter wraps to 0 (None: it does not wrap)."""
+        return {}
+
+
+class CounterMeter(Meter):
+    """Polls a `CounterReader` every `poll_interval_s` so that a window spanning several wraps is still right.
+
+    Each poll adds `(now − last) mod range` per domain to a running total; one wrap between two polls is
+    recovered, so the poll interval must be shorter than the fastest wrap (minutes for RAPL at full load).
+    """
+
+    def __init__(self, reader: CounterReader, poll_interval_s: float = 1.0,
+                 clock: Callable[[], float] = time.perf_counter, start_polling: bool = True):
+        self.reader = reader
+        self.source = reader.source
+        self.poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ranges = reader.wrap_j()
+        self._last = reader.read_j()
+        self._total = {d: 0.0 for d in self._last}
+        self._last_time = clock()
+        self._samples: list[PowerSample] = []
+        self._windows: dict[str, tuple[float, dict[str, float]]] = {}
+        self._stop = threading.Event()
+        self._thread = None
+        if start_polling and poll_interval_s > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name=f"meter-{self.source.value}", daemon=True)
+            self._thread.start()
+
+    def poll(self) -> dict[str, float]:
+        """Read the counters now, fold the deltas into the running totals, record a power sample."""
+        with self._lock:
+            now_time, now = self._clock(), self.reader.read_j()
+            deltas = {}
+            for domain, value in now.items():
+                delta = value - self._last.get(domain, value)
+                span = self._ranges.get(domain)
+                if delta < 0 and span:
+                    delta %= span  # the counter wrapped (at most once since the last poll)
+                deltas[domain] = delta
+                self._total[domain] = self._total.get(domain, 0.0) + delta
+            dt = now_time - self._last_time
+            if dt > 0:
+                self._samples.append(PowerSample(now_time, {d: v / dt for d, v in deltas.items()}))
+            self._last, self._last_time = now, now_time
+            return dict(self._total)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            try:
+                self.poll()
+            except Exception:  # a transient read error must not kill polling; end_window reads again
+                continue
+
+    def begin_window(self, name: str) -> None:
+        totals = self.poll()
+        self._windows[name] = (self._clock(), totals)
+
+    def end_window(self, name: str) -> Measurement:
+        if name not in self._windows:
+            raise KeyError(f"no open energy window named {name!r}")
+        started, at_start = self._windows.pop(name)
+        totals = self.poll()
+        return Measurement(self._clock() - started, by_domain({k: totals[k] - at_start.get(k, 0.0) for k in totals}),
+                           self.source)
+
+    def samples(self) -> list[PowerSample]:
+        with self._lock:
+            return [PowerSample(s.time_s, by_domain(s.power_w)) for s in self._samples]
+
+
+def by_domain(per_counter: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in per_counter.items():
+        domain = key.split("/", 1)[0]
+        out[domain] = out.get(domain, 0.0) + value
+    return out
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,99 @@
+"""What a run holds while it measures energy: the machine lock, the meter, the idle baseline, the carbon figure."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from omegaconf import DictConfig
+
+from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
+from sustainable_ipa.energy.factory import make_meter
+from sustainable_ipa.energy.idle import idle_power_w
+from sustainable_ipa.energy.lock import MachineLock
+from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
+from sustainable_ipa.energy.meter import Meter, MeterUnavailable
+
+
+@dataclass
+class Window:
+    """Filled when the `with` block ends."""
+
+    measurement: Measurement | None = None
+    cross_check: Measurement | None = None
+    samples: list[PowerSample] = field(default_factory=list)
+    start_s: float = 0.0
+
+
+class EnergySession:
+    """Open with `with EnergySession(cfg.energy, cfg.hardware) as energy:`; windows via `energy.window(name)`."""
+
+    def __init__(self, energy: DictConfig, hardware: DictConfig, warn: Callable[[str], None] | None = None):
+        self.cfg = energy
+        self.hardware = hardware
+        self.warn = warn
+        self.lock = MachineLock(energy.lock_path, float(energy.lock_wait_s))
+        self.meter: Meter | None = None
+        self.cross_meter: Meter | None = None
+        self.idle_power_w = 0.0
+        self.idle_cached = False
+        self.carbon_intensity_g_per_kwh = carbon_intensity_g_per_kwh(
+            energy.carbon_intensity_g_per_kwh, hardware.carbon.country_iso_code, hardware.carbon.region)
+        self.pue = float(hardware.pue)
+
+    def __enter__(self) -> "EnergySession":
+        self.lock.acquire()
+        try:
+            self.meter = make_meter(self.cfg, self.hardware, self.warn)
+            if self.meter.source == EnergySource.RAPL and self.cfg.get("cross_check_codecarbon", False):
+                from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
+
+                try:
+                    self.cross_meter = CodeCarbonMeter(self.hardware.carbon.country_iso_code, self.hardware.carbon.region)
+                except MeterUnavailable:
+                    self.cross_meter = None
+            key = f"{self.hardware.name}/{self.meter.source.value}"
+            self.idle_power_w, self.idle_cached = idle_power_w(
+                self.meter, float(self.cfg.idle_s), self.cfg.idle_cache, float(self.cfg.idle_cache_s), key)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for meter in (self.cross_meter, self.meter):
+            if meter is not None:
+                meter.close()
+        self.lock.release()
+
+    @property
+    def source_tag(self) -> str:
+        sources = getattr(self.meter, "sources", None)
+        return "+".join(sources) if sources else self.meter.source.value
+
+    def tags(self) -> dict[str, str]:
+        tags = {"energy_source": self.source_tag, "idle_baseline": "cached" if self.idle_cached else
+                ("measured" if float(self.cfg.idle_s) > 0 else "none")}
+        if self.meter.fallback_reason:
+            tags["energy_fallback"] = self.meter.fallback_reason
+        return tags
+
+    @contextmanager
+    def window(self, name: str) -> Iterator[Window]:
+        import time
+
+        result = Window(start_s=time.perf_counter())
+        self.meter.begin_window(name)
+        if self.cross_meter:
+            self.cross_meter.begin_window(name)
+        try:
+            yield result
+        finally:
+            result.measurement = self.meter.end_window(name)
+            if self.cross_meter:
+                result.cross_check = self.cross_meter.end_window(name)
+            result.samples = [s for s in self.meter.samples() if s.time_s >= result.start_s]

@@ -1,0 +1,44 @@
+"""Energy and carbon of one trial: every energy metric of the run record, defined here once.
+
+Normalisation is per request served, never per batch: the proposal this project grew from divided total joules
+by the batch size and concluded that bigger batches save energy.
+"""
+
+from __future__ import annotations
+
+
+def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: float, idle_power_w: float,
+                   requests_served: int, latency_mean_s: float, stage_core_s: dict[str, float],
+                   carbon_intensity_g_per_kwh: float, pue: float) -> dict[str, float]:
+    """The trial's energy record from one measurement window around its measured requests.
+
+    total_j: as measured over the window, idle included. Active energy subtracts the idle baseline over the same
+    duration; it is not clamped at zero, so a noisy baseline shows instead of hiding. Stage energies split the
+    active energy by the cores × seconds each stage kept busy: machine-wide counters cannot tell two concurrently
+    running stages apart.
+    """
+    from sustainable_ipa.energy.carbon import emissions_g
+
+    active_j = total_j - idle_power_w * duration_s
+    per_request_j = active_j / requests_served
+    busy = sum(stage_core_s.values())
+    out = {
+        "energy_j_total": total_j,
+        "power_w_mean": total_j / duration_s if duration_s > 0 else float("nan"),
+        "energy_j_active": active_j,
+        "energy_j_per_request": per_request_j,
+        "idle_power_w": idle_power_w,
+        "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
+        "emissions_g_total": emissions_g(total_j, carbon_intensity_g_per_kwh, pue),
+        "emissions_g_per_1k": emissions_g(per_request_j * 1000.0, carbon_intensity_g_per_kwh, pue),
+        "energy_delay_j_s": per_request_j * latency_mean_s,
+    }
+    for stage, core_s in stage_core_s.items():
+        out[f"energy_{stage}_j"] = active_j * core_s / busy if busy > 0 else float("nan")
+    for domain, joules in domains_j.items():
+        out[f"energy_{domain}_j"] = joules
+    return out
+
+
+ENERGY_METRICS_FOR_CV = ("energy_j_total", "power_w_mean", "energy_j_active", "energy_j_per_request",
+                         "emissions_g_total", "emissions_g_per_1k", "energy_delay_j_s")

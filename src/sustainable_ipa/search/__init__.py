@@ -1,0 +1,1 @@
+"""Searching the adaptation space: stage profiles, evaluators, and the Optuna multi-objective study."""

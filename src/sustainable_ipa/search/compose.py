@@ -1,0 +1,43 @@
+"""IPA's trick: a pipeline configuration's metrics composed from its stages' profiles, without running it."""
+
+from __future__ import annotations
+
+from sustainable_ipa.metrics.accuracy import pipeline_accuracy
+from sustainable_ipa.metrics.cost import cost_usd_per_1k
+from sustainable_ipa.search.profiles import ProfileTable
+from sustainable_ipa.search.space import PipelineChoice
+
+
+def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla_s: float,
+            reference_accuracy: dict[str, dict[str, float]], price_usd_per_core_hour: float) -> dict[str, float]:
+    """Predicted metrics of `choice` under `load_rps` requests per second.
+
+    Per stage: requests per second = replicas × batch ÷ batch latency (p50) ÷ items per request; latency =
+    batch latency + the wait for a batch to fill, (B − 1) ÷ item arrival rate (IPA's queueing term).
+    Energy per request = Σ stages idle-subtracted energy per item × items per request; replicas change how
+    fast items are served, not how much energy each item takes.
+    """
+    throughput, latency_p50, latency_p99, energy, accuracies = [], 0.0, 0.0, 0.0, []
+    for stage, c in choice.stages().items():
+        p = profiles.get(stage, c.variant, c.batch_size, c.threads)
+        items = profiles.items_per_request[stage]
+        item_rate = load_rps * items
+        wait_s = (c.batch_size - 1) / item_rate if item_rate > 0 else 0.0
+        throughput.append(c.replicas * c.batch_size / p.latency_p50_s / items if items > 0 else float("inf"))
+        latency_p50 += p.latency_p50_s + wait_s
+        latency_p99 += p.latency_p99_s + wait_s
+        energy += p.energy_j_per_item * items
+        accuracies.append(reference_accuracy[stage][c.variant])
+    throughput_rps = min(throughput)
+    return {
+        "accuracy_reference": pipeline_accuracy(accuracies),
+        "latency_p50_s": latency_p50,
+        "latency_p99_s": latency_p99,
+        "throughput_rps": throughput_rps,
+        "energy_j_per_request": energy,
+        "cost_cores": float(choice.cores),
+        # served at the offered load when the pipeline keeps up, else at its own throughput
+        "cost_usd_per_1k": cost_usd_per_1k(price_usd_per_core_hour, choice.cores, 1.0 / min(throughput_rps, load_rps), 1),
+        "sla_violation_s": max(latency_p99 - sla_s, 0.0),
+        "load_shortfall_rps": max(load_rps - throughput_rps, 0.0),
+    }

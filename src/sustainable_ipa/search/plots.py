@@ -1,0 +1,70 @@
+"""Study plots, written as PNG files: Pareto front projections (2-D pairs and 3-D) and hypervolume history."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+
+from sustainable_ipa.search.hypervolume import hypervolume_history, reference_point  # noqa: E402
+
+
+def _values(study: optuna.Study):
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    best = {t.number for t in study.best_trials}
+    feasible = [all(c <= 0 for c in t.system_attrs.get("constraints", [0])) for t in trials]
+    return np.array([t.values for t in trials]), np.array([t.number in best for t in trials]), np.array(feasible)
+
+
+def plot_pareto(study: optuna.Study, names: list[str], folder: Path) -> list[Path]:
+    values, best, feasible = _values(study)
+    paths = []
+    if len(values) == 0:
+        return paths
+    for i, j in itertools.combinations(range(len(names)), 2):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(values[~feasible, i], values[~feasible, j], c="lightgray", marker="x", label="misses the SLA")
+        ax.scatter(values[feasible & ~best, i], values[feasible & ~best, j], c="tab:blue", alpha=0.5, label="trial")
+        ax.scatter(values[best, i], values[best, j], c="tab:red", label="Pareto set")
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(folder / f"pareto_{names[i]}_vs_{names[j]}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    if len(names) >= 3:
+        fig = plt.figure(figsize=(6, 5))
+        ax = fig.add_subplot(projection="3d")
+        ax.scatter(*(values[feasible & ~best, k] for k in range(3)), c="tab:blue", alpha=0.4, label="trial")
+        ax.scatter(*(values[best, k] for k in range(3)), c="tab:red", label="Pareto set")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+        ax.set_zlabel(names[2])
+        ax.legend(fontsize=7)
+        paths.append(folder / "pareto_3d.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def plot_hypervolume(study: optuna.Study, folder: Path, reference: np.ndarray | None = None) -> Path:
+    values, _, feasible = _values(study)
+    directions = [d.name.lower() for d in study.directions]
+    reference = reference if reference is not None else reference_point(values[feasible], directions)
+    history = hypervolume_history(values, feasible, directions, reference)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(np.arange(1, len(history) + 1), history)
+    ax.set_xlabel("completed trials")
+    ax.set_ylabel("hypervolume of the feasible Pareto set")
+    fig.tight_layout()
+    path = folder / "hypervolume_history.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

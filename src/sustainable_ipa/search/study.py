@@ -1,0 +1,151 @@
+"""The Optuna multi-objective study over the adaptation space, one MLflow child run per trial."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+
+import optuna
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sustainable_ipa.config import available_cores
+from sustainable_ipa.errors import UserError
+from sustainable_ipa.search.evaluators import Evaluator
+from sustainable_ipa.search.objectives import Objective, resolve_objectives
+from sustainable_ipa.search.samplers import make_sampler
+from sustainable_ipa.search.space import PipelineChoice, SearchSpace, StageChoice
+from sustainable_ipa.search.storage import make_storage
+from sustainable_ipa.tracking.runs import log, tracked_run
+
+MLFLOW_RUN_ATTR = "mlflow_parent_run_id"
+SLA_CONSTRAINT = "sla_violation_s"
+
+
+@dataclass
+class StudyOutcome:
+    study: optuna.Study
+    objectives: list[Objective]
+    parent_run_id: str
+    pareto: list[optuna.trial.FrozenTrial]
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace) -> PipelineChoice:
+    stages = {}
+    for stage, options in space.stages.items():
+        stages[stage] = StageChoice(
+            trial.suggest_categorical(f"{stage}.variant", list(options["variants"])),
+            *(trial.suggest_categorical(f"{stage}.{knob}", list(options[knob]))
+              for knob in ("batch_size", "threads", "replicas")))
+    return PipelineChoice(**stages)
+
+
+def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
+    storage = make_storage(cfg.search.storage, cfg.search.heartbeat_s)
+    directions = [o.direction for o in objectives]
+    study = optuna.create_study(study_name=cfg.search.study_name, storage=storage, directions=directions,
+                                sampler=make_sampler(cfg.search.sampler, cfg.search.seed), load_if_exists=True)
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise UserError(f"study '{cfg.search.study_name}' exists with directions {stored}, not {directions}",
+                        "pass a new search.study_name or the objectives it was created with")
+    names = study.user_attrs.get("objectives")
+    if names is None:
+        study.set_user_attr("objectives", [o.name for o in objectives])
+    elif names != [o.name for o in objectives]:
+        raise UserError(f"study '{cfg.search.study_name}' optimises {names}", "pass a new search.study_name")
+    return study
+
+
+def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, experiment_id: str,
+              console: Console | None = None) -> StudyOutcome:
+    console = console or Console(stderr=True)
+    objectives = resolve_objectives(cfg.search.objectives)
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
+    study = open_study(cfg, objectives)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    parent_id = study.user_attrs.get(MLFLOW_RUN_ATTR)  # a resumed study keeps its parent run
+    tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler}
+    with tracked_run(client, experiment_id, f"study-{study.study_name}", existing_run_id=parent_id,
+                     tags=tags) as parent:
+        if parent_id is None:
+            study.set_user_attr(MLFLOW_RUN_ATTR, parent)
+        log(client, parent, params={"search.objectives": ",".join(o.name for o in objectives),
+                                    "search.space_size": len(space.all_choices())})
+
+        def objective(trial: optuna.Trial):
+            choice = suggest(trial, space)
+            if space.max_cores is not None and choice.cores > space.max_cores:
+                raise optuna.TrialPruned(f"needs {choice.cores} cores of {space.max_cores}")
+            with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent,
+                             tags={"study_name": study.study_name}) as run_id:
+                metrics = evaluator.evaluate(choice, run_id)
+                missing = [o.metric for o in objectives if _metric(metrics, o.metric) is None]
+                if missing:
+                    raise UserError(f"evaluator '{evaluator.name}' gives no {', '.join(missing)}",
+                                    "choose objectives the evaluator measures")
+                violation = max(_metric(metrics, "latency_p99_s") - cfg.trial.sla_s, 0.0)
+                trial.set_constraint(SLA_CONSTRAINT, violation)
+                for name, value in metrics.items():
+                    trial.set_user_attr(name, value)
+                values = [_metric(metrics, o.metric) for o in objectives]
+                log(client, run_id, params={"trial": trial.number, **trial.params},
+                    metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation})
+            return values
+
+        with Progress(TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("", total=cfg.search.n_trials, name=study.study_name)
+            study.optimize(objective, n_trials=cfg.search.n_trials, catch=(),
+                           callbacks=[lambda s, t: progress.advance(task)])
+        pareto = feasible_pareto(study)
+        if not pareto:
+            raise UserError(f"no trial of study '{study.study_name}' meets the SLA of {cfg.trial.sla_s} s",
+                            "raise trial.sla_s, lower search.load_rps, or widen search.space")
+        client.log_text(parent, pareto_csv(pareto, objectives), "pareto.csv")
+        log(client, parent, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
+    console.print(pareto_table(pareto, objectives))
+    return StudyOutcome(study, objectives, parent, pareto)
+
+
+def _metric(metrics: dict[str, float], name: str) -> float | None:
+    value = metrics.get(name, metrics.get(f"{name}_mean"))
+    return None if value is None else float(value)
+
+
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def feasible_pareto(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return sorted(study.best_trials, key=lambda t: t.number)  # Optuna excludes infeasible trials here
+
+
+def pareto_rows(pareto, objectives) -> list[dict]:
+    return [{"trial": t.number, **t.params, **{o.name: v for o, v in zip(objectives, t.values)}} for t in pareto]
+
+
+def pareto_csv(pareto, objectives) -> str:
+    rows = pareto_rows(pareto, objectives)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def pareto_table(pareto, objectives) -> Table:
+    table = Table(title=f"Pareto set ({len(pareto)} configurations meeting the SLA)")
+    for column in ["trial", "detector", "classifier", *(o.name for o in objectives)]:
+        table.add_column(column)
+    for t in pareto:
+        p = t.params
+        det = f"{p['detector.variant']} b{p['detector.batch_size']} t{p['detector.threads']} r{p['detector.replicas']}"
+        cls = f"{p['classifier.variant']} b{p['classifier.batch_size']} t{p['classifier.threads']} r{p['classifier.replicas']}"
+        table.add_row(str(t.number), det, cls, *(f"{v:.4g}" for v in t.values))
+    return table
