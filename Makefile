@@ -28,3 +28,4 @@ ui: setup               ## MLflow UI on this project's store
 
 bench: setup            ## runner throughput and FLOP-rate benchmarks (figures go to bench/RESULTS.md)
 	$(PY) bench/bench_runner.py
+	$(PY) bench/bench_energy.py

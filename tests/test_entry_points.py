@@ -12,7 +12,7 @@ import pytest
 from helpers import run_main, runs_by_status, store_overrides
 from sustainable_ipa.config import PROJECT_ROOT
 
-FAST = ["weights=random", "trial.requests=2", "trial.warmup=0", "hardware.cores=2"]
+FAST = ["weights=random", "trial.requests=2", "trial.warmup=0", "hardware.cores=2", "energy.idle_s=0.3"]
 pytestmark = pytest.mark.slow
 
 
@@ -49,8 +49,12 @@ def _mlflow_run(tmp_path, *params, experiment="mlflow-run-test"):
     return out, client
 
 
+def isolated(tmp_path) -> list[str]:
+    return [f"energy.idle_cache={tmp_path}/idle.json", f"energy.lock_path={tmp_path}/energy.lock"]
+
+
 def test_mlflow_run_logs_into_the_run_it_made(tmp_path):
-    options = " ".join(["trial.repetitions=2", *FAST])
+    options = " ".join(["trial.repetitions=2", *FAST, *isolated(tmp_path)])
     out, client = _mlflow_run(tmp_path, "-P", "adaptation=yolov5n-resnet18", "-P", f"hydra_options={options}")
     assert out.returncode == 0, out.stderr[-3000:]
     runs = client.search_runs([client.get_experiment_by_name("mlflow-run-test").experiment_id])
@@ -63,7 +67,7 @@ def test_mlflow_run_logs_into_the_run_it_made(tmp_path):
 
 
 def test_mlflow_run_multirun_nests_every_job_under_the_outer_run(tmp_path):
-    options = " ".join(["-m", "adaptation=default,yolov5n-resnet18", "trial.repetitions=1", *FAST])
+    options = " ".join(["-m", "adaptation=default,yolov5n-resnet18", "trial.repetitions=1", *FAST, *isolated(tmp_path)])
     out, client = _mlflow_run(tmp_path, "-P", f"hydra_options={options}")
     assert out.returncode == 0, out.stderr[-3000:]
     runs = client.search_runs([client.get_experiment_by_name("mlflow-run-test").experiment_id])
