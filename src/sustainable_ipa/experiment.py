@@ -52,7 +52,10 @@ def flatten(cfg: DictConfig) -> dict[str, object]:
         else:
             flat[prefix[:-1]] = node if not isinstance(node, list) else json.dumps(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for unrelated in ("search", "profiling"):  # settings of other entry points, not of this run
+        container.pop(unrelated, None)
+    walk(container, "")
     return flat
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Protocol
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
+from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh, emissions_g
 from sustainable_ipa.search.compose import predict
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice
@@ -31,26 +33,33 @@ class ProfileEvaluator:
         self.price = float(cfg.hardware.price_usd_per_core_hour)
         self.reference = {stage: {v: spec.reference_accuracy for v, spec in cfg.pipeline.variants[stage].items()}
                           for stage in ("detector", "classifier")}
-        self.intensity_g_per_kwh = None
+        self.intensity_g_per_kwh = carbon_intensity_g_per_kwh(
+            cfg.energy.carbon_intensity_g_per_kwh, cfg.hardware.carbon.country_iso_code, cfg.hardware.carbon.region)
         self.pue = float(cfg.hardware.pue)
 
     def evaluate(self, choice: PipelineChoice, parent_run_id: str | None = None) -> dict[str, float]:
-        return predict(choice, self.profiles, self.load_rps, self.sla_s, self.reference, self.price)
+        metrics = predict(choice, self.profiles, self.load_rps, self.sla_s, self.reference, self.price)
+        metrics["emissions_g_per_1k"] = emissions_g(metrics["energy_j_per_request"] * 1000.0,
+                                                    self.intensity_g_per_kwh, self.pue)
+        return metrics
 
 
 class RunEvaluator:
-    """Executes the pipeline: one real MLflow run per trial, nested under the trial's run."""
+    """Executes the pipeline: one real MLflow run per trial (one repetition), nested under the trial's run."""
 
     name = "run"
 
-    def __init__(self, cfg: DictConfig, base_overrides: list[str]):
+    def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.base_overrides = base_overrides
 
     def evaluate(self, choice: PipelineChoice, parent_run_id: str | None = None) -> dict[str, float]:
-        from sustainable_ipa.config import compose
         from sustainable_ipa.experiment import run_job
 
-        cfg = compose([*self.base_overrides, *choice.overrides(), "trial.repetitions=1"])
-        outcome = run_job(cfg, outer_run_id=parent_run_id, nest_under_outer=True)
-        return outcome.metrics
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            for stage, c in choice.stages().items():
+                cfg.adaptation[stage] = {"variant": c.variant, "batch_size": c.batch_size, "threads": c.threads,
+                                         "replicas": c.replicas}
+            cfg.adaptation.name = f"search-{choice.detector.variant}-{choice.classifier.variant}"
+            cfg.trial.repetitions = 1
+        return run_job(cfg, outer_run_id=parent_run_id, nest_under_outer=True).metrics

@@ -18,7 +18,7 @@ from sustainable_ipa.search.hypervolume import hypervolume_history, reference_po
 def _values(study: optuna.Study):
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = {t.number for t in study.best_trials}
-    feasible = [all(c <= 0 for c in t.system_attrs.get("constraints", [0])) for t in trials]
+    feasible = [all(v <= 0 for k, v in t.system_attrs.items() if k.startswith("constraints")) for t in trials]
     return np.array([t.values for t in trials]), np.array([t.number in best for t in trials]), np.array(feasible)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import optuna
 
 from sustainable_ipa.errors import UserError
@@ -17,6 +19,9 @@ def make_storage(url: str, heartbeat_s: int | None = 60):
     RDB storages record a heartbeat per running trial: a worker that dies leaves a trial RUNNING, and the next
     worker marks it FAIL (and the failed-trial callback re-queues its parameters), so no completed trial is lost.
     """
+    # Heartbeats and the journal backend are marked experimental by Optuna; they are what multi-worker needs.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -31,7 +36,7 @@ def make_storage(url: str, heartbeat_s: int | None = 60):
         kwargs = {}
         if heartbeat_s:
             kwargs = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
-                      "heartbeat_stale_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+                      "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
     except UserError:
         raise

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
+from optuna.study import MaxTrialsCallback
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
@@ -18,12 +21,14 @@ from sustainable_ipa.config import available_cores
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
+from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
 from sustainable_ipa.search.space import PipelineChoice, SearchSpace, StageChoice
 from sustainable_ipa.search.storage import make_storage
 from sustainable_ipa.tracking.runs import log, tracked_run
 
 MLFLOW_RUN_ATTR = "mlflow_parent_run_id"
+TRIAL_RUN_ATTR = "mlflow_run_id"
 SLA_CONSTRAINT = "sla_violation_s"
 
 
@@ -45,7 +50,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> PipelineChoice:
     return PipelineChoice(**stages)
 
 
-def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
+def open_study(cfg: DictConfig, objectives: list[Objective]) -> tuple[optuna.Study, object]:
     storage = make_storage(cfg.search.storage, cfg.search.heartbeat_s)
     directions = [o.direction for o in objectives]
     study = optuna.create_study(study_name=cfg.search.study_name, storage=storage, directions=directions,
@@ -59,22 +64,23 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
         study.set_user_attr("objectives", [o.name for o in objectives])
     elif names != [o.name for o in objectives]:
         raise UserError(f"study '{cfg.search.study_name}' optimises {names}", "pass a new search.study_name")
-    return study
+    return study, storage
 
 
 def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, experiment_id: str,
               console: Console | None = None) -> StudyOutcome:
+    """Run the study until it holds `search.n_trials` finished trials, counting those of earlier or concurrent
+    workers: rerunning the same command resumes it."""
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
-    study = open_study(cfg, objectives)
+    study, storage = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    parent_id = study.user_attrs.get(MLFLOW_RUN_ATTR)  # a resumed study keeps its parent run
+    _close_stale(study, client)
     tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler}
+    parent_id = _parent_run(study, storage, client, experiment_id, tags)
     with tracked_run(client, experiment_id, f"study-{study.study_name}", existing_run_id=parent_id,
                      tags=tags) as parent:
-        if parent_id is None:
-            study.set_user_attr(MLFLOW_RUN_ATTR, parent)
         log(client, parent, params={"search.objectives": ",".join(o.name for o in objectives),
                                     "search.space_size": len(space.all_choices())})
 
@@ -84,6 +90,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                 raise optuna.TrialPruned(f"needs {choice.cores} cores of {space.max_cores}")
             with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent,
                              tags={"study_name": study.study_name}) as run_id:
+                trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
                 metrics = evaluator.evaluate(choice, run_id)
                 missing = [o.metric for o in objectives if _metric(metrics, o.metric) is None]
                 if missing:
@@ -95,22 +102,58 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                     trial.set_user_attr(name, value)
                 values = [_metric(metrics, o.metric) for o in objectives]
                 log(client, run_id, params={"trial": trial.number, **trial.params},
-                    metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation})
+                    metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation,
+                             **{f"objective_{o.name}": v for o, v in zip(objectives, values)}})
             return values
 
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        done = len(study.get_trials(deepcopy=False, states=finished))
+        remaining = max(int(cfg.search.n_trials) - done, 0)
         with Progress(TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as progress:
-            task = progress.add_task("", total=cfg.search.n_trials, name=study.study_name)
-            study.optimize(objective, n_trials=cfg.search.n_trials, catch=(),
-                           callbacks=[lambda s, t: progress.advance(task)])
+            task = progress.add_task("", total=int(cfg.search.n_trials), completed=done, name=study.study_name)
+            if remaining:
+                # MaxTrialsCallback stops every worker once the study as a whole has n_trials finished trials.
+                study.optimize(objective, n_trials=remaining, catch=(), callbacks=[
+                    MaxTrialsCallback(int(cfg.search.n_trials), states=finished),
+                    lambda s, t: progress.advance(task)])
         pareto = feasible_pareto(study)
         if not pareto:
             raise UserError(f"no trial of study '{study.study_name}' meets the SLA of {cfg.trial.sla_s} s",
                             "raise trial.sla_s, lower search.load_rps, or widen search.space")
         client.log_text(parent, pareto_csv(pareto, objectives), "pareto.csv")
         log(client, parent, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
+        with tempfile.TemporaryDirectory() as folder:
+            names = [o.name for o in objectives]
+            for path in [*plot_pareto(study, names, Path(folder)), plot_hypervolume(study, Path(folder))]:
+                client.log_artifact(parent, str(path), "plots")
     console.print(pareto_table(pareto, objectives))
     return StudyOutcome(study, objectives, parent, pareto)
+
+
+def _parent_run(study: optuna.Study, storage, client: MlflowClient, experiment_id: str, tags: dict) -> str:
+    """The study's one parent run: made by the first worker, found by the others and by a resumed search."""
+    parent_id = study.user_attrs.get(MLFLOW_RUN_ATTR)
+    if parent_id is not None:
+        return parent_id
+    mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
+    study.set_user_attr(MLFLOW_RUN_ATTR, mine)
+    winner = optuna.load_study(study_name=study.study_name, storage=storage).user_attrs[MLFLOW_RUN_ATTR]
+    if winner != mine:  # another worker started at the same moment and its write came last
+        client.delete_run(mine)
+    return winner
+
+
+def _close_stale(study: optuna.Study, client: MlflowClient) -> None:
+    """Trials of a worker that died (SIGKILL, power loss): fail them now (heartbeat), end their runs KILLED."""
+    try:
+        optuna.storages.fail_stale_trials(study)
+    except Exception:  # storages without heartbeat support (journal) have nothing to fail here
+        pass
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        run_id = trial.user_attrs.get(TRIAL_RUN_ATTR)
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "KILLED")
 
 
 def _metric(metrics: dict[str, float], name: str) -> float | None:

@@ -1,0 +1,79 @@
+"""Profile the configured space on the configured hardware (only what the cache lacks), recorded in MLflow."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sustainable_ipa.config import validate
+from sustainable_ipa.data import load_dataset
+from sustainable_ipa.energy.session import EnergySession
+from sustainable_ipa.search.profiler import cache_path, profile_space
+from sustainable_ipa.search.profiles import ProfileTable
+from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
+from sustainable_ipa.tracking.store import open_store
+
+
+def build_stage_model(cfg: DictConfig):
+    """Random-weight stage models: profiles measure compute and energy, which weights do not change."""
+    from sustainable_ipa.models.classifier import Classifier
+    from sustainable_ipa.models.detector import Detector
+
+    def build(stage: str, variant: str):
+        torch.manual_seed(cfg.trial.seed)
+        if stage == "detector":
+            d = cfg.pipeline.detector
+            return Detector(variant, None, d.image_size, d.conf_threshold, d.iou_threshold, d.max_detections,
+                            cfg.hardware.device)
+        return Classifier(variant, None, cfg.pipeline.classifier.crop_size, cfg.hardware.device)
+
+    return build
+
+
+def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSpace | None = None) -> ProfileTable:
+    from mlflow.tracking import MlflowClient
+
+    console = console or Console(stderr=True)
+    validate(cfg)
+    space = space or SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
+    dataset = load_dataset(cfg.dataset)
+    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
+    cached = ProfileTable.load(path) if path.is_file() and not cfg.profiling.refresh else None
+    todo = sum(1 for stage, o in space.stages.items() for v in o["variants"] for b in o["batch_size"]
+               for t in o["threads"] if cached is None or (stage, v, b, t) not in cached.rows)
+    if todo == 0:
+        console.print(f"profiles: all {len(cached.rows)} rows from the cache {path}")
+        return cached
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    with EnergySession(cfg.energy, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
+        @contextmanager
+        def energy_window():
+            holder = SimpleNamespace(active_j=float("nan"))
+            with energy.window("profile") as window:
+                yield holder
+            m = window.measurement
+            holder.active_j = m.total_j - energy.idle_power_w * m.duration_s
+
+        tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name}
+        with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
+            log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo})
+            with Progress(TextColumn("profiling {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console) as progress:
+                task = progress.add_task("", total=todo, what="")
+
+                def done(p):
+                    progress.update(task, advance=1, what=f"{p.stage} {p.variant} b{p.batch_size} t{p.threads}")
+
+                table = profile_space(space, dataset, build_stage_model(cfg), int(cfg.profiling.repeats),
+                                      energy_window, energy.source_tag, cfg.hardware.name, cached, done)
+            table.save(path)
+            client.log_text(run_id, table.to_csv(), "profiles.csv")
+    console.print(f"profiles: {todo} measured, {len(table.rows)} in {path}")
+    return table

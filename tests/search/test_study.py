@@ -1,0 +1,120 @@
+"""The study end to end on both evaluators, resume, two workers, the MLflow record, and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from helpers import runs_by_status, store_overrides
+from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.errors import UserError
+from sustainable_ipa.search.search_job import search_job
+
+TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
+        "search.space.detector.batch_size=[1,2]", "search.space.classifier.batch_size=[1,4]",
+        "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
+        "search.space.detector.replicas=[1,2]", "search.space.classifier.replicas=[1]",
+        "hardware.cores=3", "profiling.repeats=1", "search.sampler=random", "trial.sla_s=30"]
+
+
+@pytest.fixture
+def search_cfg(make_cfg, tmp_path):
+    def make(*overrides):
+        return make_cfg(*TINY, f"search.storage=sqlite:///{tmp_path}/optuna.db",
+                        f"profiling.cache_dir={tmp_path}/profiles", *overrides)
+    return make
+
+
+def finished(outcome):
+    return [t for t in outcome.study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+
+
+def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, client, tmp_path):
+    outcome = search_job(search_cfg("search.n_trials=8"))
+    assert len(finished(outcome)) == 8 and outcome.pareto
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["evaluator"] == "profile"
+    artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
+    plots = {a.path for a in client.list_artifacts(outcome.parent_run_id, "plots")}
+    assert "pareto.csv" in artifacts
+    assert {"plots/pareto_accuracy_vs_energy_per_request.png", "plots/pareto_3d.png",
+            "plots/hypervolume_history.png"} <= plots
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
+    complete = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(children) == len(complete)
+    child = children[0]
+    assert {"detector.variant", "classifier.batch_size"} <= set(child.data.params)
+    assert {"objective_accuracy", "objective_energy_per_request", "objective_cost", "sla_violation_s"} <= set(child.data.metrics)
+    assert (tmp_path / "profiles" / "cpu.csv").is_file()
+    profiling_runs = client.search_runs([parent.info.experiment_id], filter_string="tags.adaptation = 'profiling'")
+    assert len(profiling_runs) == 1
+    search_job(search_cfg("search.n_trials=8", "search.study_name=again"))  # profiles come from the cache
+    assert len(client.search_runs([parent.info.experiment_id], filter_string="tags.adaptation = 'profiling'")) == 1
+
+
+def test_rerunning_resumes_without_losing_trials(search_cfg):
+    first = search_job(search_cfg("search.n_trials=4"))
+    before = [(t.number, t.params) for t in finished(first)]
+    second = search_job(search_cfg("search.n_trials=7"))
+    after = [(t.number, t.params) for t in finished(second)]
+    assert len(after) == 7 and after[:4] == before
+    assert second.parent_run_id == first.parent_run_id  # one parent run per study
+
+
+def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
+    outcome = search_job(search_cfg("search.evaluator=run", "search.n_trials=2", "trial.requests=2",
+                                    "search.space.detector.replicas=[1]", "hardware.cores=2"))
+    trials = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2
+    for trial in trials:
+        trial_run = trial.user_attrs["mlflow_run_id"]
+        [pipeline_run] = client.search_runs([client.get_run(trial_run).info.experiment_id],
+                                            filter_string=f"tags.mlflow.parentRunId = '{trial_run}'")
+        assert pipeline_run.info.status == "FINISHED" and "energy_j_per_request" in pipeline_run.data.metrics
+        assert trial.values[1] == pytest.approx(pipeline_run.data.metrics["energy_j_per_request"])
+    assert not runs_by_status(client, "RUNNING")
+
+
+@pytest.mark.parametrize("override,problem", [
+    ("search.objectives=[accuracy,joy]", "unknown objective joy"),
+    ("search.space.detector.variants=[]", "search.space.detector.variants is empty"),
+    ("search.storage=postgresql://nobody@127.0.0.1:1/none", "cannot open study storage"),
+    ("search.storage=optuna.db", "is not a storage URL"),
+    ("search.sampler=annealing", "unknown search.sampler"),
+])
+def test_bad_search_input_is_one_clear_line(search_cfg, client, override, problem):
+    with pytest.raises(UserError, match=problem) as err:
+        search_job(search_cfg("search.n_trials=2", override))
+    assert "\n" not in str(err.value)
+    assert not runs_by_status(client, "RUNNING")
+
+
+def test_an_sla_nothing_meets_is_reported_and_trials_are_kept(search_cfg, client, tmp_path):
+    with pytest.raises(UserError, match="no trial of study 'video-cpu' meets the SLA"):
+        search_job(search_cfg("search.n_trials=3", "trial.sla_s=0.0001"))
+    study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= 1
+    assert not runs_by_status(client, "RUNNING")
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study(tmp_path, client):
+    args = [sys.executable, str(PROJECT_ROOT / "src" / "search.py"), *TINY, "search.n_trials=12",
+            f"search.storage=sqlite:///{tmp_path}/optuna.db", f"profiling.cache_dir={tmp_path}/profiles",
+            "energy.idle_s=0.3", *store_overrides(tmp_path)]
+    # profile once first so that the two workers only search
+    subprocess.run([*args[:2], *args[2:], "search.n_trials=1"], check=True, capture_output=True, timeout=300)
+    workers = [subprocess.Popen([*args, f"search.seed={i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert 12 <= len(done) <= 13  # both stop at 12; a trial already running when the count is reached may finish
+    parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                 filter_string="tags.study_name = 'video-cpu' and attributes.run_name = 'study-video-cpu'")
+    assert len(parents) == 1
