@@ -29,3 +29,6 @@ ui: setup               ## MLflow UI on this project's store
 bench: setup            ## runner throughput and FLOP-rate benchmarks (figures go to bench/RESULTS.md)
 	$(PY) bench/bench_runner.py
 	$(PY) bench/bench_energy.py
+	$(PY) src/profiling.py
+	$(PY) bench/bench_search.py --validate
+	$(PY) bench/bench_adapt.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 from pathlib import Path
@@ -53,7 +54,7 @@ def flatten(cfg: DictConfig) -> dict[str, object]:
             flat[prefix[:-1]] = node if not isinstance(node, list) else json.dumps(node)
 
     container = OmegaConf.to_container(cfg, resolve=True)
-    for unrelated in ("search", "profiling"):  # settings of other entry points, not of this run
+    for unrelated in ("search", "profiling", "report", "adapt"):  # settings of other entry points, not of this run
         container.pop(unrelated, None)
     walk(container, "")
     return flat
@@ -93,20 +94,27 @@ def stage_settings(cfg: DictConfig, stage: str) -> StageSettings:
     return StageSettings(s.batch_size, s.threads, s.replicas)
 
 
-def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
-            sweep_id: str | None = None, console: Console | None = None) -> JobOutcome:
-    """Validate, load, run the repetitions and record them. `outer_run_id`: a run made by `mlflow run`, adopted
-    as this job's run, or its parent when `nest_under_outer` (one job of a multirun)."""
-    from mlflow.tracking import MlflowClient
+@dataclass
+class Prepared:
+    """Everything a job needs before it records anything."""
+
+    runner: PipelineRunner
+    ctx: TrialContext
+    frames: list  # the dataset's frames
+    plan: object
+    measured: bool  # pretrained weights: accuracy is measured, not only referenced
+    params: dict[str, object]
+
+
+def prepare(cfg: DictConfig, console: Console) -> Prepared:
+    """Validate, load the dataset, resolve the weights, build the models. Every bad input fails here, before the
+    store gets its first run."""
     from ultralytics.data.converter import coco80_to_coco91_class
 
-    console = console or Console(stderr=True)
-    # Everything that can be wrong with the input is checked before the store gets its first run.
     validate(cfg)
     dataset = load_dataset(cfg.dataset)
     adaptation, stages = cfg.adaptation, list(cfg.pipeline.stages)
     plan = plan_weights(cfg.weights, cfg.weights_dir, adaptation.detector.variant, adaptation.classifier.variant)
-    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
         console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
                       "real; accuracy is the reference accuracy only (tag weights_kind=random). Put the files in "
@@ -119,14 +127,28 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")
     runner = PipelineRunner(detector, classifier, stage_settings(cfg, "detector"), stage_settings(cfg, "classifier"),
                             crops_from_ground_truth=not measured)
-    cores = cost_cores([(adaptation[s].threads, adaptation[s].replicas) for s in stages])
     reference = [cfg.pipeline.variants[s][adaptation[s].variant].reference_accuracy for s in stages]
     ctx = TrialContext(
-        sla_s=cfg.trial.sla_s, cost_cores=cores, price_usd_per_core_hour=cfg.hardware.price_usd_per_core_hour,
+        sla_s=cfg.trial.sla_s, cost_cores=cost_cores([(adaptation[s].threads, adaptation[s].replicas) for s in stages]),
+        price_usd_per_core_hour=cfg.hardware.price_usd_per_core_hour,
         accuracy_reference=pipeline_accuracy(reference), coco_ids=coco80_to_coco91_class(),
         annotations=dataset.annotations if has_ground_truth else None,
         classifier_top1=classifier_top1_on_ground_truth(classifier, dataset) if measured and has_ground_truth else None)
+    params = flatten(cfg)
+    params.update({"detector.params": detector.params, "detector.gmacs_per_image": round(detector.gmacs_per_image, 4),
+                   "classifier.params": classifier.params, "classifier.gmacs_per_crop": classifier.gmacs_per_crop})
+    return Prepared(runner, ctx, dataset.frames, plan, measured, params)
 
+
+def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
+            sweep_id: str | None = None, console: Console | None = None) -> JobOutcome:
+    """Run the repetitions and record them. `outer_run_id`: a run made by `mlflow run`, adopted as this job's
+    run, or its parent when `nest_under_outer` (one job of a multirun, or a search trial)."""
+    from mlflow.tracking import MlflowClient
+
+    console = console or Console(stderr=True)
+    job = prepare(cfg, console)
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     if outer_run_id:  # children live in the experiment of the run `mlflow run` made
         try:
@@ -134,34 +156,28 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         except Exception:
             raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
                             "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
-    tags = common_tags(adaptation.name, plan.kind)
+    tags = common_tags(cfg.adaptation.name, job.plan.kind)
     if sweep_id:
         tags["sweep_id"] = sweep_id
-    if plan.reason:
-        tags["weights_note"] = plan.reason
-    params = flatten(cfg)
-    params.update({"detector.params": detector.params, "detector.gmacs_per_image": round(detector.gmacs_per_image, 4),
-                   "classifier.params": classifier.params, "classifier.gmacs_per_crop": classifier.gmacs_per_crop})
+    if job.plan.reason:
+        tags["weights_note"] = job.plan.reason
     repetitions = cfg.trial.repetitions
-    frames = list(islice(cycle(dataset.frames), cfg.trial.requests))
-    warmup_frames = list(islice(cycle(dataset.frames), cfg.trial.warmup))
-    name = f"{adaptation.name}-{cfg.hardware.name}"
+    name = f"{cfg.adaptation.name}-{cfg.hardware.name}"
     adopt = outer_run_id if outer_run_id and not nest_under_outer else None
     parent = outer_run_id if outer_run_id and nest_under_outer else None
-    outcome_metrics: list[dict[str, float]] = []
+    per_repetition: list[dict[str, float]] = []
     child_ids: list[str] = []
-
-    warn = lambda line: console.print(f"[yellow]warning[/]: {line}")  # noqa: E731
-    with console.status("energy: taking the machine lock and the idle baseline"):
-        energy = EnergySession(cfg.energy, cfg.hardware, warn).__enter__()
-    try:
+    with ExitStack() as stack:
+        with console.status("energy: taking the machine lock and the idle baseline"):
+            energy = stack.enter_context(EnergySession(cfg.energy, cfg.hardware,
+                                                       lambda line: console.print(f"[yellow]warning[/]: {line}")))
         tags.update(energy.tags())
         note = f" — {energy.meter.fallback_reason}, so energy is the estimate of hardware.estimate" \
             if energy.meter.fallback_reason else ""
         console.print(f"energy: {energy.source_tag}{note}; idle {energy.idle_power_w:.1f} W ({tags['idle_baseline']})")
         with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt,
                          tags=tags) as job_run:
-            log(client, job_run, params=params)
+            log(client, job_run, params=job.params)
             client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=console) as progress:
@@ -169,33 +185,32 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
                     task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
                     advance = lambda _, task=task: progress.advance(task)  # noqa: E731
                     if repetitions == 1:
-                        metrics = _repetition(cfg, runner, client, job_run, rep, frames, warmup_frames, ctx,
-                                              measured, energy, advance)
-                    else:
-                        with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run,
-                                         tags=tags) as rep_run:
-                            log(client, rep_run, params={**params, "repetition": rep})
-                            metrics = _repetition(cfg, runner, client, rep_run, rep, frames, warmup_frames, ctx,
-                                                  measured, energy, advance)
-                            child_ids.append(rep_run)
-                    outcome_metrics.append(metrics)
-            record = outcome_metrics[0] if repetitions == 1 else aggregate(outcome_metrics)
+                        per_repetition.append(_repetition(cfg, job, client, job_run, rep, energy, advance))
+                        continue
+                    with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run,
+                                     tags=tags) as rep_run:
+                        log(client, rep_run, params={**job.params, "repetition": rep})
+                        per_repetition.append(_repetition(cfg, job, client, rep_run, rep, energy, advance))
+                        child_ids.append(rep_run)
+            record = per_repetition[0] if repetitions == 1 else aggregate(per_repetition)
             if repetitions > 1:
                 log(client, job_run, metrics=record)
-    finally:
-        energy.close()
-    console.print(summary_table(name, record, repetitions, plan.kind))
+    console.print(summary_table(name, record, repetitions, job.plan.kind))
     return JobOutcome(job_run, record, child_ids)
 
 
-def _repetition(cfg, runner: PipelineRunner, client, run_id: str, rep: int, frames, warmup_frames,
-                ctx: TrialContext, measured: bool, energy: EnergySession, on_done) -> dict[str, float]:
-    if warmup_frames:
-        runner.run(warmup_frames, np.zeros(len(warmup_frames)))
+def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: EnergySession,
+                on_done) -> dict[str, float]:
+    """One trial: warm-up, then the measured requests inside an energy window; its record logged to `run_id`."""
+    runner, ctx = job.runner, job.ctx
+    if cfg.trial.warmup:
+        warmup = list(islice(cycle(job.frames), cfg.trial.warmup))
+        runner.run(warmup, np.zeros(len(warmup)))
+    frames = list(islice(cycle(job.frames), cfg.trial.requests))  # requests cycle over the dataset's frames
     offsets = arrival_offsets_s(len(frames), cfg.trial.load, cfg.trial.rate_rps, cfg.trial.seed + rep)
     with energy.window(f"rep{rep}") as window:  # the measured requests only, not the warm-up
         result = runner.run(frames, offsets, on_request_done=on_done)
-    metrics = trial_metrics(result, ctx, measure_accuracy=measured)
+    metrics = trial_metrics(result, ctx, measure_accuracy=job.measured)
     m = window.measurement
     metrics.update(energy_metrics(m.total_j, m.energy_j, m.duration_s, energy.idle_power_w, len(result.requests),
                                   metrics["latency_mean_s"], result.stage_core_s(),

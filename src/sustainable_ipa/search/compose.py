@@ -13,7 +13,11 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
     """Predicted metrics of `choice` under `load_rps` requests per second.
 
     Per stage: requests per second = replicas × batch ÷ batch latency (p50) ÷ items per request; latency =
-    batch latency + the wait for a batch to fill, (B − 1) ÷ item arrival rate (IPA's queueing term).
+    batch latency + the wait for a batch to fill + the wait for a free replica. The first item of a batch waits
+    for the requests that fill it: (B ÷ items per request − 1) ÷ λ (IPA's (B − 1) ÷ λ when each request brings one
+    item; used for p99); an item waits half that on average (p50).
+    The wait for a replica treats full batches as Poisson arrivals at a server of service time latency ÷
+    replicas (M/D/1: ρ·S ÷ 2(1 − ρ)); at ρ ≥ 1 the stage cannot keep up and `load_shortfall_rps` says by how much.
     Energy per request = Σ stages idle-subtracted energy per item × items per request; replicas change how
     fast items are served, not how much energy each item takes.
     """
@@ -22,10 +26,14 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
         p = profiles.get(stage, c.variant, c.batch_size, c.threads)
         items = profiles.items_per_request[stage]
         item_rate = load_rps * items
-        wait_s = (c.batch_size - 1) / item_rate if item_rate > 0 else 0.0
+        # Items come in groups of `items` per request (a frame's crops), so a batch fills after B ÷ items requests.
+        wait_s = max(c.batch_size / items - 1, 0.0) / load_rps if load_rps > 0 else 0.0
         throughput.append(c.replicas * c.batch_size / p.latency_p50_s / items if items > 0 else float("inf"))
-        latency_p50 += p.latency_p50_s + wait_s
-        latency_p99 += p.latency_p99_s + wait_s
+        service_s = p.latency_p50_s / c.replicas
+        rho = item_rate / c.batch_size * service_s
+        queue_s = rho * service_s / (2 * (1 - rho)) if rho < 1 else 0.0
+        latency_p50 += p.latency_p50_s + wait_s / 2 + queue_s
+        latency_p99 += p.latency_p99_s + wait_s + queue_s
         energy += p.energy_j_per_item * items
         accuracies.append(reference_accuracy[stage][c.variant])
     throughput_rps = min(throughput)

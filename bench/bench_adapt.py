@@ -1,0 +1,57 @@
+"""One adaptation decision on the full video space (profiles measured on this machine), against brute force.
+
+    python src/profiling.py && python bench/bench_adapt.py
+IPA's Gurobi program took 0.25–2 s per decision in its own scalability figure; the target here is < 10 ms.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from sustainable_ipa.adapt.optimizer import Weights, decide, score, stage_options  # noqa: E402
+from sustainable_ipa.config import compose  # noqa: E402
+from sustainable_ipa.search.profiler import cache_path  # noqa: E402
+from sustainable_ipa.search.profiles import ProfileTable  # noqa: E402
+from sustainable_ipa.search.space import SearchSpace  # noqa: E402
+
+
+def main() -> None:
+    cfg = compose()
+    profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
+    stage_space = {s: {k: o[k] for k in ("variants", "batch_size", "threads")} for s, o in space.stages.items()}
+    reference = {s: {v: spec.reference_accuracy for v, spec in cfg.pipeline.variants[s].items()} for s in stage_space}
+    a = cfg.adapt
+    weights = {"ipa": Weights(a.alpha, a.beta, 0.0), "energy": Weights(a.alpha, a.beta, a.delta_energy),
+               "carbon": Weights(a.alpha, a.beta, a.delta_carbon, objective="carbon")}
+    for load in (1.0, 4.0, 10.0):
+        options = stage_options(profiles, stage_space, load, reference)
+        n = len(options["detector"]) * len(options["classifier"])
+        for name, w in weights.items():
+            times = []
+            for _ in range(30):
+                began = time.perf_counter()
+                decision = decide(options, cfg.trial.sla_s, int(a.max_cores), w, 370.0)
+                times.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            feasible = [c for c in itertools.product(*options.values())
+                        if sum(o.latency_s for o in c) <= cfg.trial.sla_s and sum(o.cores for o in c) <= a.max_cores]
+            best = max((score(c, w, 370.0) for c in feasible), default=None)
+            brute_s = time.perf_counter() - began
+            same = best is not None and abs(best - decision.objective) < 1e-6
+            print(f"load {load:4.1f} rps, {name:6s}: {n} pipeline options, MILP median {statistics.median(times) * 1e3:.2f} ms "
+                  f"(p90 {sorted(times)[int(0.9 * len(times))] * 1e3:.2f} ms), brute force {brute_s * 1e3:.1f} ms, "
+                  f"same optimum: {same}; choice {decision.choice.detector.variant} b{decision.choice.detector.batch_size} "
+                  f"r{decision.choice.detector.replicas} + {decision.choice.classifier.variant} "
+                  f"b{decision.choice.classifier.batch_size} r{decision.choice.classifier.replicas}, "
+                  f"{decision.cores} cores, {decision.power_w:.1f} W")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""`python src/adapt.py`: IPA's objective vs energy-aware vs carbon-aware on the same traces, recorded in MLflow."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from sustainable_ipa.adapt.optimizer import Weights
+from sustainable_ipa.adapt.plots import timeline
+from sustainable_ipa.adapt.simulate import Policy, deferrable_job, simulate, totals
+from sustainable_ipa.adapt.traces import CARBON_COLUMNS, LOAD_COLUMNS, generate_carbon, generate_load, read_trace
+from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
+from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
+from sustainable_ipa.tracking.store import open_store
+
+
+def policies(a: DictConfig) -> list[Policy]:
+    common = dict(alpha=a.alpha, beta=a.beta, accuracy=a.accuracy)
+    return [Policy("ipa", Weights(delta=0.0, **common)),
+            Policy("energy", Weights(delta=a.delta_energy, objective="power", **common)),
+            Policy("carbon", Weights(delta=a.delta_carbon, objective="carbon", **common))]
+
+
+def traces(cfg: DictConfig):
+    a = cfg.adapt
+    mean_intensity = carbon_intensity_g_per_kwh(cfg.energy.carbon_intensity_g_per_kwh,
+                                                cfg.hardware.carbon.country_iso_code, cfg.hardware.carbon.region)
+    load = read_trace(a.load, LOAD_COLUMNS) if Path(str(a.load)).suffix == ".csv" else \
+        generate_load(a.load, a.duration_s, a.step_s, a.mean_rps, cfg.trial.seed)
+    carbon = read_trace(a.carbon, CARBON_COLUMNS) if Path(str(a.carbon)).suffix == ".csv" else \
+        generate_carbon(a.carbon, a.duration_s, a.step_s, mean_intensity)
+    return load, carbon
+
+
+def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
+    from sustainable_ipa.search.profiling_job import profile_job
+
+    console = console or Console(stderr=True)
+    a = cfg.adapt
+    load, carbon = traces(cfg)
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
+    profiles = profile_job(cfg, console, space)
+    stage_space = {s: {k: o[k] for k in ("variants", "batch_size", "threads")} for s, o in space.stages.items()}
+    reference = {s: {v: spec.reference_accuracy for v, spec in cfg.pipeline.variants[s].items()} for s in stage_space}
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    results, runs = {}, {}
+    for policy in policies(a):
+        runs[policy.name] = simulate(policy, profiles, stage_space, reference, load, carbon, cfg.trial.sla_s,
+                                     int(a.max_cores), float(a.step_s), float(cfg.hardware.pue))
+        results[policy.name] = totals(runs[policy.name])
+    heaviest = max(runs["ipa"], key=lambda i: i.power_w)
+    job = deferrable_job(carbon, float(a.job.duration_s), float(a.job.window_s), heaviest.power_w, float(a.step_s))
+    table = pd.DataFrame(results).T
+    base = table.loc["ipa"]
+    for metric in ("energy_j", "emissions_g"):
+        table[f"{metric}_saved_vs_ipa"] = 1 - table[metric] / base[metric] if base[metric] else 0.0
+    table["accuracy_given_up_vs_ipa"] = base["accuracy_mean"] - table["accuracy_mean"]
+    table["sla_attainment_given_up_vs_ipa"] = base["sla_attainment"] - table["sla_attainment"]
+    tags = {**common_tags("adapt", "profiles"), "load_trace": load.name, "carbon_trace": carbon.name}
+    with tracked_run(client, experiment_id, f"adapt-{load.name}-{carbon.name}", tags=tags) as run_id:
+        log(client, run_id, params={f"adapt.{k}": v for k, v in a.items() if k != "job"},
+            metrics={**{f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()}, **job})
+        client.log_text(run_id, table.to_csv(), "comparison.csv")
+        for name, intervals in runs.items():
+            client.log_text(run_id, pd.DataFrame([i.__dict__ for i in intervals]).to_csv(index=False),
+                            f"intervals_{name}.csv")
+        with tempfile.TemporaryDirectory() as folder:
+            client.log_artifact(run_id, str(timeline(runs, Path(folder) / "timeline.png")))
+    console.print(_table(table, job))
+    return table
+
+
+def _table(table: pd.DataFrame, job: dict) -> Table:
+    out = Table(title="policies on the same traces (savings against IPA's objective)")
+    columns = ["energy_j", "emissions_g", "accuracy_mean", "sla_attainment", "energy_j_saved_vs_ipa",
+               "emissions_g_saved_vs_ipa", "accuracy_given_up_vs_ipa", "decision_ms_p50"]
+    out.add_column("policy")
+    for c in columns:
+        out.add_column(c, justify="right")
+    for name, row in table.iterrows():
+        out.add_row(name, *(f"{row[c]:.4g}" for c in columns))
+    out.caption = (f"deferrable job: {job['job_emissions_now_g']:.3g} g now, {job['job_emissions_best_g']:.3g} g at "
+                   f"the cleanest start (+{job['job_best_start_s'] / 3600:.1f} h): {job['job_saved_fraction']:.1%} saved")
+    return out

@@ -1,0 +1,67 @@
+"""Trials read back from the tracking store: one row per repetition (or per study trial), with its labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from sustainable_ipa.errors import UserError
+
+PARENT = "tags.mlflow.parentRunId"
+
+
+@dataclass(frozen=True)
+class Selection:
+    experiment: str
+    sweep_id: str | None = None  # a multirun's tag
+    study_name: str | None = None  # an Optuna study's trials
+
+
+def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
+    """Columns: run_id, adaptation, hardware, energy_source, weights_kind, then every metric.
+
+    Jobs with repetitions contribute their child runs (one per trial); single-repetition jobs their own run.
+    Report runs and study parents are left out.
+    """
+    experiment = client.get_experiment_by_name(selection.experiment)
+    if experiment is None:
+        raise UserError(f"no experiment '{selection.experiment}' in the tracking store",
+                        "pass report.experiment=<name> (see `make ui`), or run the experiment first")
+    runs = client.search_runs([experiment.experiment_id], max_results=50_000,
+                              filter_string="attributes.status = 'FINISHED'")
+    if selection.study_name:
+        parents = {r.info.run_id for r in runs if r.data.tags.get("study_name") == selection.study_name
+                   and r.info.run_name.startswith("study-")}
+        rows = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in parents]
+    else:
+        jobs = {r.info.run_id: r for r in runs if "adaptation" in r.data.tags and r.data.tags.get("report") is None
+                and r.data.tags.get("adaptation") != "profiling"
+                and (selection.sweep_id is None or r.data.tags.get("sweep_id") == selection.sweep_id)}
+        children = {}
+        for r in runs:
+            parent = r.data.tags.get("mlflow.parentRunId")
+            if parent in jobs:
+                children.setdefault(parent, []).append(r)
+        rows = [child for job_id, job in jobs.items() if job.data.tags.get("mlflow.parentRunId") not in jobs
+                for child in children.get(job_id, [job])]
+    if not rows:
+        what = f"sweep {selection.sweep_id}" if selection.sweep_id else \
+            f"study {selection.study_name}" if selection.study_name else "finished runs"
+        raise UserError(f"experiment '{selection.experiment}' has no {what} to report on",
+                        "run `python src/main.py` (or the experiment) first, or check report.sweep_id / report.study")
+    records = []
+    for r in rows:
+        tags = r.data.tags
+        label = tags.get("adaptation") or _study_label(r.data.params)
+        records.append({"run_id": r.info.run_id, "adaptation": label,
+                        "hardware": r.data.params.get("hardware.name", tags.get("hardware", "cpu")),
+                        "energy_source": tags.get("energy_source", "unknown"),
+                        "weights_kind": tags.get("weights_kind", "unknown"), **r.data.metrics})
+    return pd.DataFrame.from_records(records)
+
+
+def _study_label(params: dict) -> str:
+    return (f"{params.get('detector.variant')}-b{params.get('detector.batch_size')}+"
+            f"{params.get('classifier.variant')}-b{params.get('classifier.batch_size')}")

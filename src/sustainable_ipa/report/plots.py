@@ -1,0 +1,121 @@
+"""Report figures (PNG). One column per hardware when the runs span several."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sustainable_ipa.report.analysis import ENERGY, Correlation  # noqa: E402
+
+
+def _columns(summary: pd.DataFrame, projection=None, width=5.0, height=4.0):
+    hardware = sorted(summary["hardware"].unique())
+    fig = plt.figure(figsize=(width * len(hardware), height))
+    axes = [fig.add_subplot(1, len(hardware), i + 1, projection=projection) for i in range(len(hardware))]
+    return fig, list(zip(hardware, axes))
+
+
+def _errorbars(ax, data, x, y):
+    xerr = [data[x] - data[f"{x}_ci95_low"], data[f"{x}_ci95_high"] - data[x]] if f"{x}_ci95_low" in data else None
+    yerr = [data[y] - data[f"{y}_ci95_low"], data[f"{y}_ci95_high"] - data[y]] if f"{y}_ci95_low" in data else None
+    ax.errorbar(data[x], data[y], xerr=_clean(xerr), yerr=_clean(yerr), fmt="none", ecolor="gray", alpha=0.5)
+
+
+def _clean(err):
+    return None if err is None else [e.fillna(0).clip(lower=0) for e in err]
+
+
+def _label(ax, data, x, y):
+    for row in data.to_dict("records"):
+        ax.annotate(row["adaptation"], (row[x], row[y]), fontsize=6, alpha=0.8)
+
+
+def cost_vs_accuracy(summary: pd.DataFrame, folder: Path) -> list[Path]:
+    paths = []
+    fig, panels = _columns(summary)
+    for hardware, ax in panels:
+        data = summary[summary["hardware"] == hardware]
+        points = ax.scatter(data["accuracy_reference"], data["cost_usd_per_1k"], c=data.get("sla_attainment"),
+                            cmap="RdYlGn", vmin=0, vmax=1, s=60, edgecolors="black")
+        _errorbars(ax, data, "accuracy_reference", "cost_usd_per_1k")
+        _label(ax, data, "accuracy_reference", "cost_usd_per_1k")
+        ax.set(xlabel="accuracy (PAS)", ylabel="cost (USD per 1k requests)", title=f"{hardware}: colour = SLA attainment")
+        fig.colorbar(points, ax=ax)
+    paths.append(_save(fig, folder / "cost_vs_accuracy.png"))
+
+    fig, panels = _columns(summary)
+    for hardware, ax in panels:
+        data = summary[summary["hardware"] == hardware]
+        energy = data[ENERGY]
+        size = 30 + 270 * (energy - energy.min()) / max(energy.max() - energy.min(), 1e-12)
+        points = ax.scatter(data["accuracy_reference"], data["cost_usd_per_1k"], c=energy, s=size, cmap="viridis",
+                            edgecolors="black")
+        _label(ax, data, "accuracy_reference", "cost_usd_per_1k")
+        ax.set(xlabel="accuracy (PAS)", ylabel="cost (USD per 1k requests)",
+               title=f"{hardware}: colour and size = J per request")
+        fig.colorbar(points, ax=ax, label="J per request")
+    paths.append(_save(fig, folder / "cost_vs_accuracy_energy.png"))
+
+    fig, panels = _columns(summary, projection="3d", height=5.0)
+    for hardware, ax in panels:
+        data = summary[summary["hardware"] == hardware]
+        ax.scatter(data["accuracy_reference"], data["cost_usd_per_1k"], data[ENERGY], c=data[ENERGY], cmap="viridis")
+        ax.set(xlabel="accuracy", ylabel="USD per 1k", zlabel="J per request", title=hardware)
+    paths.append(_save(fig, folder / "accuracy_cost_energy_3d.png"))
+    return paths
+
+
+def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correlation | None], folder: Path) -> Path:
+    fig, panels = _columns(summary)
+    for hardware, ax in panels:
+        data = summary[summary["hardware"] == hardware]
+        ax.scatter(data[x], data[ENERGY], s=40, edgecolors="black")
+        _errorbars(ax, data, x, ENERGY)
+        _label(ax, data, x, ENERGY)
+        c = correlations.get(hardware)
+        title = hardware if c is None else (f"{hardware}: Pearson r={c.pearson_r:.2f} [{c.pearson_ci[0]:.2f}, "
+                                            f"{c.pearson_ci[1]:.2f}], Spearman ρ={c.spearman_rho:.2f} "
+                                            f"[{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]")
+        ax.set(xlabel=x, ylabel="J per request (idle-subtracted)")
+        ax.set_title(title, fontsize=8)
+    return _save(fig, folder / f"energy_vs_{x}.png")
+
+
+def pareto_plot(summary: pd.DataFrame, without: dict[str, set[str]], with_energy: dict[str, set[str]],
+                folder: Path) -> Path:
+    fig, panels = _columns(summary)
+    for hardware, ax in panels:
+        data = summary[summary["hardware"] == hardware]
+        base, extra = without.get(hardware, set()), with_energy.get(hardware, set()) - without.get(hardware, set())
+        kinds = data["adaptation"].map(lambda a: "both" if a in base else ("energy" if a in extra else "none"))
+        for kind, style in {"none": dict(c="lightgray"), "both": dict(c="tab:blue"),
+                            "energy": dict(c="tab:green", marker="*", s=160)}.items():
+            part = data[kinds == kind]
+            label = {"none": "dominated", "both": "Pareto without energy", "energy": "Pareto only with energy"}[kind]
+            ax.scatter(part["accuracy_reference"], part["latency_p99_s"], label=label, edgecolors="black",
+                       **{"s": 50, **style})
+        _label(ax, data, "accuracy_reference", "latency_p99_s")
+        ax.set(xlabel="accuracy (PAS)", ylabel="p99 latency (s)")
+        ax.set_title(f"{hardware}: Pareto over accuracy, cost, p99 latency (+ energy)", fontsize=8)
+        ax.legend(fontsize=7)
+    return _save(fig, folder / "pareto_with_and_without_energy.png")
+
+
+def carbon_bars(carbon: pd.DataFrame, folder: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    labels = carbon["hardware"] + " · " + carbon["adaptation"]
+    ax.barh(labels, carbon["emissions_g_per_1k"], color="tab:olive")
+    ax.set(xlabel="g CO2e per 1k requests", title="emissions per 1k requests")
+    return _save(fig, folder / "emissions_per_1k.png")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,138 @@
+"""The MILP equals brute force; an SLA nothing meets is flagged; traces are read strictly."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from sustainable_ipa.adapt.optimizer import Weights, decide, score, stage_options
+from sustainable_ipa.adapt.simulate import Policy, deferrable_job, simulate, totals
+from sustainable_ipa.adapt.traces import LOAD_COLUMNS, Trace, generate_load, read_trace
+from sustainable_ipa.errors import UserError
+from sustainable_ipa.search.profiles import ProfileTable, StageProfile
+
+VARIANTS = {"detector": ["yolov5n", "yolov5s", "yolov5m"], "classifier": ["resnet18", "resnet50", "resnet152"]}
+REFERENCE = {"detector": {"yolov5n": 45.7, "yolov5s": 56.8, "yolov5m": 64.1},
+             "classifier": {"resnet18": 69.758, "resnet50": 76.13, "resnet152": 78.312}}
+
+
+def random_instance(seed: int):
+    rng = np.random.default_rng(seed)
+    rows = []
+    space = {}
+    for stage, variants in VARIANTS.items():
+        batches, threads = [1, 2, 4, 8], [1, 2]
+        space[stage] = {"variants": variants, "batch_size": batches, "threads": threads}
+        for k, v in enumerate(variants):
+            for b in batches:
+                for t in threads:
+                    per_item = (0.05 + 0.1 * k) * rng.uniform(0.7, 1.3) / t ** 0.8
+                    latency = per_item * b ** 0.85
+                    rows.append(StageProfile(stage, v, b, t, latency, latency * 1.1, b / latency,
+                                             (1.0 + 2.0 * k) * rng.uniform(0.6, 1.0) / b ** 0.2, "estimate"))
+    return ProfileTable(rows, "cpu", {"detector": 1.0, "classifier": 3.0}), space
+
+
+def brute_force(options, sla_s, max_cores, w, intensity, power_budget_w=None):
+    best, best_score = None, -math.inf
+    for combo in itertools.product(*options.values()):
+        if sum(o.latency_s for o in combo) > sla_s or sum(o.cores for o in combo) > max_cores:
+            continue
+        if power_budget_w is not None and sum(o.power_w for o in combo) > power_budget_w:
+            continue
+        s = score(combo, w, intensity)
+        if s > best_score:
+            best, best_score = combo, s
+    return best, best_score
+
+
+CASES = [(seed, w) for seed in range(4) for w in (
+    Weights(alpha=2.0, beta=1.0, delta=0.0),
+    Weights(alpha=50.0, beta=0.5, delta=0.3, objective="power"),
+    Weights(alpha=50.0, beta=0.5, delta=0.002, objective="carbon", accuracy="sum"),
+)]
+
+
+@pytest.mark.parametrize("seed,w", CASES)
+def test_the_milp_equals_brute_force(seed, w):
+    profiles, space = random_instance(seed)
+    load = float(np.random.default_rng(seed).uniform(2, 20))
+    options = stage_options(profiles, space, load, REFERENCE)
+    sla, cores = 2.0, 12
+    decision = decide(options, sla, cores, w, intensity_g_per_kwh=350.0)
+    best, best_score = brute_force(options, sla, cores, w, 350.0)
+    assert best is not None and decision.meets_sla
+    assert decision.objective == pytest.approx(best_score, rel=1e-6, abs=1e-6)
+
+
+def test_a_power_budget_constrains_like_brute_force():
+    profiles, space = random_instance(7)
+    options = stage_options(profiles, space, 10.0, REFERENCE)
+    w = Weights(alpha=50.0, beta=0.1)
+    unconstrained = decide(options, 3.0, 16, w)
+    budget = unconstrained.power_w * 0.6
+    decision = decide(options, 3.0, 16, w, power_budget_w=budget)
+    _, best_score = brute_force(options, 3.0, 16, w, 0.0, power_budget_w=budget)
+    assert decision.power_w <= budget + 1e-9 and decision.objective == pytest.approx(best_score)
+
+
+def test_an_sla_nothing_meets_gives_the_least_bad_choice_flagged():
+    profiles, space = random_instance(1)
+    options = stage_options(profiles, space, 5.0, REFERENCE)
+    decision = decide(options, 1e-4, 16, Weights())
+    assert decision.flagged and decision.sla_violation_s > 0
+    fastest = min(sum(o.latency_s for o in combo) for combo in itertools.product(*options.values())
+                  if sum(o.cores for o in combo) <= 16)
+    assert decision.latency_s == pytest.approx(fastest)
+
+
+def test_replicas_cover_the_load():
+    profiles, space = random_instance(2)
+    for option in stage_options(profiles, space, 30.0, REFERENCE)["classifier"]:
+        assert option.capacity_rps >= 30.0 and option.cores == option.replicas * option.threads
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("timestamp,requests_per_s\n0,5\n60,abc\n", "row 3 is malformed"),
+    ("timestamp,requests_per_s\n0,5\n60,-1\n", "row 3 has a negative"),
+    ("timestamp,requests_per_s\n60,5\n0,4\n", "row 3: timestamps must increase"),
+    ("timestamp,requests_per_s\n", "has no data rows"),
+])
+def test_malformed_traces_name_file_and_row(tmp_path, text, problem):
+    path = tmp_path / "load.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=problem) as err:
+        read_trace(path, LOAD_COLUMNS)
+    assert str(path) in str(err.value)
+
+
+def test_real_exports_with_iso_times_and_extra_columns(tmp_path):
+    path = tmp_path / "grid.csv"
+    path.write_text("Datetime (UTC),Country,Carbon intensity gCO₂eq/kWh (direct)\n"
+                    "2025-01-01T00:00:00Z,FR,40\n2025-01-01T01:00:00Z,FR,55\n")
+    trace = read_trace(path, ("carbon intensity gco₂eq/kwh (direct)",))
+    assert list(trace.t_s) == [0.0, 3600.0] and list(trace.values) == [40.0, 55.0]
+    assert trace.at(1800) == 40.0 and trace.at(4000) == 55.0
+
+
+def test_deferrable_job_picks_the_cleanest_window():
+    carbon = Trace("c", np.array([0.0, 3600.0, 7200.0, 10800.0]), np.array([400.0, 100.0, 100.0, 400.0]))
+    job = deferrable_job(carbon, job_s=7200, window_s=14400, power_w=1000.0, step_s=3600)
+    assert job["job_best_start_s"] == 3600.0
+    assert job["job_emissions_best_g"] == pytest.approx(200.0)  # 2 kWh at 100 g/kWh
+    assert job["job_emissions_now_g"] == pytest.approx(500.0)  # 1 kWh at 400 + 1 kWh at 100
+    assert job["job_saved_fraction"] == pytest.approx(0.6)
+
+
+def test_energy_aware_policy_saves_energy_on_the_same_trace():
+    profiles, space = random_instance(3)
+    load = generate_load("diurnal", 3600 * 6, 900, 8.0)
+    carbon = Trace("flat", np.array([0.0]), np.array([300.0]))
+    ipa = totals(simulate(Policy("ipa", Weights(alpha=50.0, beta=0.2)), profiles, space, REFERENCE, load, carbon,
+                          2.0, 16, 900))
+    green = totals(simulate(Policy("energy", Weights(alpha=50.0, beta=0.2, delta=1.0)), profiles, space, REFERENCE,
+                            load, carbon, 2.0, 16, 900))
+    assert green["energy_j"] < ipa["energy_j"] and green["accuracy_mean"] <= ipa["accuracy_mean"]

@@ -1,0 +1,94 @@
+"""Reports built from synthetic runs with known correlations and a known Pareto change."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sustainable_ipa.config import compose
+from sustainable_ipa.report.analysis import correlation, distinguishable, pareto_change, summarise
+from sustainable_ipa.report.report_job import report_job
+from sustainable_ipa.tracking.runs import log, tracked_run
+from sustainable_ipa.tracking.store import open_store
+
+# adaptation: accuracy, cores, p99 latency, J per request. Energy follows cores exactly, except "frugal", which is
+# dominated on accuracy, cores and latency by "small" but needs far less energy: only energy makes it optimal.
+CONFIGS = {
+    "tiny": (0.30, 2, 0.5, 2.0), "small": (0.40, 3, 0.6, 3.0), "frugal": (0.39, 3, 0.7, 1.0),
+    "medium": (0.50, 4, 0.8, 4.0), "large": (0.55, 6, 1.2, 6.0), "huge": (0.56, 8, 2.0, 8.0),
+}
+
+
+def log_synthetic(tmp_path, energy_source=lambda name: "rapl"):
+    cfg = compose([f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"tracking.artifact_root={tmp_path}/art",
+                   f"report.out_dir={tmp_path}/reports", "tracking.experiment=synthetic"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    experiment = open_store(cfg.tracking.uri, "synthetic", cfg.tracking.artifact_root)
+    for name, (acc, cores, p99, energy) in CONFIGS.items():
+        tags = {"adaptation": name, "energy_source": energy_source(name), "weights_kind": "pretrained"}
+        with tracked_run(client, experiment, name, tags=tags) as job:
+            for rep, noise in enumerate((-0.01, 0.0, 0.01)):
+                with tracked_run(client, experiment, f"{name}-rep{rep}", parent_run_id=job, tags=tags) as run:
+                    log(client, run, params={"hardware.name": "cpu"},
+                        metrics={"accuracy_reference": acc, "cost_cores": cores, "cost_usd_per_1k": cores * 0.01,
+                                 "latency_p99_s": p99 * (1 + noise), "energy_j_per_request": energy * (1 + noise),
+                                 "sla_attainment": 1.0, "emissions_g_per_1k": energy * 0.1,
+                                 "energy_j_total": energy * 20})
+    return cfg, client
+
+
+def test_report_finds_the_known_structure(tmp_path):
+    cfg, client = log_synthetic(tmp_path)
+    folder = report_job(cfg)
+    summary = pd.read_csv(folder / "summary.csv")
+    assert sorted(summary["adaptation"]) == sorted(CONFIGS) and set(summary["n"]) == {3}
+    row = summary.set_index("adaptation").loc["medium"]
+    assert row["energy_j_per_request"] == pytest.approx(4.0)
+    assert row["energy_j_per_request_ci95_low"] < 4.0 < row["energy_j_per_request_ci95_high"]
+    corr = pd.read_csv(folder / "correlations.csv").set_index("energy per request vs")
+    assert corr.loc["cost_usd_per_1k", "Pearson r"] > 0.7  # energy follows cost except for one configuration
+    html = (folder / "report.html").read_text()
+    assert "frugal become Pareto-optimal only when energy counts" in html
+    assert html.count("data:image/png;base64,") >= 7  # self-contained: every figure inlined
+    assert "http" not in html.replace(EPA_URL, "")  # nothing fetched from the network
+    [report_run] = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id],
+                                      filter_string="tags.report = 'true'")
+    names = {a.path for a in client.list_artifacts(report_run.info.run_id, "report")}
+    assert "report/report.html" in names and "report/cost_vs_accuracy.png" in names
+
+
+EPA_URL = "https://www.epa.gov/energy/greenhouse-gas-equivalencies-calculator"
+
+
+def test_pareto_change_and_sensitivity():
+    summary = pd.DataFrame([{"hardware": "cpu", "adaptation": n, "accuracy_reference": a, "cost_cores": c,
+                             "latency_p99_s": l, "energy_j_per_request": e} for n, (a, c, l, e) in CONFIGS.items()])
+    without, with_energy, tradeoffs = pareto_change(summary)
+    assert without == {"tiny", "small", "medium", "large", "huge"}
+    assert with_energy - without == {"frugal"}
+    [t] = tradeoffs
+    assert (t.adaptation, t.versus) == ("frugal", "small")
+    assert t.energy_saved_j_per_request == pytest.approx(2.0) and t.accuracy_given_up == pytest.approx(0.01)
+
+
+def test_correlations_recover_a_known_relation():
+    summary = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "energy_j_per_request": [2.1, 3.9, 6.2, 7.8, 10.1, 12.0]})
+    c = correlation(summary, "x")
+    assert c.pearson_r > 0.99 and c.pearson_ci[0] > 0.9 and c.spearman_rho == pytest.approx(1.0)
+    assert correlation(summary.head(3), "x") is None  # too few configurations
+
+
+def test_overlapping_intervals_are_not_called_an_ordering():
+    trials = pd.DataFrame([{"hardware": "cpu", "adaptation": a, "energy_source": "rapl", "energy_j_per_request": v}
+                           for a, values in {"a": [1.0, 1.2, 1.4], "b": [1.3, 1.5, 1.7], "c": [5.0, 5.1, 5.2]}.items()
+                           for v in values])
+    verdicts = distinguishable(summarise(trials, ["energy_j_per_request"]), "energy_j_per_request")
+    assert verdicts == [("a", "b", False), ("b", "c", True)]
+
+
+def test_mixed_energy_sources_are_warned_about(tmp_path):
+    cfg, _ = log_synthetic(tmp_path, energy_source=lambda name: "estimate" if name == "huge" else "rapl")
+    html = (report_job(cfg) / "report.html").read_text()
+    assert "energy from different meters (estimate, rapl)" in html
