@@ -3,6 +3,7 @@ energy, and the sensitivity of each configuration energy brings in."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,12 +53,18 @@ def correlation(summary: pd.DataFrame, x: str, y: str = ENERGY, seed: int = 0) -
     pearson = stats.pearsonr(data[x], data[y])
     ci = pearson.confidence_interval(0.95)
     rho = stats.spearmanr(data[x], data[y]).statistic
-    boot = stats.bootstrap((data[x].to_numpy(), data[y].to_numpy()),
-                           lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
-                           confidence_level=0.95, n_resamples=2000, method="percentile", random_state=seed)
+    with warnings.catch_warnings():  # a resample drawing one configuration only has no defined ρ: scipy warns
+        warnings.simplefilter("ignore")
+        boot = _bootstrap_spearman(data[x].to_numpy(), data[y].to_numpy(), seed)
     low, high = boot.confidence_interval
     return Correlation(x, n, float(pearson.statistic), (float(ci.low), float(ci.high)), float(rho),
                        (float(low), float(high)))
+
+
+def _bootstrap_spearman(x, y, seed: int):
+    return stats.bootstrap((x, y),
+                           lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
+                           confidence_level=0.95, n_resamples=2000, method="percentile", random_state=seed)
 
 
 def pareto_set(summary: pd.DataFrame, objectives: dict[str, int]) -> set[str]:
