@@ -2,7 +2,7 @@
 
     maximise  α·accuracy − β·cores − δ·power          (or − δ·carbon rate = power × intensity)
     subject to  one option per stage,
-                Σ stages (batch latency p99 + (B − 1) / item rate) ≤ SLA,
+                Σ stages latency p99 (batch latency + batch-fill wait, IPA's (B − 1)/λ, + replica wait) ≤ SLA,
                 Σ cores ≤ available cores,
                 optionally power ≤ budget (W) or carbon rate ≤ budget (g/h).
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from sustainable_ipa.search.compose import stage_capacity_rps, stage_latency_s
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
@@ -37,7 +38,7 @@ class Option:
     threads: int
     replicas: int
     accuracy_pct: float
-    latency_s: float  # p99 batch latency + the wait for the batch to fill
+    latency_s: float  # p99 in the stage: batch latency, batch-fill wait, wait for a replica (search.compose)
     power_w: float  # active power at the offered load
     cores: int
     energy_j_per_request: float  # idle-subtracted, items per request × energy per item
@@ -82,10 +83,10 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
                 for t in o["threads"]:
                     p = profiles.get(stage, v, b, t)
                     replicas = max(1, math.ceil(rate / p.throughput_items_s))
-                    options.append(Option(stage, v, b, t, replicas, reference[stage][v],
-                                          p.latency_p99_s + (b - 1) / rate, rate * p.energy_j_per_item,
-                                          replicas * t, items * p.energy_j_per_item,
-                                          replicas * p.throughput_items_s / items if items else float("inf")))
+                    _, latency_p99 = stage_latency_s(p, replicas, items, load_rps)
+                    options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
+                                          rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
+                                          stage_capacity_rps(p, replicas, items)))
         out[stage] = options
     return out
 

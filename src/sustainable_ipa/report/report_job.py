@@ -36,6 +36,10 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     summary = analysis.summarise(data, [m for m in METRICS if m in data])
     warnings = analysis.mixed_energy_sources(data)
+    if data["energy_source"].astype(str).str.contains("estimate").any():
+        warnings.append("energy from the estimate meter is CPU time × hardware.estimate constants: it follows CPU "
+                        "time, hence cost and latency, by construction; correlations with them say nothing about "
+                        "measured power. Measure with RAPL or NVML for that")
     if set(data["weights_kind"]) - {"pretrained"}:
         warnings.append("some runs use random weights: their accuracy is the reference accuracy, not measured")
     sections = [("The question", _answer(summary))]

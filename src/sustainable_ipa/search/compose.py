@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sustainable_ipa.metrics.accuracy import pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_usd_per_1k
-from sustainable_ipa.search.profiles import ProfileTable
+from sustainable_ipa.search.profiles import ProfileTable, StageProfile
 from sustainable_ipa.search.space import PipelineChoice
 
 
@@ -25,15 +25,10 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
     for stage, c in choice.stages().items():
         p = profiles.get(stage, c.variant, c.batch_size, c.threads)
         items = profiles.items_per_request[stage]
-        item_rate = load_rps * items
-        # Items come in groups of `items` per request (a frame's crops), so a batch fills after B ÷ items requests.
-        wait_s = max(c.batch_size / items - 1, 0.0) / load_rps if load_rps > 0 else 0.0
-        throughput.append(c.replicas * c.batch_size / p.latency_p50_s / items if items > 0 else float("inf"))
-        service_s = p.latency_p50_s / c.replicas
-        rho = item_rate / c.batch_size * service_s
-        queue_s = rho * service_s / (2 * (1 - rho)) if rho < 1 else 0.0
-        latency_p50 += p.latency_p50_s + wait_s / 2 + queue_s
-        latency_p99 += p.latency_p99_s + wait_s + queue_s
+        throughput.append(stage_capacity_rps(p, c.replicas, items))
+        p50, p99 = stage_latency_s(p, c.replicas, items, load_rps)
+        latency_p50 += p50
+        latency_p99 += p99
         energy += p.energy_j_per_item * items
         accuracies.append(reference_accuracy[stage][c.variant])
     throughput_rps = min(throughput)
@@ -49,3 +44,18 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
         "sla_violation_s": max(latency_p99 - sla_s, 0.0),
         "load_shortfall_rps": max(load_rps - throughput_rps, 0.0),
     }
+
+
+def stage_capacity_rps(p: StageProfile, replicas: int, items_per_request: float) -> float:
+    """Requests per second a stage's replicas serve."""
+    return replicas * p.batch_size / p.latency_p50_s / items_per_request if items_per_request > 0 else float("inf")
+
+
+def stage_latency_s(p: StageProfile, replicas: int, items_per_request: float, load_rps: float) -> tuple[float, float]:
+    """(p50, p99) seconds a request spends in a stage: batch latency, batch-fill wait, wait for a replica."""
+    # Items come in groups of `items_per_request` (a frame's crops): a batch fills after B ÷ items requests.
+    fill_s = max(p.batch_size / items_per_request - 1, 0.0) / load_rps if load_rps > 0 and items_per_request > 0 else 0.0
+    service_s = p.latency_p50_s / replicas
+    rho = load_rps * items_per_request / p.batch_size * service_s
+    queue_s = rho * service_s / (2 * (1 - rho)) if rho < 1 else 0.0
+    return p.latency_p50_s + fill_s / 2 + queue_s, p.latency_p99_s + fill_s + queue_s
