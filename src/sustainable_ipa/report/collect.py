@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from sustainable_ipa.errors import UserError
 
-PARENT = "tags.mlflow.parentRunId"
+NOT_JOBS = {"profiling", "adapt", "report"}  # runs of the other entry points carry these `adaptation` tags
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
                    and r.info.run_name.startswith("study-")}
         rows = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in parents]
     else:
-        jobs = {r.info.run_id: r for r in runs if "adaptation" in r.data.tags and r.data.tags.get("report") is None
-                and r.data.tags.get("adaptation") != "profiling"
+        jobs = {r.info.run_id: r for r in runs if "adaptation" in r.data.tags
+                and r.data.tags["adaptation"] not in NOT_JOBS
                 and (selection.sweep_id is None or r.data.tags.get("sweep_id") == selection.sweep_id)}
         children = {}
         for r in runs:
