@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sustainable_ipa.adapt.optimizer import Weights, decide, score, stage_options  # noqa: E402
 from sustainable_ipa.config import compose  # noqa: E402
+from sustainable_ipa.metrics.accuracy import reference_accuracies  # noqa: E402
 from sustainable_ipa.search.profiler import cache_path  # noqa: E402
 from sustainable_ipa.search.profiles import ProfileTable  # noqa: E402
 from sustainable_ipa.search.space import SearchSpace  # noqa: E402
@@ -25,8 +26,8 @@ def main() -> None:
     cfg = compose()
     profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
-    stage_space = {s: {k: o[k] for k in ("variants", "batch_size", "threads")} for s, o in space.stages.items()}
-    reference = {s: {v: spec.reference_accuracy for v, spec in cfg.pipeline.variants[s].items()} for s in stage_space}
+    stage_space = space.profile_grid()
+    reference = reference_accuracies(cfg.pipeline.variants)
     a = cfg.adapt
     weights = {"ipa": Weights(a.alpha, a.beta, 0.0), "energy": Weights(a.alpha, a.beta, a.delta_energy),
                "carbon": Weights(a.alpha, a.beta, a.delta_carbon, objective="carbon")}

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.search.compose import stage_capacity_rps, stage_latency_s
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice, StageChoice
@@ -175,7 +176,7 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
         return Decision((), None, 0.0, 0, 0.0, float("inf"), False, float("inf"), float("-inf"))
     chosen = tuple(options[s][int(np.argmax(result.x[offsets[k]:offsets[k + 1]]))] for k, s in enumerate(stages))
     latency = sum(o.latency_s for o in chosen)
-    violation = max(latency - sla_s, 0.0)
+    violation = sla_violation_s(latency, sla_s)
     return Decision(chosen, PipelineChoice(*(StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in chosen)),
                     _accuracy(chosen, w.accuracy), sum(o.cores for o in chosen), sum(o.power_w for o in chosen),
                     latency, violation <= 1e-9, violation, score(chosen, w, intensity_g_per_kwh))

@@ -19,6 +19,11 @@ def pipeline_accuracy(stage_accuracies_pct: list[float]) -> float:
     return float(math.prod(a / 100.0 for a in stage_accuracies_pct))
 
 
+def reference_accuracies(variants) -> dict[str, dict[str, float]]:
+    """stage → variant → published reference accuracy (%), from the pipeline's variant catalogue."""
+    return {stage: {v: float(spec.reference_accuracy) for v, spec in options.items()} for stage, options in variants.items()}
+
+
 def coco_results(image_id: int, detections: np.ndarray, coco_ids: list[int]) -> list[dict]:
     """Detections `(n, 6)` as COCO results entries (bbox as x, y, width, height)."""
     return [{"image_id": int(image_id), "category_id": int(coco_ids[int(c)]),

@@ -7,6 +7,11 @@ by the batch size and concluded that bigger batches save energy.
 from __future__ import annotations
 
 
+def active_energy_j(total_j: float, idle_power_w: float, duration_s: float) -> float:
+    """Measured energy minus the idle baseline over the same duration (not clamped: a noisy baseline shows)."""
+    return total_j - idle_power_w * duration_s
+
+
 def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: float, idle_power_w: float,
                    requests_served: int, latency_mean_s: float, stage_core_s: dict[str, float],
                    carbon_intensity_g_per_kwh: float, pue: float) -> dict[str, float]:
@@ -19,7 +24,7 @@ def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: floa
     """
     from sustainable_ipa.energy.carbon import emissions_g
 
-    active_j = total_j - idle_power_w * duration_s
+    active_j = active_energy_j(total_j, idle_power_w, duration_s)
     per_request_j = active_j / requests_served
     busy = sum(stage_core_s.values())
     out = {

@@ -17,6 +17,11 @@ def sla_attainment(latencies_s: np.ndarray, sla_s: float) -> float:
     return float(np.mean(np.asarray(latencies_s) <= sla_s))
 
 
+def sla_violation_s(latency_p99_s: float, sla_s: float) -> float:
+    """How far the p99 latency overshoots the SLA (0 when it is met): the search's constraint."""
+    return max(latency_p99_s - sla_s, 0.0)
+
+
 def throughput_rps(arrivals_s: np.ndarray, finishes_s: np.ndarray) -> float:
     """Requests served per second, from the first arrival to the last completion."""
     span_s = float(np.max(finishes_s) - np.min(arrivals_s))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sustainable_ipa.metrics.accuracy import pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_usd_per_1k
+from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.search.profiles import ProfileTable, StageProfile
 from sustainable_ipa.search.space import PipelineChoice
 
@@ -41,7 +42,7 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
         "cost_cores": float(choice.cores),
         # served at the offered load when the pipeline keeps up, else at its own throughput
         "cost_usd_per_1k": cost_usd_per_1k(price_usd_per_core_hour, choice.cores, 1.0 / min(throughput_rps, load_rps), 1),
-        "sla_violation_s": max(latency_p99 - sla_s, 0.0),
+        "sla_violation_s": sla_violation_s(latency_p99, sla_s),
         "load_shortfall_rps": max(load_rps - throughput_rps, 0.0),
     }
 

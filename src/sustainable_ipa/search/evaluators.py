@@ -8,6 +8,7 @@ from typing import Protocol
 from omegaconf import DictConfig, open_dict
 
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh, emissions_g
+from sustainable_ipa.metrics.accuracy import reference_accuracies
 from sustainable_ipa.search.compose import predict
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice
@@ -31,8 +32,7 @@ class ProfileEvaluator:
         self.load_rps = float(cfg.search.load_rps)
         self.sla_s = float(cfg.trial.sla_s)
         self.price = float(cfg.hardware.price_usd_per_core_hour)
-        self.reference = {stage: {v: spec.reference_accuracy for v, spec in cfg.pipeline.variants[stage].items()}
-                          for stage in ("detector", "classifier")}
+        self.reference = reference_accuracies(cfg.pipeline.variants)
         self.intensity_g_per_kwh = carbon_intensity_g_per_kwh(
             cfg.energy.carbon_intensity_g_per_kwh, cfg.hardware.carbon.country_iso_code, cfg.hardware.carbon.region)
         self.pue = float(cfg.hardware.pue)

@@ -55,20 +55,24 @@ def profile_space(space: SearchSpace, dataset: Dataset, build: Callable[[str, st
     """Every (stage, variant, batch, threads) of the space, reusing rows already in `cached`."""
     inputs = stage_inputs(dataset)
     rows = dict(cached.rows) if cached else {}
-    for stage, options in space.stages.items():
-        for variant in options["variants"]:
-            todo = [(b, t) for b in options["batch_size"] for t in options["threads"]
-                    if (stage, variant, b, t) not in rows]
-            if not todo:
-                continue
-            model = build(stage, variant)
-            for batch_size, threads in todo:
-                profile = profile_stage(model, stage, variant, batch_size, threads, inputs[stage], repeats,
-                                        energy_window, source)
-                rows[profile.key] = profile
-                if on_profile:
-                    on_profile(profile)
+    by_model: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for stage, variant, batch_size, threads in missing_profiles(space, cached):
+        by_model.setdefault((stage, variant), []).append((batch_size, threads))
+    for (stage, variant), todo in by_model.items():
+        model = build(stage, variant)  # once per model, not per batch size
+        for batch_size, threads in todo:
+            profile = profile_stage(model, stage, variant, batch_size, threads, inputs[stage], repeats,
+                                    energy_window, source)
+            rows[profile.key] = profile
+            if on_profile:
+                on_profile(profile)
     return ProfileTable(list(rows.values()), hardware, items_per_request(dataset))
+
+
+def missing_profiles(space: SearchSpace, cached: ProfileTable | None) -> list[tuple[str, str, int, int]]:
+    """(stage, variant, batch, threads) of the space's profile grid that `cached` lacks."""
+    return [(stage, v, b, t) for stage, o in space.profile_grid().items() for v in o["variants"]
+            for b in o["batch_size"] for t in o["threads"] if cached is None or (stage, v, b, t) not in cached.rows]
 
 
 def cache_path(cache_dir: str | Path, hardware: str) -> Path:

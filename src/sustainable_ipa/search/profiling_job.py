@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sustainable_ipa.config import validate
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.session import EnergySession
-from sustainable_ipa.search.profiler import cache_path, profile_space
+from sustainable_ipa.metrics.energy import active_energy_j
+from sustainable_ipa.search.profiler import cache_path, missing_profiles, profile_space
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
@@ -45,8 +46,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     dataset = load_dataset(cfg.dataset)
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
     cached = ProfileTable.load(path) if path.is_file() and not cfg.profiling.refresh else None
-    todo = sum(1 for stage, o in space.stages.items() for v in o["variants"] for b in o["batch_size"]
-               for t in o["threads"] if cached is None or (stage, v, b, t) not in cached.rows)
+    todo = len(missing_profiles(space, cached))
     if todo == 0:
         console.print(f"profiles: all {len(cached.rows)} rows from the cache {path}")
         return cached
@@ -59,7 +59,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
             with energy.window("profile") as window:
                 yield holder
             m = window.measurement
-            holder.active_j = m.total_j - energy.idle_power_w * m.duration_s
+            holder.active_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
 
         tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name}
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:

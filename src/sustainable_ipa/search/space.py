@@ -71,6 +71,10 @@ class SearchSpace:
             raise UserError(f"no configuration of search.space fits in {max_cores} cores", "allow fewer threads or replicas, or more cores")
         return result
 
+    def profile_grid(self) -> dict[str, dict[str, tuple]]:
+        """What profiles are measured over: per stage variants, batch sizes and threads (not replicas)."""
+        return {s: {k: o[k] for k in ("variants", "batch_size", "threads")} for s, o in self.stages.items()}
+
     def stage_choices(self, stage: str):
         o = self.stages[stage]
         return [StageChoice(v, b, t, r) for v, b, t, r in

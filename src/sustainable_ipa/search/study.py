@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sustainable_ipa.config import available_cores
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
 from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
@@ -96,7 +97,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                 if missing:
                     raise UserError(f"evaluator '{evaluator.name}' gives no {', '.join(missing)}",
                                     "choose objectives the evaluator measures")
-                violation = max(_metric(metrics, "latency_p99_s") - cfg.trial.sla_s, 0.0)
+                violation = sla_violation_s(_metric(metrics, "latency_p99_s"), cfg.trial.sla_s)
                 trial.set_constraint(SLA_CONSTRAINT, violation)
                 for name, value in metrics.items():
                     trial.set_user_attr(name, value)
