@@ -20,6 +20,7 @@ from itertools import cycle, islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -29,6 +30,7 @@ from sustainable_ipa.data import load_dataset  # noqa: E402
 from sustainable_ipa.models.classifier import Classifier, crop  # noqa: E402
 from sustainable_ipa.models.detector import Detector  # noqa: E402
 from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings  # noqa: E402
+from timing import median_call_s  # noqa: E402
 
 
 def naive_loop(yolo, classifier_model, transform, frames, cores: int) -> float:
@@ -78,6 +80,26 @@ def bench_throughput(adaptation: str, rounds: int, requests: int) -> None:
     print(f"  runner  median {statistics.median(ours):.2f} req/s")
     print(f"  naive   median {statistics.median(naive):.2f} req/s")
     print(f"  ratio   median {statistics.median(ratios):.2f}x  (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+    # The most any runner could get out of this machine with this batching: every core busy all the time at
+    # the one-thread cost per item (a core is never more productive split across threads).
+    frame_s, crop_s = one_thread_cost_s(detector, classifier, frames, a.detector.batch_size, a.classifier.batch_size)
+    crops = np.mean([len(f.ground_truth) for f in frames])
+    bound_rps = 2 / (frame_s + crops * crop_s)
+    print(f"  bound   {bound_rps:.2f} req/s = {bound_rps / statistics.median(naive):.2f}x naive: 2 cores never idle at "
+          f"{frame_s * 1e3:.0f} ms per frame (b{a.detector.batch_size}) + {crops:.1f} × {crop_s * 1e3:.0f} ms per crop "
+          f"(b{a.classifier.batch_size}), one thread each")
+
+
+def one_thread_cost_s(detector, classifier, frames, detector_batch: int, classifier_batch: int) -> tuple[float, float]:
+    """Median seconds per frame and per crop of the runner's stages at their batch sizes on one thread."""
+    torch.set_num_threads(1)
+    images = list(islice(cycle([f.image_bgr for f in frames]), detector_batch))
+    crops = list(islice(cycle([c for f in frames for gt in f.ground_truth
+                               if (c := crop(f.image_bgr, gt.box_xyxy)) is not None]), classifier_batch))
+    frame_s = median_call_s(lambda: detector(images), 3) / len(images)
+    crop_s = median_call_s(lambda: classifier(crops), 3) / len(crops)
+    torch.set_num_threads(2)
+    return frame_s, crop_s
 
 
 def matmul_gflops(threads: int, n: int = 2048, reps: int = 5) -> float:
@@ -93,13 +115,7 @@ def matmul_gflops(threads: int, n: int = 2048, reps: int = 5) -> float:
 
 
 def model_gflops(forward, x, gmacs_per_item: float, reps: int) -> float:
-    forward(x)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        forward(x)
-        times.append(time.perf_counter() - t)
-    return 2 * gmacs_per_item * x.shape[0] / statistics.median(times)
+    return 2 * gmacs_per_item * x.shape[0] / median_call_s(lambda: forward(x), reps)
 
 
 def bench_flop_rate(threads: int, reps: int, quick: bool) -> None:

@@ -33,7 +33,7 @@ def random_instance(seed: int):
                     latency = per_item * b ** 0.85
                     rows.append(StageProfile(stage, v, b, t, latency, latency * 1.1, b / latency,
                                              (1.0 + 2.0 * k) * rng.uniform(0.6, 1.0) / b ** 0.2, "estimate"))
-    return ProfileTable(rows, "cpu", {"detector": 1.0, "classifier": 3.0}), space
+    return ProfileTable(rows, "cpu", {"detector": (1,), "classifier": (3,)}), space
 
 
 def brute_force(options, sla_s, max_cores, w, intensity, power_budget_w=None):

@@ -1,10 +1,14 @@
 """Composition arithmetic on hand-made profiles, and the space the study searches."""
 
+import heapq
+
+import numpy as np
 import pytest
 
 from sustainable_ipa.config import compose
 from sustainable_ipa.errors import UserError
-from sustainable_ipa.search.compose import predict
+from sustainable_ipa.search import replay
+from sustainable_ipa.search.compose import predict, trace_latency_s
 from sustainable_ipa.search.objectives import resolve_objectives
 from sustainable_ipa.search.profiles import ProfileTable, StageProfile
 from sustainable_ipa.search.space import PipelineChoice, SearchSpace, StageChoice
@@ -15,29 +19,45 @@ REFERENCE = {"detector": {"yolov5n": 45.7}, "classifier": {"resnet18": 69.758}}
 def table():
     rows = [
         StageProfile("detector", "yolov5n", 4, 1, 0.40, 0.50, 10.0, 2.0, "estimate"),
+        StageProfile("detector", "yolov5n", 1, 1, 0.10, 0.12, 10.0, 2.0, "estimate"),
         StageProfile("classifier", "resnet18", 8, 1, 0.20, 0.30, 40.0, 0.5, "estimate"),
+        StageProfile("classifier", "resnet18", 1, 1, 0.05, 0.06, 20.0, 0.5, "estimate"),
     ]
-    return ProfileTable(rows, "cpu", {"detector": 1.0, "classifier": 4.0})
+    return ProfileTable(rows, "cpu", {"detector": (1,), "classifier": (4,)})
 
 
 def test_prediction_follows_ipa_composition():
     choice = PipelineChoice(StageChoice("yolov5n", 4, 1, 2), StageChoice("resnet18", 8, 1, 1))
-    m = predict(choice, table(), load_rps=5.0, sla_s=2.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.036)
+    m = predict(choice, table(), load_rps=5.0, sla_s=5.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.036)
     # detector: 2 replicas × 4 / 0.4 s = 20 req/s; classifier: 8 / 0.2 s = 40 crops/s = 10 req/s
     assert m["throughput_rps"] == pytest.approx(10.0)
-    # waits for a full batch: detector (4 − 1) / 5 = 0.6 s; classifier: 4 crops per request fill 8 in 2 requests,
-    # (8 / 4 − 1) / 5 = 0.2 s
-    # waits for a replica (M/D/1 on batches): detector S = 0.4 / 2 = 0.2 s, ρ = 5 / 4 × 0.2 = 0.25 →
-    # 0.25 × 0.2 / 1.5; classifier S = 0.2 s, ρ = 20 / 8 × 0.2 = 0.5 → 0.5 × 0.2 / 1
-    queue = 0.25 * 0.2 / 1.5 + 0.5 * 0.2 / 1.0
-    assert m["latency_p99_s"] == pytest.approx(0.5 + 0.6 + 0.3 + 0.2 + queue)
-    assert m["latency_p50_s"] == pytest.approx(0.4 + 0.3 + 0.2 + 0.1 + queue)  # half the batch wait on average
     # energy per request: 2 J × 1 frame + 0.5 J × 4 crops, replicas do not change it
     assert m["energy_j_per_request"] == pytest.approx(4.0)
     assert m["cost_cores"] == 3 and m["accuracy_reference"] == pytest.approx(0.457 * 0.69758)
     # 3 cores at $0.036/core-hour serve 5 req/s: $0.036 × 3 / 3600 / 5 × 1000 per 1k requests
     assert m["cost_usd_per_1k"] == pytest.approx(0.036 * 3 / 3600 / 5 * 1000)
     assert m["sla_violation_s"] == 0.0 and m["load_shortfall_rps"] == 0.0
+    # the first of 4 frames waits for 3 more arrivals (0.6 s on average at 5 req/s), the last for none
+    assert 0.4 + 0.2 < m["latency_p50_s"] < m["latency_p99_s"]
+
+
+@pytest.mark.parametrize("replicas,latency_s", [(1, 0.10 + 4 * 0.05), (2, 0.10 + 2 * 0.05), (4, 0.10 + 0.05)])
+def test_latency_at_a_trickle_is_the_batches_in_a_row(replicas, latency_s):
+    # at 0.01 req/s requests never meet: a frame (0.1 s), then its 4 crops one batch each on `replicas` replicas
+    choice = PipelineChoice(StageChoice("yolov5n", 1, 1, 1), StageChoice("resnet18", 1, 1, replicas))
+    m = predict(choice, table(), load_rps=0.01, sla_s=5.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.0)
+    assert m["latency_p50_s"] == pytest.approx(latency_s)
+    p99 = 0.12 + 0.06 * 4 / replicas  # every batch at its p99 latency
+    assert m["latency_p99_s"] == pytest.approx(p99)
+
+
+def test_a_trace_is_replayed_start_up_and_final_flush_included():
+    # 3 frames at 0, 1, 2 s into detector batches of 4: the queue closes after the third, so the partial batch
+    # runs at 2 s (0.4 s); its 12 crops make a batch of 8 (2.4–2.6 s) and a flushed batch of 4 (2.6–2.8 s)
+    choice = PipelineChoice(StageChoice("yolov5n", 4, 1, 1), StageChoice("resnet18", 8, 1, 1))
+    p50, p99 = trace_latency_s(choice, table(), np.array([0.0, 1.0, 2.0]))
+    assert p50 == pytest.approx(1.6)  # latencies 2.6, 1.6, 0.8
+    assert p99 == pytest.approx(np.percentile([2.8, 1.8, 1.1], 99))  # the same with p99 batch latencies
 
 
 def test_prediction_flags_sla_and_load():
@@ -45,6 +65,43 @@ def test_prediction_flags_sla_and_load():
     m = predict(choice, table(), load_rps=20.0, sla_s=1.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.0)
     assert m["load_shortfall_rps"] == pytest.approx(10.0)  # detector serves 10 req/s
     assert m["sla_violation_s"] == pytest.approx(m["latency_p99_s"] - 1.0)
+    assert m["latency_p50_s"] > 10  # the queue grows for as long as the load lasts
+
+
+def test_replay_by_hand():
+    # 5, 4, 0 and 3 items into batches of 4 taking 1.5 s: batch 0 = items 0-3 (ready at 0), batch 1 = 4-7
+    # (ready when request 1 enters, 0.2), batch 2 = 8-11 (ready at 0.6); request 2 brings nothing
+    enter_s, items = np.array([0.0, 0.2, 0.4, 0.6]), np.array([5, 4, 0, 3])
+    one = replay.serve(enter_s, items, 4, 1, 1.5)  # batches run 0-1.5, 1.5-3.0, 3.0-4.5
+    assert one.tolist() == pytest.approx([3.0, 4.5, 0.4, 4.5])
+    two = replay.serve(enter_s, items, 4, 2, 1.5)  # 0-1.5 and 0.2-1.7 side by side, then 1.5-3.0
+    assert two.tolist() == pytest.approx([1.7, 3.0, 0.4, 3.0])
+
+
+def event_simulation(enter_s, items, batch_size, replicas, batch_s):
+    """The same rules played out one event at a time, with a heap of replicas' free times."""
+    stream = [t for t, n in zip(enter_s, items) for _ in range(n)]
+    batches = [stream[i:i + batch_size] for i in range(0, len(stream), batch_size)]
+    free, finish = [0.0] * replicas, []
+    for batch in batches:
+        start = max(batch[-1], heapq.heappop(free))
+        finish.append(start + batch_s)
+        heapq.heappush(free, finish[-1])
+    leave, seen = [], 0
+    for t, n in zip(enter_s, items):
+        seen += n
+        leave.append(finish[(seen - 1) // batch_size] if n else t)
+    return leave
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_replay_equals_an_event_simulation(seed):
+    rng = np.random.default_rng(seed)
+    enter_s = np.cumsum(rng.exponential(0.3, 300))
+    items = rng.integers(0, 7, 300)
+    batch_size, replicas, batch_s = int(rng.integers(1, 9)), int(rng.integers(1, 4)), float(rng.uniform(0.1, 1.0))
+    assert replay.serve(enter_s, items, batch_size, replicas, batch_s).tolist() == \
+        pytest.approx(event_simulation(enter_s, items, batch_size, replicas, batch_s))
 
 
 def test_a_missing_profile_names_the_fix():
@@ -56,7 +113,15 @@ def test_a_missing_profile_names_the_fix():
 def test_profile_table_round_trips_through_csv(tmp_path):
     table().save(tmp_path / "p.csv")
     loaded = ProfileTable.load(tmp_path / "p.csv")
-    assert loaded.rows == table().rows and loaded.items_per_request == {"detector": 1.0, "classifier": 4.0}
+    assert loaded.rows == table().rows and loaded.items_per_request == {"detector": (1,), "classifier": (4,)}
+
+
+def test_an_old_profile_cache_names_the_refresh(tmp_path):
+    path = tmp_path / "p.csv"
+    table().save(path)
+    path.write_text(path.read_text().replace(",1\n", ",1.0\n").replace(",4\n", ",4.5\n"))
+    with pytest.raises(UserError, match="predates per-request item counts"):
+        ProfileTable.load(path)
 
 
 def space_cfg(changes=None):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -118,3 +120,40 @@ def test_two_workers_share_one_study(tmp_path, client):
     parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                  filter_string="tags.study_name = 'video-cpu' and attributes.run_name = 'study-video-cpu'")
     assert len(parents) == 1
+
+
+@pytest.mark.slow
+def test_a_search_killed_mid_trial_resumes_with_no_completed_trial_lost(tmp_path, client):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    args = [sys.executable, str(PROJECT_ROOT / "src" / "search.py"), *TINY, "search.evaluator=run", "search.n_trials=4",
+            "search.space.detector.replicas=[1]", "hardware.cores=2", "weights=random", "trial.repetitions=1",
+            "trial.warmup=0", "trial.requests=16", "search.heartbeat_s=1", f"search.storage={storage}",
+            f"profiling.cache_dir={tmp_path}/profiles", "energy.idle_s=0.3", *store_overrides(tmp_path)]
+    worker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while True:  # kill it while a trial runs, with at least one trial completed before it
+        assert worker.poll() is None and time.monotonic() < deadline, "the search ended before it could be killed"
+        try:
+            trials = optuna.load_study(study_name="video-cpu", storage=storage).trials
+        except KeyError:  # the study is not created yet
+            trials = []
+        states = [t.state for t in trials]
+        if optuna.trial.TrialState.COMPLETE in states and states[-1] == optuna.trial.TrialState.RUNNING \
+                and "mlflow_run_id" in trials[-1].user_attrs:
+            break
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    completed = {t.number: t.values for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
+    killed = trials[-1].number
+    time.sleep(2.5)  # past the grace period (2 × heartbeat): the killed trial's heartbeat is stale
+
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    study = optuna.load_study(study_name="video-cpu", storage=storage)
+    assert study.trials[killed].state == optuna.trial.TrialState.FAIL
+    assert {n: study.trials[n].values for n in completed} == completed  # nothing completed was lost or redone
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 4
+    killed_run = study.trials[killed].user_attrs["mlflow_run_id"]
+    assert client.get_run(killed_run).info.status == "KILLED"
+    assert not runs_by_status(client, "RUNNING")

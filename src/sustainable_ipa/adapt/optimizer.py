@@ -76,7 +76,7 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
                   reference: dict[str, dict[str, float]]) -> dict[str, list[Option]]:
     out: dict[str, list[Option]] = {}
     for stage, o in space.items():
-        items = profiles.items_per_request[stage]
+        items = profiles.mean_items(stage)
         rate = max(load_rps * items, 1e-9)
         options = []
         for v in o["variants"]:
@@ -84,7 +84,8 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
                 for t in o["threads"]:
                     p = profiles.get(stage, v, b, t)
                     replicas = max(1, math.ceil(rate / p.throughput_items_s))
-                    _, latency_p99 = stage_latency_s(p, replicas, items, load_rps)
+                    # per stage on its own (IPA's separable model): arrivals one request at a time
+                    _, latency_p99 = stage_latency_s(p, replicas, profiles.items_per_request[stage], load_rps)
                     options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
                                           rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
                                           stage_capacity_rps(p, replicas, items)))

@@ -28,10 +28,16 @@ class StageProfile:
 
 
 class ProfileTable:
-    def __init__(self, rows: list[StageProfile], hardware: str, items_per_request: dict[str, float]):
+    def __init__(self, rows: list[StageProfile], hardware: str, items_per_request: dict[str, tuple[int, ...]]):
         self.rows = {r.key: r for r in rows}
         self.hardware = hardware
-        self.items_per_request = items_per_request  # detector: 1 frame; classifier: crops per frame
+        # Items each request brings to a stage, in request order (requests cycle over the dataset's frames):
+        # detector (1,), classifier the crops of each frame. The order decides how batches fill.
+        self.items_per_request = {stage: tuple(int(n) for n in cycle) for stage, cycle in items_per_request.items()}
+
+    def mean_items(self, stage: str) -> float:
+        cycle = self.items_per_request[stage]
+        return sum(cycle) / len(cycle)
 
     def get(self, stage: str, variant: str, batch_size: int, threads: int) -> StageProfile:
         try:
@@ -47,7 +53,7 @@ class ProfileTable:
         writer.writeheader()
         for row in self.rows.values():
             writer.writerow({"hardware": self.hardware, **asdict(row),
-                             "items_per_request": self.items_per_request[row.stage]})
+                             "items_per_request": " ".join(map(str, self.items_per_request[row.stage]))})
         return buffer.getvalue()
 
     def save(self, path: Path) -> None:
@@ -60,7 +66,11 @@ class ProfileTable:
         with open(path, newline="") as f:
             for raw in csv.DictReader(f):
                 hardware = raw["hardware"]
-                items[raw["stage"]] = float(raw["items_per_request"])
+                try:
+                    items[raw["stage"]] = tuple(int(n) for n in raw["items_per_request"].split())
+                except ValueError:
+                    raise UserError(f"profile cache {path} predates per-request item counts",
+                                    "rerun `python src/profiling.py profiling.refresh=true`") from None
                 rows.append(StageProfile(raw["stage"], raw["variant"], int(raw["batch_size"]), int(raw["threads"]),
                                          float(raw["latency_p50_s"]), float(raw["latency_p99_s"]),
                                          float(raw["throughput_items_s"]), float(raw["energy_j_per_item"]),

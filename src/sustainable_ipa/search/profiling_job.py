@@ -64,12 +64,14 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
         tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name}
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
             log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo})
+            rounds = int(cfg.profiling.repeats) + 1  # a warm-up round, then the timed ones
             with Progress(TextColumn("profiling {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console) as progress:
-                task = progress.add_task("", total=todo, what="")
+                          TextColumn("batches"), TimeElapsedColumn(), console=console) as progress:
+                task = progress.add_task("", total=todo * rounds, what="")
 
-                def done(p):
-                    progress.update(task, advance=1, what=f"{p.stage} {p.variant} b{p.batch_size} t{p.threads}")
+                def done(key):
+                    stage, variant, batch_size, threads = key
+                    progress.update(task, advance=1, what=f"{stage} {variant} b{batch_size} t{threads}")
 
                 table = profile_space(space, dataset, build_stage_model(cfg), int(cfg.profiling.repeats),
                                       energy_window, energy.source_tag, cfg.hardware.name, cached, done)

@@ -26,7 +26,7 @@ from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
 from sustainable_ipa.search.space import PipelineChoice, SearchSpace, StageChoice
 from sustainable_ipa.search.storage import make_storage
-from sustainable_ipa.tracking.runs import log, tracked_run
+from sustainable_ipa.tracking.runs import kill_run_tree, log, tracked_run
 
 MLFLOW_RUN_ATTR = "mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
@@ -154,7 +154,7 @@ def _close_stale(study: optuna.Study, client: MlflowClient) -> None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         run_id = trial.user_attrs.get(TRIAL_RUN_ATTR)
         if run_id and client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, "KILLED")
+            kill_run_tree(client, run_id)  # the trial's run and the pipeline runs under it
 
 
 def _metric(metrics: dict[str, float], name: str) -> float | None:

@@ -55,6 +55,16 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
+def kill_run_tree(client: MlflowClient, run_id: str) -> None:
+    """End a run left RUNNING by a process that died (SIGKILL, power loss), and its nested runs, KILLED."""
+    run = client.get_run(run_id)
+    children = client.search_runs([run.info.experiment_id], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{run_id}'")
+    for child in children:
+        kill_run_tree(client, child.info.run_id)
+    if run.info.status == "RUNNING":
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+
+
 def log(client: MlflowClient, run_id: str, metrics: Mapping[str, float] | None = None,
         params: Mapping[str, object] | None = None, tags: Mapping[str, str] | None = None) -> None:
     now_ms = int(time.time() * 1000)
