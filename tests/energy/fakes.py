@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sustainable_ipa.energy.measurement import EnergySource
@@ -30,7 +31,10 @@ class PowercapTree:
         self.zones[path.name] = path
 
     def set_uj(self, zone: str, value: int) -> None:
-        (self.zones[zone] / "energy_uj").write_text(f"{value}\n")
+        # write then rename: a reader sees the old or the new value, never an empty file (as sysfs reads are)
+        staged = self.zones[zone] / ".energy_uj.new"
+        staged.write_text(f"{value}\n")
+        os.replace(staged, self.zones[zone] / "energy_uj")
 
     def get_uj(self, zone: str) -> int:
         return int((self.zones[zone] / "energy_uj").read_text())
