@@ -161,3 +161,31 @@ def test_objectives():
         ["maximize", "minimize", "minimize"]
     with pytest.raises(UserError, match="unknown objective joy"):
         resolve_objectives(["accuracy", "joy"])
+
+
+def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round():
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from sustainable_ipa.data import load_dataset
+    from sustainable_ipa.search.profiler import profile_space
+
+    cfg = compose()
+    space = SearchSpace.from_config(*space_cfg({("detector", "variants"): ["yolov5n"],
+                                                ("classifier", "batch_size"): [2, 4]}), max_cores=None)
+    builds, batches = [], []
+
+    def build(stage, variant):
+        builds.append((stage, variant))
+        return lambda batch: None
+
+    @contextmanager
+    def energy_window():  # 1 J above idle per batch
+        yield SimpleNamespace(active_j=1.0)
+
+    table = profile_space(space, load_dataset(cfg.dataset), build, 3, energy_window, "estimate", "cpu",
+                          on_batch=batches.append)
+    assert builds == [("detector", "yolov5n"), ("classifier", "resnet18")]
+    assert len(batches) == 4 * (3 + 1)  # 4 profiles × (a warm-up round + 3 timed rounds)
+    assert table.rows[("classifier", "resnet18", 4, 1)].energy_j_per_item == pytest.approx(3 * 1.0 / (3 * 4))
+    assert table.items_per_request == {"detector": (1,), "classifier": (5, 4)}  # bus.jpg, zidane.jpg

@@ -48,7 +48,7 @@ def profile_space(space: SearchSpace, dataset: Dataset, build: Callable[[str, st
     """
     inputs = stage_inputs(dataset)
     todo = missing_profiles(space, cached)
-    models = {(stage, variant): build(stage, variant) for stage, variant, _, _ in todo}  # one build per model
+    models = {model: build(*model) for model in dict.fromkeys(key[:2] for key in todo)}  # one build per model
     batches = {key: list(islice(cycle(inputs[key[0]]), key[2])) for key in todo}
     latencies: dict[ProfileKey, list[float]] = {key: [] for key in todo}
     active_j: dict[ProfileKey, float] = {key: 0.0 for key in todo}
