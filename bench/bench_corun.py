@@ -1,20 +1,23 @@
 """Co-location: one stage's batch latency alone vs while the other stage runs beside it (one thread each).
 
-Profiles measure each stage alone; in the pipeline both stages run at once on the machine's cores, sharing caches
-and memory bandwidth. This prints the ratio, per round, for one detector/classifier pair.
+Profiles measure each stage alone; in the pipeline both stages run at once on the machine's cores, sharing caches,
+memory bandwidth and the interpreter. This VM's speed drifts by tens of percent over minutes, so the two are
+measured in tight pairs: one batch alone (the neighbour paused), then one batch beside the running neighbour,
+again and again; each pair's ratio sees the same machine, and the median of the ratios is the co-location factor.
 
-    python bench/bench_corun.py [--detector yolov5s] [--classifier resnet18] [--crops 2] [--rounds 3]
+    python bench/bench_corun.py [--detector yolov5s] [--classifier resnet18] [--crops 2] [--pairs 15]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
@@ -22,30 +25,61 @@ from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.data import load_dataset  # noqa: E402
 from sustainable_ipa.search.profiler import stage_inputs  # noqa: E402
 from sustainable_ipa.search.profiling_job import build_stage_model  # noqa: E402
-from timing import median_call_s  # noqa: E402
 
 
-def median_batch_s(model, batch, n: int) -> float:
-    torch.set_num_threads(1)
-    return median_call_s(lambda: model(batch), n)
+class Neighbour:
+    """Runs `model(batch)` in a loop on its own thread (one torch thread) while resumed."""
 
+    def __init__(self, model, batch):
+        self._model, self._batch = model, batch
+        self._may_run = threading.Event()
+        self._idle = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
-def beside(model, batch, other, other_batch, n: int) -> float:
-    """`median_batch_s` of `model` while `other` runs in a loop on another thread."""
-    stop = threading.Event()
-
-    def loop() -> None:
+    def _loop(self) -> None:
         torch.set_num_threads(1)
-        while not stop.is_set():
-            other(other_batch)
+        while not self._stop.is_set():
+            self._idle.set()
+            if not self._may_run.wait(0.1):
+                continue
+            self._idle.clear()
+            self._model(self._batch)
 
-    worker = threading.Thread(target=loop)
-    worker.start()
-    try:
-        return median_batch_s(model, batch, n)
-    finally:
-        stop.set()
-        worker.join()
+    def resume(self) -> None:
+        self._may_run.set()
+        while self._idle.is_set():  # it has picked up a batch: the machine is busy beside us
+            time.sleep(0.001)
+
+    def pause(self) -> None:
+        self._may_run.clear()
+        self._idle.wait()  # its batch in flight has finished: the machine is ours
+
+    def close(self) -> None:
+        self._stop.set()
+        self._may_run.set()
+        self._thread.join()
+
+
+def paired_ratios(model, batch, neighbour: Neighbour, pairs: int) -> tuple[list[float], list[float]]:
+    """Seconds alone, and beside/alone ratios, of `pairs` alternating calls (after one warm-up call)."""
+    torch.set_num_threads(1)
+    model(batch)
+    alone_s, ratios = [], []
+    for _ in range(pairs):
+        neighbour.pause()
+        began = time.perf_counter()
+        model(batch)
+        alone = time.perf_counter() - began
+        neighbour.resume()
+        began = time.perf_counter()
+        model(batch)
+        beside = time.perf_counter() - began
+        neighbour.pause()
+        alone_s.append(alone)
+        ratios.append(beside / alone)
+    return alone_s, ratios
 
 
 def main() -> None:
@@ -53,20 +87,26 @@ def main() -> None:
     parser.add_argument("--detector", default="yolov5s")
     parser.add_argument("--classifier", default="resnet18")
     parser.add_argument("--crops", type=int, default=2, help="classifier batch size")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=15)
     args = parser.parse_args()
+    torch.set_num_threads(1)
     cfg = compose([])
     inputs = stage_inputs(load_dataset(cfg.dataset))
     build = build_stage_model(cfg)
     det, cls = build("detector", args.detector), build("classifier", args.classifier)
     frames, crops = inputs["detector"][:1], inputs["classifier"][:args.crops]
-    for r in range(args.rounds):
-        cls_alone, det_alone = median_batch_s(cls, crops, 9), median_batch_s(det, frames, 5)
-        cls_beside, det_beside = beside(cls, crops, det, frames, 9), beside(det, frames, cls, crops, 5)
-        print(f"round {r}: {args.classifier} b{args.crops} alone {cls_alone * 1e3:.0f} ms, beside {args.detector} "
-              f"{cls_beside * 1e3:.0f} ms ({cls_beside / cls_alone:.2f}x); {args.detector} b1 alone "
-              f"{det_alone * 1e3:.0f} ms, beside {args.classifier} {det_beside * 1e3:.0f} ms "
-              f"({det_beside / det_alone:.2f}x)", flush=True)
+    for name, model, batch, other_name, other, other_batch in (
+            (f"{args.classifier} b{args.crops}", cls, crops, args.detector, det, frames),
+            (f"{args.detector} b1", det, frames, f"{args.classifier} b{args.crops}", cls, crops)):
+        neighbour = Neighbour(other, other_batch)
+        try:
+            alone_s, ratios = paired_ratios(model, batch, neighbour, args.pairs)
+        finally:
+            neighbour.close()
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(f"{name}: alone median {statistics.median(alone_s) * 1e3:.0f} ms (range {min(alone_s) * 1e3:.0f}–"
+              f"{max(alone_s) * 1e3:.0f}); beside {other_name} ÷ alone, {args.pairs} pairs: median "
+              f"{statistics.median(ratios):.3f}×, quartiles {quartiles[0]:.3f}–{quartiles[2]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

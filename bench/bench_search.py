@@ -5,11 +5,12 @@
    evaluations, median over 5 seeds (same objectives, constraint and evaluator as `src/search.py`, without the
    MLflow record per trial).
 3. Composition accuracy: on held-out configurations, predicted vs measured p50 latency and energy per request
-   (`--validate`, runs the pipeline; Poisson load at search.load_rps). Latency is predicted twice: replayed on
-   each run's own arrivals (like for like) and as the search sees it (long-run Poisson).
+   (`--validate`, runs the pipeline; Poisson load at search.load_rps), each run bracketed by fresh profiles and
+   its latency replayed on its own arrivals; the error split into service times and queueing model.
 
     python src/profiling.py                     # first: the profiles (cached in mlruns/profiles/<hardware>.csv)
     python bench/bench_search.py [--validate]   # prints the figures and writes bench/out/hypervolume.png
+    python bench/bench_search.py --validate-only [--pipeline 'yolov5s b1 + resnet18 b2'] [--cycles 3]
 """
 
 from __future__ import annotations
@@ -82,11 +83,16 @@ def main() -> None:
     parser.add_argument("--validate-only", action="store_true")
     parser.add_argument("--held-out", type=int, default=6, help="configurations run for real in the validation")
     parser.add_argument("--requests", type=int, default=48, help="measured requests per validation run")
-    parser.add_argument("--repetitions", type=int, default=2, help="runs per held-out configuration")
+    parser.add_argument("--cycles", type=int, default=3, help="runs of each held-out configuration, each "
+                        "bracketed by fresh profiles")
+    parser.add_argument("--repetitions", type=int, default=1, help="repetitions in each of those runs")
+    parser.add_argument("--pipeline", action="append", default=[], metavar="'DETECTOR bN + CLASSIFIER bM'",
+                        help="validate these pipelines (one thread, one replica per stage) instead of a random draw")
     args, overrides = parser.parse_known_args()
     cfg, profiles, space, evaluator, objectives = setup(overrides)
     if args.validate_only:
-        return validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions)
+        return validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,
+                                    args.pipeline)
     directions = [o.direction for o in objectives]
     choices, values, feasible, per_config_us = exhaustive(cfg, space, evaluator, objectives)
     print(f"space: {len(choices)} configurations ({int(feasible.sum())} meet the {cfg.trial.sla_s} s SLA at "
@@ -130,23 +136,24 @@ def main() -> None:
     fig.savefig(out / "hypervolume.png", dpi=110)
     print(f"curve: {out / 'hypervolume.png'}")
     if args.validate:
-        validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions)
+        validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,
+                                    args.pipeline)
 
 
-def validate_composition(cfg, evaluator, held_out_count: int, requests: int, repetitions: int) -> None:
-    """Each held-out pipeline: profile its two stages, run it, profile them again, then compare the composition
-    on those fresh profiles with the run. This VM's speed drifts by tens of percent over minutes (neighbours on
-    the host), so profiles from the cache, taken earlier, would mix that drift into the model's error; the
-    before/after profiles show how much drift there was during the run (the noise floor of the comparison)."""
+def validate_composition(cfg, evaluator, held_out_count: int, requests: int, repetitions: int, cycles: int,
+                         named: list[str] = ()) -> None:
+    """Each held-out pipeline, `cycles` times: run it, with its two stages profiled just before and just after
+    (each run is predicted from the mean of the profiles that bracket it). This VM's speed drifts by tens of
+    percent over minutes (neighbours on the host), so a profile taken earlier mixes that drift into the model's
+    error; bracketing keeps the gap short, and the median over cycles is the figure, with every cycle shown.
+    Each error is also split: the stages' batch latencies inside the run vs in the profiles (service times), and
+    the replay fed the run's own batch latencies (the queueing model alone)."""
     import io
     import random
     import tempfile
 
     from rich.console import Console
 
-    from sustainable_ipa.experiment import run_job
-    from sustainable_ipa.pipeline.load import arrival_offsets_s
-    from sustainable_ipa.search.compose import predict, trace_latency_s
     from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
     # Held-out: pipelines never run while profiling (profiles are per stage), drawn at random among those that fit
@@ -155,40 +162,80 @@ def validate_composition(cfg, evaluator, held_out_count: int, requests: int, rep
                   for d in cfg.search.space.detector.variants for db in cfg.search.space.detector.batch_size
                   for c in cfg.search.space.classifier.variants for cb in cfg.search.space.classifier.batch_size]
     candidates = [c for c in candidates if evaluator.evaluate(c)["throughput_rps"] >= 1.5 * cfg.search.load_rps]
-    held_out = random.Random(1).sample(candidates, min(held_out_count, len(candidates)))
-    print(f"composition vs measurement (Poisson load {cfg.search.load_rps} rps, {requests} requests × {repetitions} "
-          f"repetitions, 2 cores; {len(candidates)} candidates keep up). Fresh profiles before and after each run; "
-          f"latency replayed on each run's own arrivals:")
+    held_out = [parse_pipeline(text) for text in named] if named else \
+        random.Random(1).sample(candidates, min(held_out_count, len(candidates)))
+    print(f"composition vs measurement (Poisson load {cfg.search.load_rps} rps, {cycles} cycles × {repetitions} "
+          f"repetition(s) × {requests} requests, 2 cores; {len(candidates)} candidates keep up). Each run bracketed "
+          f"by fresh profiles; latency replayed on the run's own arrivals; errors as median over cycles [each cycle]:")
     quiet = Console(file=io.StringIO())
-    worst = {"latency": 0.0, "energy": 0.0, "drift": 0.0}
+    medians = []
     for choice in held_out:
         det, db = choice.detector.variant, choice.detector.batch_size
         cls, cb = choice.classifier.variant, choice.classifier.batch_size
+        found = []
         with tempfile.TemporaryDirectory() as cache:
-            fresh = [fresh_profiles(choice, cache, quiet)]  # before the run
-            run_cfg = compose(["hardware.cores=2", "weights=random", f"trial.repetitions={repetitions}",
-                               f"trial.requests={requests}", "trial.warmup=2", "trial.load=poisson",
-                               f"trial.rate_rps={cfg.search.load_rps}", "tracking.experiment=composition-validation",
-                               *choice.overrides()])
-            record = run_job(run_cfg, console=quiet).metrics
-            fresh.append(fresh_profiles(choice, cache, quiet))  # after it
-        profiles = average_tables(fresh)
-        drift = max(abs(b.latency_p50_s / a.latency_p50_s - 1) for a, b in zip(*(t.rows.values() for t in fresh)))
-        measured = {k: record.get(f"{k}_mean", record.get(k)) for k in ("latency_p50_s", "energy_j_per_request")}
-        traces = [arrival_offsets_s(requests, "poisson", cfg.search.load_rps, cfg.trial.seed + rep)
-                  for rep in range(repetitions)]  # the arrivals run_job draws for each repetition
-        latency_s = statistics.mean(trace_latency_s(choice, profiles, t)[0] for t in traces)
-        energy_j = predict(choice, profiles, cfg.search.load_rps, cfg.trial.sla_s, evaluator.reference,
-                           0.0)["energy_j_per_request"]
-        errors = {"latency": latency_s / measured["latency_p50_s"] - 1,
-                  "energy": energy_j / measured["energy_j_per_request"] - 1, "drift": drift}
-        worst = {k: max(worst[k], abs(errors[k])) for k in worst}
-        print(f"  {det} b{db} + {cls} b{cb}: p50 latency predicted {latency_s:.3f} s, measured "
-              f"{measured['latency_p50_s']:.3f} s ({errors['latency']:+.1%}); energy/request predicted "
-              f"{energy_j:.2f} J, measured {measured['energy_j_per_request']:.2f} J ({errors['energy']:+.1%}); "
-              f"batch latency drift before → after the run up to {drift:.1%}", flush=True)
-    print(f"  largest error: p50 latency {worst['latency']:.1%}, energy per request {worst['energy']:.1%} (target "
-          f"within 10 %); largest profile drift during a run {worst['drift']:.1%}")
+            before = fresh_profiles(choice, cache, quiet)
+            for cycle in range(cycles):
+                record = run_held_out(cfg, choice, requests, repetitions, seed=cycle, console=quiet)
+                after = fresh_profiles(choice, cache, quiet)
+                found.append(compare_with_run(cfg, evaluator, choice, [before, after], record, requests,
+                                              repetitions, seed=cycle))
+                before = after
+        median = {k: statistics.median(f[k] for f in found) for k in found[0]}
+        medians.append(median)
+
+        def show(key: str, unit: str = "%") -> str:
+            fmt = (lambda v: f"{v:+.1%}") if unit == "%" else (lambda v: f"{v:.2f}×")
+            return f"{fmt(median[key])} [{', '.join(fmt(f[key]) for f in found)}]"
+
+        print(f"  {det} b{db} + {cls} b{cb}: p50 latency {show('latency')}; energy/request {show('energy')}\n"
+              f"    batch latency in the run ÷ profiled: detector {show('detector_inflation', 'x')}, classifier "
+              f"{show('classifier_inflation', 'x')}; replay on the run's own batch latencies {show('queueing')}; "
+              f"profile drift across a run up to {max(f['drift'] for f in found):.1%}", flush=True)
+    for key, what in (("latency", "p50 latency"), ("energy", "energy per request"),
+                      ("queueing", "p50 latency replayed on the run's own batch latencies")):
+        within = sum(abs(m[key]) <= 0.10 for m in medians)
+        print(f"  {what}: within 10 % on {within} of {len(medians)} (median over cycles); largest "
+              f"{max(abs(m[key]) for m in medians):.1%}")
+
+
+def run_held_out(cfg, choice, requests: int, repetitions: int, seed: int, console) -> dict[str, float]:
+    """The pipeline run for real under the search's Poisson load; its run record's metrics."""
+    from sustainable_ipa.experiment import run_job
+
+    run_cfg = compose(["hardware.cores=2", "weights=random", f"trial.repetitions={repetitions}",
+                       f"trial.requests={requests}", "trial.warmup=2", "trial.load=poisson", f"trial.seed={seed}",
+                       f"trial.rate_rps={cfg.search.load_rps}", "tracking.experiment=composition-validation",
+                       *choice.overrides()])
+    return run_job(run_cfg, console=console).metrics
+
+
+def compare_with_run(cfg, evaluator, choice, bracket: list[ProfileTable], record: dict[str, float], requests: int,
+                     repetitions: int, seed: int) -> dict[str, float]:
+    """Relative errors of the composition on the mean of the bracketing profiles against one run's record."""
+    from sustainable_ipa.pipeline.load import arrival_offsets_s
+    from sustainable_ipa.search.compose import predict, trace_latency_s
+
+    profiles = average_tables(bracket)
+    measured = {k: record.get(f"{k}_mean", record.get(k))
+                for k in ("latency_p50_s", "energy_j_per_request", "detector_batch_s", "classifier_batch_s")}
+    traces = [arrival_offsets_s(requests, "poisson", cfg.search.load_rps, seed + rep)
+              for rep in range(repetitions)]  # the arrivals run_job draws for each repetition
+
+    def replayed_p50_s(table: ProfileTable) -> float:
+        return statistics.mean(trace_latency_s(choice, table, t)[0] for t in traces)
+
+    in_run_s = {stage: measured[f"{stage}_batch_s"] for stage in ("detector", "classifier")}
+    energy_j = predict(choice, profiles, cfg.search.load_rps, cfg.trial.sla_s, evaluator.reference,
+                       0.0)["energy_j_per_request"]
+    out = {"latency": replayed_p50_s(profiles) / measured["latency_p50_s"] - 1,
+           "energy": energy_j / measured["energy_j_per_request"] - 1,
+           "queueing": replayed_p50_s(with_batch_latency(profiles, choice, in_run_s)) / measured["latency_p50_s"] - 1,
+           "drift": max(abs(b.latency_p50_s / a.latency_p50_s - 1)
+                        for a, b in zip(*(t.rows.values() for t in bracket)))}
+    for stage, c in choice.stages().items():
+        out[f"{stage}_inflation"] = in_run_s[stage] / profiles.get(stage, c.variant, c.batch_size, c.threads).latency_p50_s
+    return out
 
 
 def fresh_profiles(choice, cache_dir: str, console) -> ProfileTable:
@@ -204,6 +251,29 @@ def fresh_profiles(choice, cache_dir: str, console) -> ProfileTable:
                                   for stage, c in choice.stages().items()})
     space = SearchSpace.from_config(space_cfg, cfg.pipeline.variants, max_cores=None)
     return profile_job(cfg, console=console, space=space)
+
+
+def parse_pipeline(text: str):
+    """'yolov5s b1 + resnet18 b2' → that pipeline with one thread and one replica per stage."""
+    from sustainable_ipa.search.space import PipelineChoice, StageChoice
+
+    try:
+        stages = [part.split() for part in text.split("+")]
+        (d, db), (c, cb) = stages
+        return PipelineChoice(StageChoice(d, int(db.lstrip("b")), 1, 1), StageChoice(c, int(cb.lstrip("b")), 1, 1))
+    except ValueError:
+        raise SystemExit(f"--pipeline {text!r}: write it as 'yolov5s b1 + resnet18 b2'") from None
+
+
+def with_batch_latency(profiles: ProfileTable, choice, batch_s: dict[str, float]) -> ProfileTable:
+    """`profiles` with the stages of `choice` taking `batch_s` per batch (p50 and p99 alike)."""
+    from dataclasses import replace
+
+    rows = dict(profiles.rows)
+    for stage, c in choice.stages().items():
+        key = (stage, c.variant, c.batch_size, c.threads)
+        rows[key] = replace(rows[key], latency_p50_s=batch_s[stage], latency_p99_s=batch_s[stage])
+    return ProfileTable(list(rows.values()), profiles.hardware, profiles.items_per_request)
 
 
 def average_tables(tables: list[ProfileTable]) -> ProfileTable:
