@@ -22,6 +22,13 @@ from sustainable_ipa.search.profiles import ProfileTable  # noqa: E402
 from sustainable_ipa.search.space import SearchSpace  # noqa: E402
 
 
+def median_s(call) -> float:
+    """Seconds of one call (no warm-up: the first call is the one measured)."""
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
+
+
 def main() -> None:
     cfg = compose()
     profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
@@ -31,7 +38,21 @@ def main() -> None:
     a = cfg.adapt
     weights = {"ipa": Weights(a.alpha, a.beta, 0.0), "energy": Weights(a.alpha, a.beta, a.delta_energy),
                "carbon": Weights(a.alpha, a.beta, a.delta_carbon, objective="carbon")}
+    from sustainable_ipa.adapt.adapt_job import traces
+    from sustainable_ipa.adapt.simulate import precompute_options
+
+    trace, _ = traces(cfg)
+    precompute_s = precompute_options(profiles, stage_space, reference, trace)
+    print(f"precompute for the default trace ({trace.name}, {len(set(trace.values))} distinct loads "
+          f"{min(trace.values):.1f}–{max(trace.values):.1f} rps): {precompute_s:.2f} s, once before the first decision")
     for load in (1.0, 4.0, 10.0):
+        # A trace brings a new load every interval: the options' latencies are replayed at the load rounded up to a
+        # 1 % grid and cached per grid point. Timed on 5 grid points never seen before, then on the same 5 again.
+        loads = [load * 1.03 ** k for k in range(1, 6)]
+        cold, warm = ([median_s(lambda x=x: stage_options(profiles, stage_space, x, reference)) for x in loads]
+                      for _ in range(2))
+        print(f"load {load:4.1f} rps: stage options (every option's p99 replayed) at a new load median "
+              f"{statistics.median(cold) * 1e3:.1f} ms, at a load seen before {statistics.median(warm) * 1e3:.2f} ms")
         options = stage_options(profiles, stage_space, load, reference)
         n = len(options["detector"]) * len(options["classifier"])
         for name, w in weights.items():

@@ -15,6 +15,7 @@ import statistics
 import sys
 import threading
 import time
+from itertools import cycle, islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -32,33 +33,47 @@ class Neighbour:
 
     def __init__(self, model, batch):
         self._model, self._batch = model, batch
-        self._may_run = threading.Event()
-        self._idle = threading.Event()
-        self._stop = threading.Event()
+        self._state = threading.Condition()
+        self._may_run = self._busy = self._stop = False
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         torch.set_num_threads(1)
-        while not self._stop.is_set():
-            self._idle.set()
-            if not self._may_run.wait(0.1):
-                continue
-            self._idle.clear()
+        while True:
+            with self._state:  # the decision to run and `busy` change together: pause() cannot miss a batch
+                self._busy = False
+                self._state.notify_all()
+                self._state.wait_for(lambda: self._may_run or self._stop)
+                if self._stop:
+                    return
+                self._busy = True
+                self._state.notify_all()
             self._model(self._batch)
 
     def resume(self) -> None:
-        self._may_run.set()
-        while self._idle.is_set():  # it has picked up a batch: the machine is busy beside us
-            time.sleep(0.001)
+        """Returns once a batch of the neighbour is running."""
+        with self._state:
+            self._may_run = True
+            self._state.notify_all()
+            self._wait(lambda: self._busy)
 
     def pause(self) -> None:
-        self._may_run.clear()
-        self._idle.wait()  # its batch in flight has finished: the machine is ours
+        """Returns once the neighbour's batch in flight has finished: the machine is ours."""
+        with self._state:
+            self._may_run = False
+            self._wait(lambda: not self._busy)
+
+    def _wait(self, condition) -> None:
+        if not self._state.wait_for(lambda: condition() or not self._thread.is_alive(), timeout=60):
+            raise RuntimeError("the neighbour stage did not answer within 60 s")
+        if not self._thread.is_alive():
+            raise RuntimeError("the neighbour stage's thread died")
 
     def close(self) -> None:
-        self._stop.set()
-        self._may_run.set()
+        with self._state:
+            self._stop = True
+            self._state.notify_all()
         self._thread.join()
 
 
@@ -71,14 +86,14 @@ def paired_ratios(model, batch, neighbour: Neighbour, pairs: int) -> tuple[list[
         neighbour.pause()
         began = time.perf_counter()
         model(batch)
-        alone = time.perf_counter() - began
+        one_alone_s = time.perf_counter() - began
         neighbour.resume()
         began = time.perf_counter()
         model(batch)
-        beside = time.perf_counter() - began
+        one_beside_s = time.perf_counter() - began
         neighbour.pause()
-        alone_s.append(alone)
-        ratios.append(beside / alone)
+        alone_s.append(one_alone_s)
+        ratios.append(one_beside_s / one_alone_s)
     return alone_s, ratios
 
 
@@ -94,7 +109,7 @@ def main() -> None:
     inputs = stage_inputs(load_dataset(cfg.dataset))
     build = build_stage_model(cfg)
     det, cls = build("detector", args.detector), build("classifier", args.classifier)
-    frames, crops = inputs["detector"][:1], inputs["classifier"][:args.crops]
+    frames, crops = inputs["detector"][:1], list(islice(cycle(inputs["classifier"]), args.crops))
     for name, model, batch, other_name, other, other_batch in (
             (f"{args.classifier} b{args.crops}", cls, crops, args.detector, det, frames),
             (f"{args.detector} b1", det, frames, f"{args.classifier} b{args.crops}", cls, crops)):

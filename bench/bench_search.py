@@ -48,24 +48,24 @@ def setup(overrides):
     return cfg, profiles, space, ProfileEvaluator(profiles, cfg), resolve_objectives(cfg.search.objectives)
 
 
-def exhaustive(cfg, space, evaluator, objectives):
+def exhaustive(space, evaluator, objectives):
     choices = space.all_choices()
     began = time.perf_counter()
     metrics = [evaluator.evaluate(c) for c in choices]
     per_config_us = (time.perf_counter() - began) / len(choices) * 1e6
     values = np.array([[m[o.metric] for o in objectives] for m in metrics])
-    feasible = np.array([m["latency_p99_s"] <= cfg.trial.sla_s for m in metrics])
+    feasible = np.array([m["sla_violation_s"] <= 0 for m in metrics])
     return choices, values, feasible, per_config_us
 
 
-def study_history(cfg, space, evaluator, objectives, seed: int, n_trials: int, sampler: str):
+def study_history(space, evaluator, objectives, seed: int, n_trials: int, sampler: str):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=[o.direction for o in objectives], sampler=make_sampler(sampler, seed))
 
     def objective(trial):
         m = evaluator.evaluate(suggest(trial, space))
-        trial.set_constraint("sla_violation_s", max(m["latency_p99_s"] - cfg.trial.sla_s, 0.0))
+        trial.set_constraint("sla_violation_s", m["sla_violation_s"])
         return [m[o.metric] for o in objectives]
 
     study.optimize(objective, n_trials=n_trials)
@@ -94,7 +94,7 @@ def main() -> None:
         return validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,
                                     args.pipeline)
     directions = [o.direction for o in objectives]
-    choices, values, feasible, per_config_us = exhaustive(cfg, space, evaluator, objectives)
+    choices, values, feasible, per_config_us = exhaustive(space, evaluator, objectives)
     print(f"space: {len(choices)} configurations ({int(feasible.sum())} meet the {cfg.trial.sla_s} s SLA at "
           f"{cfg.search.load_rps} rps), objectives {[o.name for o in objectives]}, profiles from "
           f"{profiles.rows and next(iter(profiles.rows.values())).energy_source} on {profiles.hardware}")
@@ -107,7 +107,7 @@ def main() -> None:
     curves = []
     for seed in range(args.seeds):
         began = time.perf_counter()
-        v, f = study_history(cfg, space, evaluator, objectives, seed, n_trials, args.sampler)
+        v, f = study_history(space, evaluator, objectives, seed, n_trials, args.sampler)
         curves.append([hypervolume(v[:k][f[:k]], directions, reference) / full for k in checkpoints])
         print(f"  seed {seed}: {n_trials} trials in {time.perf_counter() - began:.0f} s, final {curves[-1][-1]:.3f}")
     medians = [statistics.median(c[i] for c in curves) for i in range(len(checkpoints))]
@@ -189,7 +189,7 @@ def validate_composition(cfg, evaluator, held_out_count: int, requests: int, rep
             return f"{fmt(median[key])} [{', '.join(fmt(f[key]) for f in found)}]"
 
         print(f"  {det} b{db} + {cls} b{cb}: p50 latency {show('latency')}; energy/request {show('energy')}\n"
-              f"    batch latency in the run ÷ profiled: detector {show('detector_inflation', 'x')}, classifier "
+              f"    mean batch latency in the run ÷ profiled p50: detector {show('detector_inflation', 'x')}, classifier "
               f"{show('classifier_inflation', 'x')}; replay on the run's own batch latencies {show('queueing')}; "
               f"profile drift across a run up to {max(f['drift'] for f in found):.1%}", flush=True)
     for key, what in (("latency", "p50 latency"), ("energy", "energy per request"),
@@ -272,7 +272,8 @@ def with_batch_latency(profiles: ProfileTable, choice, batch_s: dict[str, float]
     rows = dict(profiles.rows)
     for stage, c in choice.stages().items():
         key = (stage, c.variant, c.batch_size, c.threads)
-        rows[key] = replace(rows[key], latency_p50_s=batch_s[stage], latency_p99_s=batch_s[stage])
+        rows[key] = replace(rows[key], latency_p50_s=batch_s[stage], latency_p99_s=batch_s[stage],
+                            throughput_items_s=c.batch_size / batch_s[stage])
     return ProfileTable(list(rows.values()), profiles.hardware, profiles.items_per_request)
 
 
@@ -282,8 +283,9 @@ def average_tables(tables: list[ProfileTable]) -> ProfileTable:
     rows = []
     for key, first in tables[0].rows.items():
         same = [t.rows[key] for t in tables]
-        rows.append(replace(first, **{name: statistics.mean(getattr(r, name) for r in same) for name in
-                                      ("latency_p50_s", "latency_p99_s", "throughput_items_s", "energy_j_per_item")}))
+        mean = {name: statistics.mean(getattr(r, name) for r in same)
+                for name in ("latency_p50_s", "latency_p99_s", "energy_j_per_item")}
+        rows.append(replace(first, **mean, throughput_items_s=first.batch_size / mean["latency_p50_s"]))
     return ProfileTable(rows, tables[0].hardware, tables[0].items_per_request)
 
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from sustainable_ipa.adapt.optimizer import Weights, decide, score, stage_options
-from sustainable_ipa.adapt.simulate import Policy, deferrable_job, simulate, totals
+from sustainable_ipa.adapt.optimizer import Option, Weights, decide, score, stage_options, undominated
+from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_options, simulate, totals
 from sustainable_ipa.adapt.traces import LOAD_COLUMNS, Trace, generate_load, read_trace
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.profiles import ProfileTable, StageProfile
@@ -95,6 +95,31 @@ def test_replicas_cover_the_load():
         assert option.capacity_rps >= 30.0 and option.cores == option.replicas * option.threads
 
 
+def test_only_dominated_options_are_dropped_before_the_program():
+    def option(variant, latency_s, cores, power_w):
+        return Option("detector", variant, 1, 1, 1, 50.0, latency_s, power_w, cores, 1.0, 5.0)
+
+    kept = option("yolov5n", 0.1, 1, 5.0)
+    slower_same_cost = option("yolov5n", 0.2, 1, 5.0)
+    faster_dearer = option("yolov5n", 0.05, 2, 5.0)
+    other_variant = option("yolov5s", 0.3, 1, 6.0)  # worse on all three, but another accuracy
+    twin = option("yolov5n", 0.1, 1, 5.0)
+    assert undominated([kept, slower_same_cost, faster_dearer, other_variant, twin]) == \
+        [kept, faster_dearer, other_variant]
+
+
+def test_an_idle_interval_is_decided_for_a_request_alone():
+    profiles, space = random_instance(0)
+    options = stage_options(profiles, space, 0.0, REFERENCE)  # a trace's idle interval: load 0
+    alone = {(o.stage, o.variant, o.batch_size, o.threads): o for opts in options.values() for o in opts}
+    p = profiles.get("detector", "yolov5n", 1, 1)
+    assert alone[("detector", "yolov5n", 1, 1)].latency_s == pytest.approx(p.latency_p99_s)  # served on arrival
+    assert alone[("detector", "yolov5n", 8, 1)].latency_s > 100  # a batch of 8 waits for 7 more requests
+    assert all(o.replicas == 1 and o.power_w < 1e-6 for opts in options.values() for o in opts)
+    decision = decide(options, sla_s=5.0, max_cores=4, w=Weights(alpha=2.0, beta=1.0, delta=0.0))
+    assert decision.meets_sla and all(o.batch_size == 1 for o in decision.options)
+
+
 @pytest.mark.parametrize("text,problem", [
     ("timestamp,requests_per_s\n0,5\n60,abc\n", "row 3 is malformed"),
     ("timestamp,requests_per_s\n0,5\n60,-1\n", "row 3 has a negative"),
@@ -136,3 +161,16 @@ def test_energy_aware_policy_saves_energy_on_the_same_trace():
     green = totals(simulate(Policy("energy", Weights(alpha=50.0, beta=0.2, delta=1.0)), profiles, space, REFERENCE,
                             load, carbon, 2.0, 16, 900))
     assert green["energy_j"] < ipa["energy_j"] and green["accuracy_mean"] <= ipa["accuracy_mean"]
+
+
+def test_after_the_precompute_no_decision_replays_a_latency():
+    from sustainable_ipa.search import compose
+
+    profiles, space = random_instance(5)
+    load = generate_load("bursty", 3600, 300, 6.0)
+    carbon = Trace("flat", np.array([0.0]), np.array([300.0]))
+    precompute_options(profiles, space, REFERENCE, load)
+    replays = compose._replayed_percentile_s.cache_info().misses
+    simulate(Policy("energy", Weights(alpha=50.0, beta=0.2, delta=1.0)), profiles, space, REFERENCE, load, carbon,
+             2.0, 16, 300)
+    assert compose._replayed_percentile_s.cache_info().misses == replays  # every decision: a lookup and the program

@@ -124,6 +124,16 @@ def test_an_old_profile_cache_names_the_refresh(tmp_path):
         ProfileTable.load(path)
 
 
+def test_a_profile_cache_of_another_dataset_names_the_refresh(tmp_path):
+    from sustainable_ipa.search.profiler import cache_path
+    from sustainable_ipa.search.profiling_job import profile_job
+
+    cfg = compose([f"profiling.cache_dir={tmp_path}"])
+    table().save(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))  # 4 crops per frame; the sample has 5, 4
+    with pytest.raises(UserError, match=r"other crops per frame \(4\) than dataset 'sample' \(5 4\)"):
+        profile_job(cfg)
+
+
 def space_cfg(changes=None):
     cfg = compose()
     space = {"detector": {"variants": ["yolov5n", "yolov5s"], "batch_size": [1, 2], "threads": [1], "replicas": [1, 2]},
@@ -168,7 +178,7 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
     from types import SimpleNamespace
 
     from sustainable_ipa.data import load_dataset
-    from sustainable_ipa.search.profiler import profile_space
+    from sustainable_ipa.search.profiler import missing_profiles, profile_space
 
     cfg = compose()
     space = SearchSpace.from_config(*space_cfg({("detector", "variants"): ["yolov5n"],
@@ -186,6 +196,7 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
     table = profile_space(space, load_dataset(cfg.dataset), build, 3, energy_window, "estimate", "cpu",
                           on_batch=batches.append)
     assert builds == [("detector", "yolov5n"), ("classifier", "resnet18")]
-    assert len(batches) == 4 * (3 + 1)  # 4 profiles × (a warm-up round + 3 timed rounds)
+    # round after round (a warm-up round + 3 timed rounds), each timing one batch of all 4 profiles in turn
+    assert batches == missing_profiles(space, None) * (3 + 1) and len(set(batches)) == 4
     assert table.rows[("classifier", "resnet18", 4, 1)].energy_j_per_item == pytest.approx(3 * 1.0 / (3 * 4))
     assert table.items_per_request == {"detector": (1,), "classifier": (5, 4)}  # bus.jpg, zidane.jpg

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from sustainable_ipa.adapt.optimizer import Weights
 from sustainable_ipa.adapt.plots import timeline
-from sustainable_ipa.adapt.simulate import Policy, deferrable_job, simulate, totals
+from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_options, simulate, totals
 from sustainable_ipa.adapt.traces import CARBON_COLUMNS, LOAD_COLUMNS, generate_carbon, generate_load, read_trace
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
 from sustainable_ipa.metrics.accuracy import reference_accuracies
@@ -53,6 +53,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     results, runs = {}, {}
+    precompute_s = precompute_options(profiles, stage_space, reference, load)
     for policy in policies(a):
         runs[policy.name] = simulate(policy, profiles, stage_space, reference, load, carbon, cfg.trial.sla_s,
                                      int(a.max_cores), float(a.step_s), float(cfg.hardware.pue))
@@ -68,7 +69,8 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     tags = {**common_tags("adapt", "profiles"), "load_trace": load.name, "carbon_trace": carbon.name}
     with tracked_run(client, experiment_id, f"adapt-{load.name}-{carbon.name}", tags=tags) as run_id:
         log(client, run_id, params={f"adapt.{k}": v for k, v in a.items() if k != "job"},
-            metrics={**{f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()}, **job})
+            metrics={**{f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()}, **job,
+                     "options_precompute_s": precompute_s})
         client.log_text(run_id, table.to_csv(), "comparison.csv")
         for name, intervals in runs.items():
             client.log_text(run_id, pd.DataFrame([i.__dict__ for i in intervals]).to_csv(index=False),

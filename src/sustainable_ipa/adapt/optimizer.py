@@ -2,7 +2,8 @@
 
     maximise  α·accuracy − β·cores − δ·power          (or − δ·carbon rate = power × intensity)
     subject to  one option per stage,
-                Σ stages latency p99 (batch latency + batch-fill wait, IPA's (B − 1)/λ, + replica wait) ≤ SLA,
+                Σ stages latency p99 (each stage's batching rules replayed on its own: batch-fill wait, replica wait,
+                                     batch latency) ≤ SLA,
                 Σ cores ≤ available cores,
                 optionally power ≤ budget (W) or carbon rate ≤ budget (g/h).
 
@@ -24,7 +25,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from sustainable_ipa.metrics.latency import sla_violation_s
-from sustainable_ipa.search.compose import stage_capacity_rps, stage_latency_s
+from sustainable_ipa.search.compose import stage_capacity_rps, stage_latency_p99_s
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
@@ -72,9 +73,23 @@ class Decision:
         return not self.meets_sla
 
 
+# An idle interval of a trace (load 0) is composed as a trickle: each request alone, so an option's latency is
+# what one request would see (a batch above 1 waits for company that takes ~1000 s per request to come).
+IDLE_LOAD_RPS = 1e-3
+LOAD_GRID_STEP = 1.01  # latency replayed at the load rounded up to the next 1 % step
+
+
+def load_grid_rps(load_rps: float) -> float:
+    """The load an option's latency is replayed at: rounded up to a 1 % grid, so a trace, whose load is new every
+    interval, revisits grid points and the replays are cached; rounding up only overstates the queue (≤ 1 %)."""
+    load_rps = max(load_rps, IDLE_LOAD_RPS)
+    return LOAD_GRID_STEP ** math.ceil(math.log(load_rps, LOAD_GRID_STEP) - 1e-9)
+
+
 def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: float,
                   reference: dict[str, dict[str, float]]) -> dict[str, list[Option]]:
     out: dict[str, list[Option]] = {}
+    latency_load_rps = load_grid_rps(load_rps)
     for stage, o in space.items():
         items = profiles.mean_items(stage)
         rate = max(load_rps * items, 1e-9)
@@ -85,7 +100,7 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
                     p = profiles.get(stage, v, b, t)
                     replicas = max(1, math.ceil(rate / p.throughput_items_s))
                     # per stage on its own (IPA's separable model): arrivals one request at a time
-                    _, latency_p99 = stage_latency_s(p, replicas, profiles.items_per_request[stage], load_rps)
+                    latency_p99 = stage_latency_p99_s(p, replicas, profiles.items_per_request[stage], latency_load_rps)
                     options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
                                           rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
                                           stage_capacity_rps(p, replicas, items)))
@@ -105,10 +120,24 @@ def score(options: tuple[Option, ...], w: Weights, intensity_g_per_kwh: float) -
     return w.alpha * _accuracy(options, w.accuracy) - w.beta * sum(o.cores for o in options) - w.delta * rate
 
 
+def undominated(options: list[Option]) -> list[Option]:
+    """The options that no other option of the same variant matches or beats on latency, cores and power at once.
+
+    The program sees an option only through its variant (accuracy) and those three numbers, so a dominated option
+    is never needed for an optimum, nor for the least-bad choice (the smallest latency survives); dropping them
+    shrinks the program several-fold. Of identical options the first is kept."""
+    def beats(p: Option, o: Option) -> bool:
+        return p.variant == o.variant and p.latency_s <= o.latency_s and p.cores <= o.cores and p.power_w <= o.power_w
+
+    return [o for i, o in enumerate(options)
+            if not any(beats(p, o) and (j < i or not beats(o, p)) for j, p in enumerate(options) if j != i)]
+
+
 def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: Weights,
            intensity_g_per_kwh: float = 0.0, power_budget_w: float | None = None,
            carbon_budget_g_per_h: float | None = None) -> Decision:
     """The optimal choice, or — when no choice meets the SLA (and the budgets) — the least-bad one, flagged."""
+    options = {stage: undominated(opts) for stage, opts in options.items()}
     stages = list(options)
     sizes = [len(options[s]) for s in stages]
     offsets = np.cumsum([0, *sizes])

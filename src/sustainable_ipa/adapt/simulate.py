@@ -38,6 +38,16 @@ class Interval:
     decision_ms: float
 
 
+def precompute_options(profiles: ProfileTable, space: dict, reference: dict, load: Trace) -> float:
+    """Replay every stage option's latency at each load of the trace before the first decision (the persistence
+    forecast predicts no other load), as IPA precomputes its latency model: a decision is then a lookup and the
+    program. Returns the seconds it took."""
+    began = time.perf_counter()
+    for load_rps in sorted({float(v) for v in load.values}):
+        stage_options(profiles, space, load_rps, reference)
+    return time.perf_counter() - began
+
+
 def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dict, load: Trace, carbon: Trace,
              sla_s: float, max_cores: int, step_s: float, pue: float = 1.0) -> list[Interval]:
     """Every `step_s`: decide for the predicted load (the last interval's, a persistence forecast), then serve the

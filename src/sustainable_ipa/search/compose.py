@@ -49,11 +49,10 @@ def stage_capacity_rps(p: StageProfile, replicas: int, items_per_request: float)
     return replicas * p.batch_size / p.latency_p50_s / items_per_request if items_per_request > 0 else float("inf")
 
 
-def stage_latency_s(p: StageProfile, replicas: int, items_per_request: tuple[int, ...], load_rps: float) -> tuple[float, float]:
-    """(p50, p99) seconds a request spends in one stage fed straight by the arrivals (IPA's per-stage view,
-    which a separable optimiser needs)."""
-    return _replayed_latency_s(((items_per_request, p.batch_size, replicas, p.latency_p50_s, p.latency_p99_s),),
-                               load_rps)
+def stage_latency_p99_s(p: StageProfile, replicas: int, items_per_request: tuple[int, ...], load_rps: float) -> float:
+    """p99 seconds a request spends in one stage fed straight by the arrivals (IPA's per-stage view, which a
+    separable optimiser needs)."""
+    return _replayed_percentile_s(((items_per_request, p.batch_size, replicas, p.latency_p99_s),), load_rps, 99)
 
 
 def trace_latency_s(choice: PipelineChoice, profiles: ProfileTable, arrivals_s: np.ndarray) -> tuple[float, float]:
@@ -75,16 +74,19 @@ def _replay_stages(choice: PipelineChoice, profiles: ProfileTable) -> tuple:
     return tuple(out)
 
 
-@lru_cache(maxsize=65536)  # a study and an adaptation trace revisit the same configurations
 def _replayed_latency_s(stages: tuple[tuple[tuple[int, ...], int, int, float, float], ...],
                         load_rps: float) -> tuple[float, float]:
-    """Steady-state p50 and p99 end-to-end latency through `stages` under Poisson arrivals at `load_rps`."""
+    """Steady-state p50 and p99 end-to-end latency through `stages` under Poisson arrivals at `load_rps`: every
+    batch at its p50 latency for the p50, at its p99 for the p99."""
+    return (_replayed_percentile_s(tuple((s[0], s[1], s[2], s[3]) for s in stages), load_rps, 50),
+            _replayed_percentile_s(tuple((s[0], s[1], s[2], s[4]) for s in stages), load_rps, 99))
+
+
+@lru_cache(maxsize=65536)  # a study and an adaptation trace revisit the same configurations
+def _replayed_percentile_s(stages: tuple[replay.Stage, ...], load_rps: float, q: float) -> float:
+    """The q-th percentile of steady-state end-to-end latency through `stages` under Poisson arrivals."""
     if load_rps <= 0:
         raise UserError(f"cannot compose latency at a load of {load_rps} requests/s",
                         "set search.load_rps (or the trace's load) to a positive rate")
-    arrivals_s = replay.poisson_arrivals_s(load_rps)
-    out = []
-    for q, which in ((50, 3), (99, 4)):  # every batch at its p50 latency for the p50, at its p99 for the p99
-        leave_s = replay.poisson_leave_times_s(tuple((s[0], s[1], s[2], s[which]) for s in stages), load_rps)
-        out.append(float(np.percentile(replay.steady_state(leave_s - arrivals_s), q)))
-    return out[0], out[1]
+    leave_s = replay.poisson_leave_times_s(stages, load_rps)
+    return float(np.percentile(replay.steady_state(leave_s - replay.poisson_arrivals_s(load_rps)), q))

@@ -6,15 +6,16 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sustainable_ipa.config import validate
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.session import EnergySession
+from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.energy import active_energy_j
-from sustainable_ipa.search.profiler import cache_path, missing_profiles, profile_space
+from sustainable_ipa.search.profiler import cache_path, items_per_request, missing_profiles, profile_space
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
@@ -46,13 +47,22 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     dataset = load_dataset(cfg.dataset)
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
     cached = ProfileTable.load(path) if path.is_file() and not cfg.profiling.refresh else None
+    if cached is not None and cached.items_per_request != items_per_request(dataset):
+        # the latency replay runs on the cached crops per frame: another dataset's would compose silently wrong
+        raise UserError(f"the profile cache {path} was measured on a dataset with other crops per frame "
+                        f"({' '.join(map(str, cached.items_per_request['classifier']))}) than dataset "
+                        f"'{cfg.dataset.name}' ({' '.join(map(str, items_per_request(dataset)['classifier']))})",
+                        "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
     todo = len(missing_profiles(space, cached))
     if todo == 0:
         console.print(f"profiles: all {len(cached.rows)} rows from the cache {path}")
         return cached
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    with EnergySession(cfg.energy, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
+    # A window per batch, tens of ms each: CodeCarbon's cross-check would start and stop its own tracker inside
+    # every one and bill that to the batch. The cross-check belongs to whole runs.
+    energy_cfg = OmegaConf.merge(cfg.energy, {"cross_check_codecarbon": False})
+    with EnergySession(energy_cfg, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
         @contextmanager
         def energy_window():
             holder = SimpleNamespace(active_j=float("nan"))

@@ -42,8 +42,8 @@ def serve(enter_s: np.ndarray, items: np.ndarray, batch_size: int, replicas: int
     # as finish[k] = S·(j + 1) + max over i ≤ j of (ready[i] − S·i), j the position within the class.
     for first in range(min(replicas, batches)):
         ready = ready_s[first::replicas]
-        steps = np.arange(len(ready)) * batch_s
-        finish_s[first::replicas] = np.maximum.accumulate(ready - steps) + steps + batch_s
+        earlier_service_s = np.arange(len(ready)) * batch_s  # S·i
+        finish_s[first::replicas] = np.maximum.accumulate(ready - earlier_service_s) + earlier_service_s + batch_s
     leave_s = finish_s[np.maximum(done_items - 1, 0) // batch_size]
     return np.where(items > 0, leave_s, enter_s)
 

@@ -118,6 +118,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                 study.optimize(objective, n_trials=remaining, catch=(), callbacks=[
                     MaxTrialsCallback(int(cfg.search.n_trials), states=finished),
                     lambda s, t: progress.advance(task)])
+        _close_stale(study, client)  # a dead worker's trial that Optuna failed during this search: end its runs
         pareto = feasible_pareto(study)
         if not pareto:
             raise UserError(f"no trial of study '{study.study_name}' meets the SLA of {cfg.trial.sla_s} s",
