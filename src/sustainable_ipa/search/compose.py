@@ -44,9 +44,10 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
     }
 
 
-def stage_capacity_rps(p: StageProfile, replicas: int, items_per_request: float) -> float:
+def stage_capacity_rps(p: StageProfile, replicas: int, mean_items_per_request: float) -> float:
     """Requests per second a stage's replicas serve."""
-    return replicas * p.batch_size / p.latency_p50_s / items_per_request if items_per_request > 0 else float("inf")
+    return (replicas * p.batch_size / p.latency_p50_s / mean_items_per_request if mean_items_per_request > 0
+            else float("inf"))
 
 
 def stage_latency_p99_s(p: StageProfile, replicas: int, items_per_request: tuple[int, ...], load_rps: float) -> float:
