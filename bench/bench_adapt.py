@@ -22,7 +22,7 @@ from sustainable_ipa.search.profiles import ProfileTable  # noqa: E402
 from sustainable_ipa.search.space import SearchSpace  # noqa: E402
 
 
-def median_s(call) -> float:
+def one_call_s(call) -> float:
     """Seconds of one call (no warm-up: the first call is the one measured)."""
     began = time.perf_counter()
     call()
@@ -49,7 +49,7 @@ def main() -> None:
         # A trace brings a new load every interval: the options' latencies are replayed at the load rounded up to a
         # 1 % grid and cached per grid point. Timed on 5 grid points never seen before, then on the same 5 again.
         loads = [load * 1.03 ** k for k in range(1, 6)]
-        cold, warm = ([median_s(lambda x=x: stage_options(profiles, stage_space, x, reference)) for x in loads]
+        cold, warm = ([one_call_s(lambda x=x: stage_options(profiles, stage_space, x, reference)) for x in loads]
                       for _ in range(2))
         print(f"load {load:4.1f} rps: stage options (every option's p99 replayed) at a new load median "
               f"{statistics.median(cold) * 1e3:.1f} ms, at a load seen before {statistics.median(warm) * 1e3:.2f} ms")

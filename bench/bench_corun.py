@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=2, help="classifier batch size")
     parser.add_argument("--pairs", type=int, default=15)
     args = parser.parse_args()
+    if args.pairs < 2:
+        parser.error("--pairs must be 2 or more (quartiles of the ratios)")
     torch.set_num_threads(1)
     cfg = compose([])
     inputs = stage_inputs(load_dataset(cfg.dataset))

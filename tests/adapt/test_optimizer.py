@@ -174,3 +174,11 @@ def test_after_the_precompute_no_decision_replays_a_latency():
     simulate(Policy("energy", Weights(alpha=50.0, beta=0.2, delta=1.0)), profiles, space, REFERENCE, load, carbon,
              2.0, 16, 300)
     assert compose._replayed_percentile_s.cache_info().misses == replays  # every decision: a lookup and the program
+
+
+def test_a_negative_weight_names_itself():
+    from sustainable_ipa.adapt.adapt_job import policies
+    from sustainable_ipa.config import compose
+
+    with pytest.raises(UserError, match=r"adapt.beta is -1.0: the weights must be ≥ 0"):
+        policies(compose(["adapt.beta=-1.0"]).adapt)

@@ -146,15 +146,17 @@ def test_a_search_killed_mid_trial_resumes_with_no_completed_trial_lost(tmp_path
     worker.wait()
     trials = optuna.load_study(study_name="video-cpu", storage=storage).trials  # as the kill left them
     completed = {t.number: t.values for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
-    [killed] = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    running = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(running) <= 1  # none only if the kill fell between two trials (a window of milliseconds)
     time.sleep(2.5)  # past the grace period (2 × heartbeat): the killed trial's heartbeat is stale
 
     resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = optuna.load_study(study_name="video-cpu", storage=storage)
-    assert study.trials[killed].state == optuna.trial.TrialState.FAIL
+    assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for n in running)
     assert {n: study.trials[n].values for n in completed} == completed  # nothing completed was lost or redone
     assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 4
-    killed_run = study.trials[killed].user_attrs.get("mlflow_run_id")  # absent only if killed before it was made
-    assert killed_run is None or client.get_run(killed_run).info.status == "KILLED"
+    for n in running:
+        killed_run = study.trials[n].user_attrs.get("mlflow_run_id")  # absent only if killed before it was made
+        assert killed_run is None or client.get_run(killed_run).info.status == "KILLED"
     assert not runs_by_status(client, "RUNNING")

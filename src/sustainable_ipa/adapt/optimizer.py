@@ -81,7 +81,8 @@ LOAD_GRID_STEP = 1.01  # latency replayed at the load rounded up to the next 1 %
 
 def load_grid_rps(load_rps: float) -> float:
     """The load an option's latency is replayed at: rounded up to a 1 % grid, so a trace, whose load is new every
-    interval, revisits grid points and the replays are cached; rounding up only overstates the queue (≤ 1 %)."""
+    interval, revisits grid points and the replays are cached. At most 1 % more load, never less: latency can only
+    be overstated (near saturation by more than 1 %, as a queue grows fast there), so the SLA is never met on paper only."""
     load_rps = max(load_rps, IDLE_LOAD_RPS)
     return LOAD_GRID_STEP ** math.ceil(math.log(load_rps, LOAD_GRID_STEP) - 1e-9)
 

@@ -50,7 +50,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     if cached is not None and cached.items_per_request != items_per_request(dataset):
         # the latency replay runs on the cached crops per frame: another dataset's would compose silently wrong
         raise UserError(f"the profile cache {path} was measured on a dataset with other crops per frame "
-                        f"({' '.join(map(str, cached.items_per_request['classifier']))}) than dataset "
+                        f"({' '.join(map(str, cached.items_per_request.get('classifier', ())))}) than dataset "
                         f"'{cfg.dataset.name}' ({' '.join(map(str, items_per_request(dataset)['classifier']))})",
                         "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
     todo = len(missing_profiles(space, cached))
