@@ -47,11 +47,12 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     dataset = load_dataset(cfg.dataset)
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
     cached = ProfileTable.load(path) if path.is_file() and not cfg.profiling.refresh else None
-    if cached is not None and cached.items_per_request != items_per_request(dataset):
+    expected_items = items_per_request(dataset)
+    if cached is not None and cached.items_per_request != expected_items:
         # the latency replay runs on the cached crops per frame: another dataset's would compose silently wrong
         raise UserError(f"the profile cache {path} was measured on a dataset with other crops per frame "
                         f"({' '.join(map(str, cached.items_per_request.get('classifier', ())))}) than dataset "
-                        f"'{cfg.dataset.name}' ({' '.join(map(str, items_per_request(dataset)['classifier']))})",
+                        f"'{cfg.dataset.name}' ({' '.join(map(str, expected_items['classifier']))})",
                         "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
     todo = len(missing_profiles(space, cached))
     if todo == 0:
