@@ -2,17 +2,20 @@
 
 1. Throughput: this runner vs the loop a user would write (ultralytics `predict` per frame, then torchvision per
    crop), same adaptation, same frames.
-2. Achieved FLOP rate of the heavy variants as a fraction of this machine's fp32 matmul rate (2 FLOPs per
+2. Orientation: a detector batch of portrait and landscape frames as one square vs a sub-batch per orientation.
+3. Achieved FLOP rate of the heavy variants as a fraction of this machine's fp32 matmul rate (2 FLOPs per
    multiply-add), contiguous vs channels_last.
 
     python bench/bench_runner.py            # figures for bench/RESULTS.md
     python bench/bench_runner.py --quick    # a smoke run
+    python bench/bench_runner.py --only throughput --cores 16   # on a bigger machine: replicas fill 16 cores
 Machines are noisy: every figure is a median over rounds, and ratios are taken within the same round.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -41,7 +44,7 @@ def naive_loop(yolo, classifier_model, transform, frames, cores: int) -> float:
     began = time.perf_counter()
     with torch.inference_mode():
         for frame in frames:
-            result = yolo.predict(frame.image_bgr, imgsz=640, conf=0.25, iou=0.45, verbose=False)[0]
+            result = yolo.predict(frame.image_bgr, imgsz=640, conf=0.25, iou=0.45, device="cpu", verbose=False)[0]
             boxes = result.boxes.xyxy.tolist() or [gt.box_xyxy for gt in frame.ground_truth]  # random weights: GT
             for box in boxes:
                 piece = crop(frame.image_bgr, box)
@@ -51,55 +54,103 @@ def naive_loop(yolo, classifier_model, transform, frames, cores: int) -> float:
     return time.perf_counter() - began
 
 
-def bench_throughput(adaptation: str, rounds: int, requests: int) -> None:
+def bench_throughput(adaptation: str, rounds: int, requests: int, cores: int) -> None:
     from torchvision.models import get_model, get_model_weights
     from ultralytics import YOLO
 
-    cfg = compose([f"adaptation={adaptation}", "hardware.cores=2"])
+    cfg = compose([f"adaptation={adaptation}", f"hardware.cores={cores}"])
     a = cfg.adaptation
     frames = list(islice(cycle(load_dataset(cfg.dataset).frames), requests))
+    crops = float(np.mean([len(f.ground_truth) for f in frames]))
     torch.manual_seed(0)
     detector = Detector(a.detector.variant, None)
     classifier = Classifier(a.classifier.variant, None)
-    runner = PipelineRunner(detector, classifier, StageSettings(a.detector.batch_size, 1, 1),
-                            StageSettings(a.classifier.batch_size, 1, 1), crops_from_ground_truth=True)
+
+    def stage_costs_s() -> tuple[float, float]:
+        return one_thread_cost_s(detector, classifier, frames, a.detector.batch_size, a.classifier.batch_size, cores)
+
+    frame_s, crop_s = stage_costs_s()
+    detector_replicas, classifier_replicas = split_cores(cores, frame_s, crops * crop_s)
+    runner = PipelineRunner(detector, classifier, StageSettings(a.detector.batch_size, 1, detector_replicas),
+                            StageSettings(a.classifier.batch_size, 1, classifier_replicas),
+                            crops_from_ground_truth=True)
     yolo = YOLO(f"{a.detector.variant}.yaml")
     naive_classifier = get_model(a.classifier.variant, weights=None).eval()
     transform = get_model_weights(a.classifier.variant)["IMAGENET1K_V1"].transforms()
-    runner.run(frames[:4], np.zeros(4))  # warm-up both
-    naive_loop(yolo, naive_classifier, transform, frames[:2], 2)
-    ours, naive, ratios = [], [], []
+    runner.run(frames[:2 * cores], np.zeros(2 * cores))  # warm-up both
+    naive_loop(yolo, naive_classifier, transform, frames[:2], cores)
+    rows = []  # per round, all against that round's naive loop: the machine's speed drifts between rounds
     for _ in range(rounds):
-        t = runner.run(frames, np.zeros(len(frames))).duration_s
-        n = naive_loop(yolo, naive_classifier, transform, frames, 2)
-        ours.append(requests / t)
-        naive.append(requests / n)
-        ratios.append(n / t)
-    print(f"throughput  adaptation={a.name} ({a.detector.variant} b{a.detector.batch_size} + {a.classifier.variant} "
-          f"b{a.classifier.batch_size}, 2 cores), {requests} requests, {rounds} rounds")
-    print(f"  runner  median {statistics.median(ours):.2f} req/s")
-    print(f"  naive   median {statistics.median(naive):.2f} req/s")
-    print(f"  ratio   median {statistics.median(ratios):.2f}x  (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
-    # The most any runner could get out of this machine with this batching: every core busy all the time at
-    # the one-thread cost per item (a core is never more productive split across threads).
-    frame_s, crop_s = one_thread_cost_s(detector, classifier, frames, a.detector.batch_size, a.classifier.batch_size)
-    crops = np.mean([len(f.ground_truth) for f in frames])
-    bound_rps = 2 / (frame_s + crops * crop_s)
-    print(f"  bound   {bound_rps:.2f} req/s = {bound_rps / statistics.median(naive):.2f}x naive: 2 cores never idle at "
-          f"{frame_s * 1e3:.0f} ms per frame (b{a.detector.batch_size}) + {crops:.1f} × {crop_s * 1e3:.0f} ms per crop "
-          f"(b{a.classifier.batch_size}), one thread each")
+        runner_rps = requests / runner.run(frames, np.zeros(len(frames))).duration_s
+        naive_rps = requests / naive_loop(yolo, naive_classifier, transform, frames, cores)
+        frame_s, crop_s = stage_costs_s()
+        # The most any runner could get out of these cores with this batching: every core busy all the time at
+        # the one-thread cost per item (a core is never more productive split across threads) ...
+        bound_rps = cores / (frame_s + crops * crop_s)
+        # ... and the most with cores owned by stages (IPA's allocation): the slower stage's rate.
+        slower_stage_rps = min(detector_replicas / frame_s, classifier_replicas / (crops * crop_s))
+        rows.append({"runner": runner_rps, "naive": naive_rps, "ratio": runner_rps / naive_rps,
+                     "bound": bound_rps / naive_rps, "slower stage": slower_stage_rps / naive_rps,
+                     "reached": runner_rps / slower_stage_rps, "frame_ms": frame_s * 1e3, "crop_ms": crop_s * 1e3})
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    print(f"throughput  adaptation={a.name} ({a.detector.variant} b{a.detector.batch_size} × {detector_replicas} + "
+          f"{a.classifier.variant} b{a.classifier.batch_size} × {classifier_replicas} replicas of one thread, "
+          f"{cores} cores), {requests} requests, {rounds} rounds; medians of per-round figures")
+    print(f"  runner  {med('runner'):.2f} req/s; naive {med('naive'):.2f} req/s ({cores} threads)")
+    per_round = ", ".join(f"{r['ratio']:.2f}" for r in rows)
+    print(f"  ratio   {med('ratio'):.2f}x  (per round: {per_round})")
+    print(f"  bound   {med('bound'):.2f}x naive: {cores} cores never idle at {med('frame_ms'):.0f} ms per frame "
+          f"(b{a.detector.batch_size}) + {crops:.1f} × {med('crop_ms'):.0f} ms per crop (b{a.classifier.batch_size}), "
+          f"one thread each")
+    print(f"  slower stage {med('slower stage'):.2f}x naive: the most with {detector_replicas} + {classifier_replicas} "
+          f"cores owned by the stages; the runner reaches {med('reached'):.0%} of it")
 
 
-def one_thread_cost_s(detector, classifier, frames, detector_batch: int, classifier_batch: int) -> tuple[float, float]:
-    """Median seconds per frame and per crop of the runner's stages at their batch sizes on one thread."""
+def split_cores(cores: int, frame_s: float, request_crops_s: float) -> tuple[int, int]:
+    """Replicas of one thread per stage that maximise the slower stage's rate, as IPA would allocate the cores."""
+    if cores < 2:
+        raise SystemExit("the runner needs at least 2 cores: one per stage")
+    return max(((d, cores - d) for d in range(1, cores)),
+               key=lambda split: min(split[0] / frame_s, split[1] / request_crops_s))
+
+
+def one_thread_cost_s(detector, classifier, frames, detector_batch: int, classifier_batch: int,
+                      cores: int) -> tuple[float, float]:
+    """Median seconds per frame and per crop of the runner's stages at their batch sizes on one thread (torch is
+    left with `cores` threads)."""
     torch.set_num_threads(1)
     images = list(islice(cycle([f.image_bgr for f in frames]), detector_batch))
     crops = list(islice(cycle([c for f in frames for gt in f.ground_truth
                                if (c := crop(f.image_bgr, gt.box_xyxy)) is not None]), classifier_batch))
     frame_s = median_call_s(lambda: detector(images), 3) / len(images)
     crop_s = median_call_s(lambda: classifier(crops), 3) / len(crops)
-    torch.set_num_threads(2)
+    torch.set_num_threads(cores)
     return frame_s, crop_s
+
+
+def bench_orientation(variant: str, batch: int, rounds: int) -> None:
+    """A batch mixing portrait and landscape frames: one 640 × 640 square vs a sub-batch per orientation."""
+    frames = load_dataset(compose([]).dataset).frames  # the sample: one portrait, one landscape frame
+    images = list(islice(cycle([f.image_bgr for f in frames]), batch))
+    detector = Detector(variant, None)
+    torch.set_num_threads(1)
+
+    def one_square():
+        x = detector.preprocess(images)  # one shape for the whole batch: the square
+        return detector.postprocess(detector.infer(x), tuple(x.shape[2:]), [i.shape[:2] for i in images])
+
+    one_square(), detector(images)  # warm-up
+    ratios = []
+    for _ in range(rounds):  # alternating pairs: the machine's drift cancels within a pair
+        square_s = median_call_s(one_square, 1)
+        split_s = median_call_s(lambda: detector(images), 1)
+        ratios.append(square_s / split_s)
+    print(f"orientation {variant} batch {batch} (portrait and landscape mixed), one thread, {rounds} pairs: one square "
+          f"÷ a sub-batch per orientation = median {statistics.median(ratios):.2f}x "
+          f"(quartiles {np.percentile(ratios, 25):.2f} – {np.percentile(ratios, 75):.2f})")
 
 
 def matmul_gflops(threads: int, n: int = 2048, reps: int = 5) -> float:
@@ -142,13 +193,24 @@ def bench_flop_rate(threads: int, reps: int, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["throughput", "flops"])
-    parser.add_argument("--adaptation", nargs="+", default=["yolov5n-resnet34", "yolov5s-resnet18", "yolov5s-resnet50"])
+    parser.add_argument("--only", choices=["throughput", "orientation", "flops"])
+    parser.add_argument("--adaptation", nargs="+", default=["default", "yolov5s-resnet18", "yolov5s-resnet50"])
+    parser.add_argument("--cores", type=int, default=2,
+                        help="cores for both: the runner's replicas fill them, the naive loop uses as many threads")
+    parser.add_argument("--requests", type=int, help="per round; default 8 per core (6 with --quick)")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds (1 with --quick)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
+    available = len(os.sched_getaffinity(0))
+    if args.cores > available:
+        raise SystemExit(f"--cores {args.cores}: this machine has {available}")
+    print(f"torch {torch.__version__}, {available} cores available, {args.cores} used")
     if args.only in (None, "throughput"):
+        requests = args.requests or (6 if args.quick else 8 * args.cores)
         for adaptation in args.adaptation:
-            bench_throughput(adaptation, rounds=1 if args.quick else 3, requests=6 if args.quick else 16)
+            bench_throughput(adaptation, rounds=1 if args.quick else args.rounds, requests=requests, cores=args.cores)
+    if args.only in (None, "orientation"):
+        for variant, batch in ([("yolov5n", 2)] if args.quick else [("yolov5n", 4), ("yolov5s", 4), ("yolov5m", 8)]):
+            bench_orientation(variant, batch, rounds=1 if args.quick else 7)
     if args.only in (None, "flops"):
         bench_flop_rate(threads=2, reps=1 if args.quick else 3, quick=args.quick)
 

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
+from sustainable_ipa.errors import UserError  # noqa: E402
 from sustainable_ipa.search.evaluators import ProfileEvaluator  # noqa: E402
 from sustainable_ipa.search.hypervolume import hypervolume, reference_point  # noqa: E402
 from sustainable_ipa.search.objectives import resolve_objectives  # noqa: E402
@@ -89,7 +90,10 @@ def main() -> None:
     parser.add_argument("--pipeline", action="append", default=[], metavar="'DETECTOR bN + CLASSIFIER bM'",
                         help="validate these pipelines (one thread, one replica per stage) instead of a random draw")
     args, overrides = parser.parse_known_args()
-    cfg, profiles, space, evaluator, objectives = setup(overrides)
+    try:
+        cfg, profiles, space, evaluator, objectives = setup(overrides)
+    except UserError as err:  # e.g. no profile cache yet, or one of an older profiler
+        raise SystemExit(f"error: {err}") from None
     if args.validate_only:
         return validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,
                                     args.pipeline)

@@ -124,6 +124,16 @@ def test_an_old_profile_cache_names_the_refresh(tmp_path):
         ProfileTable.load(path)
 
 
+def test_a_profile_cache_of_an_older_profiler_names_the_refresh(tmp_path):
+    path = tmp_path / "p.csv"
+    table().save(path)
+    header, *rows = path.read_text().splitlines()
+    assert header.startswith("profiler_version,")
+    path.write_text("\n".join(line.split(",", 1)[1] for line in [header, *rows]) + "\n")  # as version 1 wrote it
+    with pytest.raises(UserError, match=r"measured by profiler version 1, this one is 2.*profiling.refresh=true"):
+        ProfileTable.load(path)
+
+
 def test_a_profile_cache_of_another_dataset_names_the_refresh(tmp_path):
     from sustainable_ipa.search.profiler import cache_path
     from sustainable_ipa.search.profiling_job import profile_job

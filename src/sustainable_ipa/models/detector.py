@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ class Detector:
         self.model = model.fuse(verbose=False).eval().to(device, memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
+        decode_one_shape_at_a_time(self.model.model[-1])
         self.variant = variant
         self.device = torch.device(device)
         self.image_size = image_size
@@ -42,7 +44,7 @@ class Detector:
         """The smallest stride-aligned rectangle holding every frame of the batch scaled to `image_size`.
 
         Like ultralytics' own rectangular inference, but one shape per batch so that frames stack; frames of one
-        video share it, and mixed orientations fall back to the square.
+        video share it. Mixed orientations would need the square: `__call__` splits them first.
         """
         stride, s = 32, self.image_size
         heights, widths = zip(*((h * s / max(h, w), w * s / max(h, w)) for h, w in frame_shapes))
@@ -75,5 +77,33 @@ class Detector:
         return results
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        x = self.preprocess(frames)
-        return self.postprocess(self.infer(x), tuple(x.shape[2:]), [f.shape[:2] for f in frames])
+        """Detections per frame, in order. Portrait and landscape frames run as separate sub-batches, each at its own
+        rectangle: one square holding both costs 1.7–1.9× (bench/RESULTS.md), and COCO-like datasets mix them."""
+        results: list[np.ndarray] = [np.zeros((0, 6), np.float32)] * len(frames)
+        for group in orientation_groups([f.shape[:2] for f in frames]):
+            batch = [frames[i] for i in group]
+            x = self.preprocess(batch)
+            detections = self.postprocess(self.infer(x), tuple(x.shape[2:]), [f.shape[:2] for f in batch])
+            for i, det in zip(group, detections):
+                results[i] = det
+        return results
+
+
+def decode_one_shape_at_a_time(head) -> None:
+    """Replicas share one model, and its Detect head caches anchors for the last input shape on the module: a
+    replica could decode with another shape's anchors (a size-mismatch crash). Decoding, a few milliseconds of the
+    forward, is serialised; the backbone still runs in parallel."""
+    decode, lock = head._get_decode_boxes, threading.Lock()
+
+    def decode_locked(x):
+        with lock:
+            return decode(x)
+
+    head._get_decode_boxes = decode_locked
+
+
+def orientation_groups(frame_shapes: list[tuple[int, int]]) -> list[list[int]]:
+    """Indices of the portrait frames and of the others (landscape or square), each non-empty group in order."""
+    portrait = [i for i, (h, w) in enumerate(frame_shapes) if h > w]
+    others = [i for i, (h, w) in enumerate(frame_shapes) if h <= w]
+    return [g for g in (portrait, others) if g]

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from sustainable_ipa.errors import UserError
 
+# Bumped whenever a stage's measured cost changes for the same configuration, so that older caches are refused:
+# 1 → 2: a detector batch of portrait and landscape frames runs as two sub-batches instead of one square.
+PROFILER_VERSION = 2
+
 
 @dataclass(frozen=True)
 class StageProfile:
@@ -49,10 +53,10 @@ class ProfileTable:
     def to_csv(self) -> str:
         buffer = io.StringIO()
         names = [f.name for f in fields(StageProfile)]
-        writer = csv.DictWriter(buffer, fieldnames=["hardware", *names, "items_per_request"])
+        writer = csv.DictWriter(buffer, fieldnames=["profiler_version", "hardware", *names, "items_per_request"])
         writer.writeheader()
         for row in self.rows.values():
-            writer.writerow({"hardware": self.hardware, **asdict(row),
+            writer.writerow({"profiler_version": PROFILER_VERSION, "hardware": self.hardware, **asdict(row),
                              "items_per_request": " ".join(map(str, self.items_per_request[row.stage]))})
         return buffer.getvalue()
 
@@ -65,6 +69,11 @@ class ProfileTable:
         rows, hardware, items = [], "", {}
         with open(path, newline="") as f:
             for raw in csv.DictReader(f):
+                version = raw.get("profiler_version") or "1"
+                if version != str(PROFILER_VERSION):
+                    raise UserError(f"profile cache {path} was measured by profiler version {version}, "
+                                    f"this one is {PROFILER_VERSION} and measures stages differently",
+                                    "rerun `python src/profiling.py profiling.refresh=true`")
                 hardware = raw["hardware"]
                 try:
                     items[raw["stage"]] = tuple(int(n) for n in raw["items_per_request"].split())
