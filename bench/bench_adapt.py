@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sustainable_ipa.adapt.optimizer import Weights, decide, score, stage_options  # noqa: E402
 from sustainable_ipa.config import compose  # noqa: E402
+from sustainable_ipa.errors import UserError  # noqa: E402
 from sustainable_ipa.metrics.accuracy import reference_accuracies  # noqa: E402
 from sustainable_ipa.search.profiler import cache_path  # noqa: E402
 from sustainable_ipa.search.profiles import ProfileTable  # noqa: E402
@@ -31,7 +32,13 @@ def one_call_s(call) -> float:
 
 def main() -> None:
     cfg = compose()
-    profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
+    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
+    if not path.is_file():
+        raise SystemExit(f"error: no stage profiles at {path}. Fix: python src/profiling.py")
+    try:
+        profiles = ProfileTable.load(path)
+    except UserError as err:  # e.g. a cache of an older profiler
+        raise SystemExit(f"error: {err}") from None
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
     stage_space = space.profile_grid()
     reference = reference_accuracies(cfg.pipeline.variants)

@@ -44,7 +44,10 @@ CORES = 16  # the full space: up to 2 threads × 4 replicas per stage
 
 def setup(overrides):
     cfg = compose([f"hardware.cores={CORES}", *overrides])
-    profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
+    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
+    if not path.is_file():
+        raise UserError(f"no stage profiles at {path}", "python src/profiling.py")
+    profiles = ProfileTable.load(path)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, CORES)
     return cfg, profiles, space, ProfileEvaluator(profiles, cfg), resolve_objectives(cfg.search.objectives)
 
@@ -92,7 +95,7 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     try:
         cfg, profiles, space, evaluator, objectives = setup(overrides)
-    except UserError as err:  # e.g. no profile cache yet, or one of an older profiler
+    except UserError as err:  # no profile cache yet, or one of an older profiler
         raise SystemExit(f"error: {err}") from None
     if args.validate_only:
         return validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import time
 import warnings
+from pathlib import Path
 
 import optuna
 
 from sustainable_ipa.errors import UserError
 
 FIX = "pass search.storage=sqlite:////abs/path/optuna.db, a postgresql:// URL, or journal:/abs/path/study.log"
+CREATION_ATTEMPTS = 4
+
+
+def lost_creation_race(err: Exception) -> bool:
+    """Whether opening an RDB storage failed because another worker was creating the same tables."""
+    text = str(err).lower()
+    return "alembic_version" in text or "already exists" in text
 
 
 def make_storage(url: str, heartbeat_s: int | None = 60):
@@ -37,7 +44,15 @@ def make_storage(url: str, heartbeat_s: int | None = 60):
         if heartbeat_s:
             kwargs = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
+        for attempt in range(CREATION_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
+            except Exception as err:
+                # Workers started together on a new database race to create its tables (optuna/optuna#1092):
+                # the loser sees them half-made; a moment later they are complete and it can open them.
+                if attempt + 1 == CREATION_ATTEMPTS or not lost_creation_race(err):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except UserError:
         raise
     except Exception as err:  # SQLAlchemy/driver errors: unreachable host, missing driver, unwritable file
