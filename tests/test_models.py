@@ -59,7 +59,6 @@ def test_replicas_sharing_the_detector_decode_each_shape_with_its_own_anchors(de
     """The head caches anchors per input shape: a landscape replica decoding while a portrait one is inside its
     decoding must not swap the portrait's anchors (it crashed with a size mismatch)."""
     frames = {"portrait": np.zeros((1080, 810, 3), np.uint8), "landscape": np.zeros((720, 1280, 3), np.uint8)}
-    torch.set_num_threads(1)
     alone = {name: detector([frame])[0] for name, frame in frames.items()}
     dfl = detector.model.model[-1].dfl
     dfl_forward, portrait_decoding, landscape_done = dfl.forward, threading.Event(), threading.Event()
