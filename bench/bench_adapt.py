@@ -32,12 +32,9 @@ def one_call_s(call) -> float:
 
 def main() -> None:
     cfg = compose()
-    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
-    if not path.is_file():
-        raise SystemExit(f"error: no stage profiles at {path}. Fix: python src/profiling.py")
     try:
-        profiles = ProfileTable.load(path)
-    except UserError as err:  # e.g. a cache of an older profiler
+        profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
+    except UserError as err:  # no profile cache yet, or one of an older profiler
         raise SystemExit(f"error: {err}") from None
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
     stage_space = space.profile_grid()

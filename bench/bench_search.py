@@ -44,10 +44,7 @@ CORES = 16  # the full space: up to 2 threads × 4 replicas per stage
 
 def setup(overrides):
     cfg = compose([f"hardware.cores={CORES}", *overrides])
-    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
-    if not path.is_file():
-        raise UserError(f"no stage profiles at {path}", "python src/profiling.py")
-    profiles = ProfileTable.load(path)
+    profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, CORES)
     return cfg, profiles, space, ProfileEvaluator(profiles, cfg), resolve_objectives(cfg.search.objectives)
 

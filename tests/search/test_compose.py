@@ -124,6 +124,11 @@ def test_an_old_profile_cache_names_the_refresh(tmp_path):
         ProfileTable.load(path)
 
 
+def test_a_missing_profile_cache_names_the_profiling_job(tmp_path):
+    with pytest.raises(UserError, match=r"no stage profiles at .*python src/profiling.py"):
+        ProfileTable.load(tmp_path / "cpu.csv")
+
+
 def test_a_profile_cache_of_an_older_profiler_names_the_refresh(tmp_path):
     path = tmp_path / "p.csv"
     table().save(path)

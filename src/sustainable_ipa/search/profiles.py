@@ -66,6 +66,8 @@ class ProfileTable:
 
     @classmethod
     def load(cls, path: Path) -> "ProfileTable":
+        if not Path(path).is_file():
+            raise UserError(f"no stage profiles at {path}", "run `python src/profiling.py`")
         rows, hardware, items = [], "", {}
         with open(path, newline="") as f:
             for raw in csv.DictReader(f):
