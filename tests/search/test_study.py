@@ -108,11 +108,11 @@ def test_two_workers_share_one_study(tmp_path, client):
     # A load every configuration keeps up with, so that no worker can end with "no trial meets the SLA".
     overrides = [*TINY, "search.load_rps=0.5", f"profiling.cache_dir={tmp_path}/profiles", "energy.idle_s=0.3",
                  *store_overrides(tmp_path)]
-    # profile first so that the two workers only search
-    subprocess.run([sys.executable, str(PROJECT_ROOT / "src" / "profiling.py"), *overrides], check=True,
-                   capture_output=True, timeout=300)
     args = [sys.executable, str(PROJECT_ROOT / "src" / "search.py"), *overrides, "search.n_trials=12",
             f"search.storage=sqlite:///{tmp_path}/optuna.db"]
+    # One trial first: the profiles, the study and its MLflow parent run exist before the two workers start
+    # (two workers creating the parent run at the same moment can make two: not yet handled, see the closing note).
+    subprocess.run([*args, "search.n_trials=1"], check=True, capture_output=True, timeout=300)
     workers = [subprocess.Popen([*args, f"search.seed={i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(2)]
     outputs = [w.communicate(timeout=300) for w in workers]
