@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.study import MaxTrialsCallback
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -75,21 +76,30 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
-    study, storage = open_study(cfg, objectives)
+    study, _ = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _close_stale(study, client)
     tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler}
-    parent_id = _parent_run(study, storage, client, experiment_id, tags)
-    with tracked_run(client, experiment_id, f"study-{study.study_name}", existing_run_id=parent_id,
-                     tags=tags) as parent:
-        log(client, parent, params={"search.objectives": ",".join(o.name for o in objectives),
+    parent = ParentRun.open(study, client, experiment_id, tags)
+    try:
+        pareto = _search(cfg, evaluator, client, experiment_id, console, study, objectives, space, parent)
+    finally:
+        parent.release()
+    console.print(pareto_table(pareto, objectives))
+    return StudyOutcome(study, objectives, parent.run_id, pareto)
+
+
+def _search(cfg, evaluator, client, experiment_id, console, study, objectives, space, parent) -> list:
+    with tracked_run(client, experiment_id, f"study-{study.study_name}", existing_run_id=parent.own,
+                     tags=parent.tags):
+        log(client, parent.own, params={"search.objectives": ",".join(o.name for o in objectives),
                                     "search.space_size": len(space.all_choices())})
 
         def objective(trial: optuna.Trial):
             choice = suggest(trial, space)
             if space.max_cores is not None and choice.cores > space.max_cores:
                 raise optuna.TrialPruned(f"needs {choice.cores} cores of {space.max_cores}")
-            with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent,
+            with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
                              tags={"study_name": study.study_name}) as run_id:
                 trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
                 metrics = evaluator.evaluate(choice, run_id)
@@ -120,30 +130,66 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                     lambda s, t: progress.advance(task)])
         _close_stale(study, client)  # a dead worker's trial that Optuna failed during this search: end its runs
         pareto = feasible_pareto(study)
+        parent.follow()
         if not pareto:
             raise UserError(f"no trial of study '{study.study_name}' meets the SLA of {cfg.trial.sla_s} s",
                             "raise trial.sla_s, lower search.load_rps, or widen search.space")
-        client.log_text(parent, pareto_csv(pareto, objectives), "pareto.csv")
-        log(client, parent, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
+        client.log_text(parent.run_id, pareto_csv(pareto, objectives), "pareto.csv")
+        log(client, parent.run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
         with tempfile.TemporaryDirectory() as folder:
             names = [o.name for o in objectives]
             for path in [*plot_pareto(study, names, Path(folder)), plot_hypervolume(study, Path(folder))]:
-                client.log_artifact(parent, str(path), "plots")
-    console.print(pareto_table(pareto, objectives))
-    return StudyOutcome(study, objectives, parent, pareto)
+                client.log_artifact(parent.run_id, str(path), "plots")
+    return pareto
 
 
-def _parent_run(study: optuna.Study, storage, client: MlflowClient, experiment_id: str, tags: dict) -> str:
-    """The study's one parent run: made by the first worker, found by the others and by a resumed search."""
-    parent_id = study.user_attrs.get(MLFLOW_RUN_ATTR)
-    if parent_id is not None:
-        return parent_id
-    mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
-    study.set_user_attr(MLFLOW_RUN_ATTR, mine)
-    winner = optuna.load_study(study_name=study.study_name, storage=storage).user_attrs[MLFLOW_RUN_ATTR]
-    if winner != mine:  # another worker started at the same moment and its write came last
-        client.delete_run(mine)
-    return winner
+@dataclass
+class ParentRun:
+    """The study's one MLflow parent run, as this worker follows it.
+
+    A resumed search and later workers find it recorded in the study; the first worker makes it. Storages offer
+    no compare-and-set, so two workers starting a new study together can each record their own: the last write
+    stays, and the other worker moves its trial runs under that one (`follow`) and deletes its own (`release`).
+    """
+    study: optuna.Study
+    client: MlflowClient
+    experiment_id: str
+    tags: dict
+    own: str  # the run this worker opened (and ends)
+    run_id: str  # the study's parent as this worker last read it
+
+    @classmethod
+    def open(cls, study: optuna.Study, client: MlflowClient, experiment_id: str, tags: dict) -> "ParentRun":
+        found = recorded_parent(study)
+        if found is None:
+            mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
+            found = recorded_parent(study)  # making the run takes long enough for another worker to record one
+            if found is None:
+                study.set_user_attr(MLFLOW_RUN_ATTR, mine)
+                found = mine
+            else:
+                client.delete_run(mine)
+        return cls(study, client, experiment_id, tags, own=found, run_id=found)
+
+    def follow(self) -> str:
+        """The parent the study records now; this worker's trial runs move under it if it changed."""
+        winner = recorded_parent(self.study)
+        if winner not in (None, self.run_id):
+            for run in self.client.search_runs([self.experiment_id],
+                                               filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'"):
+                self.client.set_tag(run.info.run_id, MLFLOW_PARENT_RUN_ID, winner)
+            self.run_id = winner
+        return self.run_id
+
+    def release(self) -> None:
+        """When this worker's own parent lost the race, its trial runs move to the winner and it is deleted."""
+        if self.follow() != self.own:
+            self.client.delete_run(self.own)
+
+
+def recorded_parent(study: optuna.Study) -> str | None:
+    """The parent run recorded in the study, read from the storage each time."""
+    return study.user_attrs.get(MLFLOW_RUN_ATTR)
 
 
 def _close_stale(study: optuna.Study, client: MlflowClient) -> None:
