@@ -19,6 +19,8 @@ Solved by scipy's HiGHS; an SLA nothing meets is answered with the least-bad cho
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,10 @@ from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
 SLACK_PENALTY = 1e6  # per second of SLA violation: only used when nothing meets the SLA
+# On a program this small HiGHS's presolve and its feasibility-jump heuristic cost more than they save: without them a
+# decision takes about half the time (bench/bench_adapt.py). Neither changes the optimum, only the way to it.
+HIGHS_OPTIONS = {"presolve": False, "mip_heuristic_run_feasibility_jump": False,
+                 "mip_rel_gap": 0.0}  # the optimum itself, not one within HiGHS's default 0.01 % of it
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,10 @@ def undominated(options: list[Option]) -> list[Option]:
 
 def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: Weights,
            intensity_g_per_kwh: float = 0.0, power_budget_w: float | None = None,
-           carbon_budget_g_per_h: float | None = None) -> Decision:
-    """The optimal choice, or — when no choice meets the SLA (and the budgets) — the least-bad one, flagged."""
+           carbon_budget_g_per_h: float | None = None, solver_options: Mapping = HIGHS_OPTIONS) -> Decision:
+    """The optimal choice, or — when no choice meets the SLA (and the budgets) — the least-bad one, flagged.
+
+    `solver_options`: HiGHS's options; bench/bench_adapt.py compares these with HiGHS's defaults."""
     options = {stage: undominated(opts) for stage, opts in options.items()}
     stages = list(options)
     sizes = [len(options[s]) for s in stages]
@@ -199,10 +207,17 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
                 add(row, 0, 0)
     integrality = np.zeros(n)
     integrality[:n_x] = 1  # the pair variables and the slack may stay continuous
+    constraints = LinearConstraint(np.array(rows), low, high)
     upper = np.ones(n)
-    upper[slack] = np.inf
-    result = milp(c, constraints=LinearConstraint(np.array(rows), low, high), integrality=integrality,
-                  bounds=Bounds(np.zeros(n), upper))
+    # First with the SLA as a hard constraint (slack fixed at 0), the usual case and the easier program; only when
+    # nothing meets it does the slack open, for the least-bad choice.
+    for upper[slack] in (0.0, np.inf):
+        with warnings.catch_warnings():  # scipy passes options it does not list to HiGHS verbatim, and warns so
+            warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+            result = milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(np.zeros(n), upper),
+                          options=dict(solver_options))
+        if result.x is not None:
+            break
     if result.x is None:  # only the core or power/carbon budgets can make it infeasible: nothing fits
         return Decision((), None, 0.0, 0, 0.0, float("inf"), False, float("inf"), float("-inf"))
     chosen = tuple(options[s][int(np.argmax(result.x[offsets[k]:offsets[k + 1]]))] for k, s in enumerate(stages))
