@@ -14,6 +14,7 @@ from helpers import runs_by_status, store_overrides
 from sustainable_ipa.config import PROJECT_ROOT
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.search_job import search_job
+from sustainable_ipa.search.study import MLFLOW_RUN_ATTR, TRIAL_RUN_ATTR
 
 TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
         "search.space.detector.batch_size=[1,2]", "search.space.classifier.batch_size=[1,4]",
@@ -82,10 +83,10 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
     assert not runs_by_status(client, "RUNNING")
 
 
-def test_a_worker_whose_parent_run_lost_the_race_moves_its_trials_to_the_winner(search_cfg, client, tmp_path,
-                                                                                 monkeypatch):
-    # Another worker, started at the same moment, read no parent before this one recorded its own, and records
-    # its own a moment later (during this worker's first trial): the study must end with that one parent only.
+@pytest.fixture
+def rival_records_its_parent(client, tmp_path, monkeypatch):
+    """Another worker, started at the same moment, read no parent before this one did and records its own a
+    moment later, during this worker's first trial. Yields the list that then holds the rival's run id."""
     from sustainable_ipa.search.evaluators import ProfileEvaluator
 
     evaluate, rival = ProfileEvaluator.evaluate, []
@@ -95,20 +96,44 @@ def test_a_worker_whose_parent_run_lost_the_race_moves_its_trials_to_the_winner(
             study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
             experiment_id = client.get_run(parent_run_id).info.experiment_id
             rival.append(client.create_run(experiment_id, run_name="study-video-cpu").info.run_id)
-            study.set_user_attr("mlflow_parent_run_id", rival[0])
+            study.set_user_attr(MLFLOW_RUN_ATTR, rival[0])
         return evaluate(self, choice, parent_run_id)
 
     monkeypatch.setattr(ProfileEvaluator, "evaluate", evaluate_while_a_rival_records_its_parent)
+    return rival
+
+
+def trial_parents(client, study) -> set[str]:
+    return {client.get_run(t.user_attrs[TRIAL_RUN_ATTR]).data.tags["mlflow.parentRunId"]
+            for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+
+
+def test_a_worker_whose_parent_run_lost_the_race_moves_its_trials_to_the_winner(search_cfg, client,
+                                                                                 rival_records_its_parent):
     outcome = search_job(search_cfg("search.n_trials=4"))
-    assert outcome.parent_run_id == rival[0]
-    experiment_id = client.get_run(rival[0]).info.experiment_id
+    [rival] = rival_records_its_parent
+    assert outcome.parent_run_id == rival
+    experiment_id = client.get_run(rival).info.experiment_id
     parents = client.search_runs([experiment_id], filter_string="attributes.run_name = 'study-video-cpu'")
-    assert [p.info.run_id for p in parents] == rival  # this worker's own parent is deleted
-    trial_runs = {t.user_attrs["mlflow_run_id"] for t in outcome.study.trials
-                  if t.state == optuna.trial.TrialState.COMPLETE}
-    assert len(trial_runs) == 4
-    assert {client.get_run(r).data.tags["mlflow.parentRunId"] for r in trial_runs} == set(rival)
-    assert "pareto.csv" in {a.path for a in client.list_artifacts(rival[0])}
+    assert [p.info.run_id for p in parents] == [rival]  # this worker's own parent is deleted
+    assert trial_parents(client, outcome.study) == {rival}
+    assert "pareto.csv" in {a.path for a in client.list_artifacts(rival)}
+
+
+def test_a_worker_deletes_no_parent_run_it_did_not_make(search_cfg, client, tmp_path, rival_records_its_parent):
+    # Three workers: A records its parent, this worker finds and follows it, then B's write (it read no parent
+    # before A wrote) lands last. A's run is A's worker's to delete, not this worker's: A may still be using it.
+    rival_records_its_parent.append("not during A's search")
+    search_job(search_cfg("search.n_trials=1"))  # stands in for worker A: the study and A's parent exist
+    study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
+    first = study.user_attrs[MLFLOW_RUN_ATTR]
+    rival_records_its_parent.clear()  # worker B records its parent during this worker's next trial
+    outcome = search_job(search_cfg("search.n_trials=4"))
+    [rival] = rival_records_its_parent
+    assert outcome.parent_run_id == rival
+    assert client.get_run(first).info.lifecycle_stage == "active"
+    assert trial_parents(client, outcome.study) == {rival}  # A's trial too: whoever follows the winner moves it
+    assert client.get_run(rival).info.status == "FINISHED"
 
 
 @pytest.mark.parametrize("override,problem", [
@@ -152,9 +177,7 @@ def test_two_workers_share_one_study(tmp_path, client):
     parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                  filter_string="tags.study_name = 'video-cpu' and attributes.run_name = 'study-video-cpu'")
     assert len(parents) == 1  # if both made one, the one that lost moved its trial runs over and deleted its own
-    trial_parents = {client.get_run(t.user_attrs["mlflow_run_id"]).data.tags["mlflow.parentRunId"]
-                     for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    assert trial_parents == {parents[0].info.run_id}
+    assert trial_parents(client, study) == {parents[0].info.run_id}
 
 
 @pytest.mark.slow

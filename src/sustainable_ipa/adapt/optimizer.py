@@ -211,7 +211,8 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     upper = np.ones(n)
     # First with the SLA as a hard constraint (slack fixed at 0), the usual case and the easier program; only when
     # nothing meets it does the slack open, for the least-bad choice.
-    for upper[slack] in (0.0, np.inf):
+    for slack_bound in (0.0, np.inf):
+        upper[slack] = slack_bound
         with warnings.catch_warnings():  # scipy passes options it does not list to HiGHS verbatim, and warns so
             warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
             result = milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(np.zeros(n), upper),

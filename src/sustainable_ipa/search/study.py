@@ -6,8 +6,11 @@ import csv
 import io
 import math
 import tempfile
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 from optuna.study import MaxTrialsCallback
@@ -27,7 +30,7 @@ from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
 from sustainable_ipa.search.space import PipelineChoice, SearchSpace, StageChoice
 from sustainable_ipa.search.storage import make_storage
-from sustainable_ipa.tracking.runs import kill_run_tree, log, tracked_run
+from sustainable_ipa.tracking.runs import ending_status, kill_run_tree, log, tracked_run
 
 MLFLOW_RUN_ATTR = "mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
@@ -52,7 +55,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> PipelineChoice:
     return PipelineChoice(**stages)
 
 
-def open_study(cfg: DictConfig, objectives: list[Objective]) -> tuple[optuna.Study, object]:
+def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
     storage = make_storage(cfg.search.storage, cfg.search.heartbeat_s)
     directions = [o.direction for o in objectives]
     study = optuna.create_study(study_name=cfg.search.study_name, storage=storage, directions=directions,
@@ -66,7 +69,7 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> tuple[optuna.Stu
         study.set_user_attr("objectives", [o.name for o in objectives])
     elif names != [o.name for o in objectives]:
         raise UserError(f"study '{cfg.search.study_name}' optimises {names}", "pass a new search.study_name")
-    return study, storage
+    return study
 
 
 def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, experiment_id: str,
@@ -76,24 +79,13 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
-    study, _ = open_study(cfg, objectives)
+    study = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _close_stale(study, client)
     tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler}
-    parent = ParentRun.open(study, client, experiment_id, tags)
-    try:
-        pareto = _search(cfg, evaluator, client, experiment_id, console, study, objectives, space, parent)
-    finally:
-        parent.release()
-    console.print(pareto_table(pareto, objectives))
-    return StudyOutcome(study, objectives, parent.run_id, pareto)
-
-
-def _search(cfg, evaluator, client, experiment_id, console, study, objectives, space, parent) -> list:
-    with tracked_run(client, experiment_id, f"study-{study.study_name}", existing_run_id=parent.own,
-                     tags=parent.tags):
-        log(client, parent.own, params={"search.objectives": ",".join(o.name for o in objectives),
-                                    "search.space_size": len(space.all_choices())})
+    with ParentRun.opened(study, client, experiment_id, tags) as parent:
+        log(client, parent.run_id, params={"search.objectives": ",".join(o.name for o in objectives),
+                                           "search.space_size": len(space.all_choices())})
 
         def objective(trial: optuna.Trial):
             choice = suggest(trial, space)
@@ -140,7 +132,8 @@ def _search(cfg, evaluator, client, experiment_id, console, study, objectives, s
             names = [o.name for o in objectives]
             for path in [*plot_pareto(study, names, Path(folder)), plot_hypervolume(study, Path(folder))]:
                 client.log_artifact(parent.run_id, str(path), "plots")
-    return pareto
+    console.print(pareto_table(pareto, objectives))
+    return StudyOutcome(study, objectives, parent.run_id, pareto)
 
 
 @dataclass
@@ -148,43 +141,77 @@ class ParentRun:
     """The study's one MLflow parent run, as this worker follows it.
 
     A resumed search and later workers find it recorded in the study; the first worker makes it. Storages offer
-    no compare-and-set, so two workers starting a new study together can each record their own: the last write
-    stays, and the other worker moves its trial runs under that one (`follow`) and deletes its own (`release`).
+    no compare-and-set, so workers starting a new study together can each record their own: the last write stays,
+    and every worker moves the trial runs it finds under another parent to that one (`follow`, before each trial
+    and at the end). A worker deletes only a run it made itself, once that run has lost.
     """
     study: optuna.Study
     client: MlflowClient
     experiment_id: str
-    tags: dict
-    own: str  # the run this worker opened (and ends)
     run_id: str  # the study's parent as this worker last read it
+    created: str | None  # the run this worker made and recorded, if it did
 
     @classmethod
-    def open(cls, study: optuna.Study, client: MlflowClient, experiment_id: str, tags: dict) -> "ParentRun":
+    @contextmanager
+    def opened(cls, study: optuna.Study, client: MlflowClient, experiment_id: str,
+               tags: dict) -> Iterator["ParentRun"]:
+        """The parent, RUNNING while this worker searches, then FINISHED, FAILED or KILLED like any run."""
+        parent = cls._find_or_make(study, client, experiment_id, tags)
+        client.update_run(parent.run_id, status="RUNNING")  # a resumed study's parent runs again
+        log(client, parent.run_id, tags=tags)
+        error = None
+        try:
+            yield parent
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            try:
+                parent._close(ending_status(error))
+            except Exception as close_error:
+                if error is None:
+                    raise
+                # the error that stopped the search is the one to report
+                logging.getLogger(__name__).warning("could not close the study's parent run: %s", close_error)
+
+    @classmethod
+    def _find_or_make(cls, study: optuna.Study, client: MlflowClient, experiment_id: str, tags: dict) -> "ParentRun":
         found = recorded_parent(study)
-        if found is None:
-            mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
+        if found is not None:
+            return cls(study, client, experiment_id, found, created=None)
+        mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
+        try:
             found = recorded_parent(study)  # making the run takes long enough for another worker to record one
             if found is None:
                 study.set_user_attr(MLFLOW_RUN_ATTR, mine)
-                found = mine
-            else:
-                client.delete_run(mine)
-        return cls(study, client, experiment_id, tags, own=found, run_id=found)
+                return cls(study, client, experiment_id, mine, created=mine)
+        except BaseException as err:
+            client.set_terminated(mine, ending_status(err))
+            raise
+        client.delete_run(mine)
+        return cls(study, client, experiment_id, found, created=None)
 
     def follow(self) -> str:
-        """The parent the study records now; this worker's trial runs move under it if it changed."""
+        """The parent the study records now; trial runs under the one this worker followed move to it."""
         winner = recorded_parent(self.study)
         if winner not in (None, self.run_id):
-            for run in self.client.search_runs([self.experiment_id],
-                                               filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'"):
-                self.client.set_tag(run.info.run_id, MLFLOW_PARENT_RUN_ID, winner)
+            self._move_children(self.run_id, winner)
             self.run_id = winner
         return self.run_id
 
-    def release(self) -> None:
-        """When this worker's own parent lost the race, its trial runs move to the winner and it is deleted."""
-        if self.follow() != self.own:
-            self.client.delete_run(self.own)
+    def _move_children(self, old: str, new: str) -> None:
+        # Re-query until none is left: a moved run leaves the result set, so paging by offset would skip runs.
+        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{old}'"
+        while runs := self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000):
+            for run in runs:
+                self.client.set_tag(run.info.run_id, MLFLOW_PARENT_RUN_ID, new)
+
+    def _close(self, status: str) -> None:
+        self.follow()
+        self.client.set_terminated(self.run_id, status)
+        if self.created not in (None, self.run_id):  # this worker's run lost: what others put under it moves too
+            self._move_children(self.created, self.run_id)
+            self.client.delete_run(self.created)
 
 
 def recorded_parent(study: optuna.Study) -> str | None:

@@ -46,13 +46,19 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
         run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
     try:
         yield run_id
-    except (KeyboardInterrupt, Terminated):
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+    except BaseException as err:
+        client.set_terminated(run_id, ending_status(err))
         raise
-    except BaseException:
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-        raise
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    client.set_terminated(run_id, ending_status(None))
+
+
+def ending_status(error: BaseException | None) -> str:
+    """How a run ends: FINISHED, KILLED on Ctrl-C or SIGTERM, FAILED on any other error."""
+    if error is None:
+        return RunStatus.to_string(RunStatus.FINISHED)
+    if isinstance(error, (KeyboardInterrupt, Terminated)):
+        return RunStatus.to_string(RunStatus.KILLED)
+    return RunStatus.to_string(RunStatus.FAILED)
 
 
 def kill_run_tree(client: MlflowClient, run_id: str) -> None:
