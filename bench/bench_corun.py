@@ -5,7 +5,7 @@ memory bandwidth and the interpreter. This VM's speed drifts by tens of percent 
 measured in tight pairs: one batch alone (the neighbour paused), then one batch beside the running neighbour,
 again and again; each pair's ratio sees the same machine, and the median of the ratios is the co-location factor.
 
-    python bench/bench_corun.py [--detector yolov5s] [--classifier resnet18] [--crops 2] [--pairs 15]
+    python bench/bench_corun.py [--detector yolov5s] [--frames 1] [--classifier resnet18] [--crops 2] [--pairs 15]
 """
 
 from __future__ import annotations
@@ -101,20 +101,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detector", default="yolov5s")
     parser.add_argument("--classifier", default="resnet18")
+    parser.add_argument("--frames", type=int, default=1,
+                        help="detector batch size (the sample's frames in order: portrait and landscape mixed)")
     parser.add_argument("--crops", type=int, default=2, help="classifier batch size")
     parser.add_argument("--pairs", type=int, default=15)
     args = parser.parse_args()
     if args.pairs < 2:
         parser.error("--pairs must be 2 or more (quartiles of the ratios)")
+    if args.frames < 1 or args.crops < 1:
+        parser.error("--frames and --crops must be 1 or more")
     torch.set_num_threads(1)
     cfg = compose([])
     inputs = stage_inputs(load_dataset(cfg.dataset))
     build = build_stage_model(cfg)
     det, cls = build("detector", args.detector), build("classifier", args.classifier)
-    frames, crops = inputs["detector"][:1], list(islice(cycle(inputs["classifier"]), args.crops))
+    frames = list(islice(cycle(inputs["detector"]), args.frames))
+    crops = list(islice(cycle(inputs["classifier"]), args.crops))
     for name, model, batch, other_name, other, other_batch in (
             (f"{args.classifier} b{args.crops}", cls, crops, args.detector, det, frames),
-            (f"{args.detector} b1", det, frames, f"{args.classifier} b{args.crops}", cls, crops)):
+            (f"{args.detector} b{args.frames}", det, frames, f"{args.classifier} b{args.crops}", cls, crops)):
         neighbour = Neighbour(other, other_batch)
         try:
             alone_s, ratios = paired_ratios(model, batch, neighbour, args.pairs)

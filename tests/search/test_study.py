@@ -86,7 +86,7 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
 @pytest.fixture
 def rival_records_its_parent(client, tmp_path, monkeypatch):
     """Another worker, started at the same moment, read no parent before this one did and records its own a
-    moment later, during this worker's first trial. Yields the list that then holds the rival's run id."""
+    moment later, during this worker's first trial. The list returned then holds the rival's run id."""
     from sustainable_ipa.search.evaluators import ProfileEvaluator
 
     evaluate, rival = ProfileEvaluator.evaluate, []

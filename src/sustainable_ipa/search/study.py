@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import tempfile
-import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
