@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from sustainable_ipa.adapt.optimizer import Option, Weights, decide, score, stage_options, undominated
+from sustainable_ipa.adapt.optimizer import (HIGHS_OPTIONS, Option, Weights, decide, score, stage_options,
+                                              undominated)
 from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_options, simulate, totals
 from sustainable_ipa.adapt.traces import LOAD_COLUMNS, Trace, generate_load, read_trace
 from sustainable_ipa.errors import UserError
@@ -99,6 +100,28 @@ def test_a_choice_that_meets_the_sla_beats_a_cheaper_one_that_misses_it_by_a_hai
     within = option("classifier", 0.5, 11)
     decision = decide({"detector": detector, "classifier": [just_over, within]}, 2.0, 16, Weights(beta=1.0))
     assert decision.meets_sla and decision.options[1] == within
+
+
+def test_without_a_power_term_ties_go_to_the_least_power():
+    def option(stage, batch_size, latency_s, power_w):
+        return Option(stage, "v", batch_size, 1, 1, 50.0, latency_s, power_w, 1, 1.0, 5.0)
+
+    detector = [option("detector", 1, 1.0, 5.0)]
+    classifier = [option("classifier", 1, 0.4, 9.0), option("classifier", 4, 0.9, 4.0),  # same accuracy and cores
+                  option("classifier", 8, 1.5, 2.0)]  # least power, but misses the SLA of 2 s with the detector
+    for solver_options in (HIGHS_OPTIONS, {"mip_rel_gap": 0.0}):
+        decision = decide({"detector": detector, "classifier": classifier}, 2.0, 16, Weights(delta=0.0),
+                          solver_options=solver_options)
+        assert decision.meets_sla and decision.options[1] is classifier[1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decisions_do_not_depend_on_the_solver_settings(seed):
+    profiles, space = random_instance(seed)
+    options = stage_options(profiles, space, float(np.random.default_rng(seed).uniform(2, 20)), REFERENCE)
+    for w in (Weights(delta=0.0), Weights(alpha=50.0, beta=0.5, delta=0.3)):
+        ours, defaults = (decide(options, 2.0, 12, w, solver_options=o) for o in (HIGHS_OPTIONS, {"mip_rel_gap": 0.0}))
+        assert ours.choice == defaults.choice
 
 
 def test_replicas_cover_the_load():

@@ -18,6 +18,7 @@ Solved by scipy's HiGHS; an SLA nothing meets is answered with the least-bad cho
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping
@@ -140,6 +141,20 @@ def undominated(options: list[Option]) -> list[Option]:
             if not any(beats(p, o) and (j < i or not beats(o, p)) for j, p in enumerate(options) if j != i)]
 
 
+def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]], sla_s: float) -> tuple[Option, ...]:
+    """Of the choices equal to `chosen` in accuracy and cores (same variant, same cores per stage) that meet the SLA,
+    the one with the least power, then the least latency.
+
+    Without a power term (δ = 0, IPA's objective) these tie and the solver's pick among them is arbitrary: it moved
+    with HiGHS's settings. Taking the least power makes decisions reproducible and keeps the comparison fair: an
+    energy-aware policy is not credited with power that IPA's objective would have saved at no cost of its own.
+    With δ > 0 `chosen` already has the least power of them."""
+    alternatives = [[o for o in options[c.stage] if o.variant == c.variant and o.cores == c.cores] for c in chosen]
+    meeting = (combo for combo in itertools.product(*alternatives) if sum(o.latency_s for o in combo) <= sla_s)
+    return min(meeting, key=lambda combo: (sum(o.power_w for o in combo), sum(o.latency_s for o in combo)),
+               default=chosen)
+
+
 def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: Weights,
            intensity_g_per_kwh: float = 0.0, power_budget_w: float | None = None,
            carbon_budget_g_per_h: float | None = None, solver_options: Mapping = HIGHS_OPTIONS) -> Decision:
@@ -222,6 +237,8 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     if result.x is None:  # only the core or power/carbon budgets can make it infeasible: nothing fits
         return Decision((), None, 0.0, 0, 0.0, float("inf"), False, float("inf"), float("-inf"))
     chosen = tuple(options[s][int(np.argmax(result.x[offsets[k]:offsets[k + 1]]))] for k, s in enumerate(stages))
+    if sla_violation_s(sum(o.latency_s for o in chosen), sla_s) <= 1e-9:
+        chosen = least_power_tie(chosen, options, sla_s)
     latency = sum(o.latency_s for o in chosen)
     violation = sla_violation_s(latency, sla_s)
     return Decision(chosen, PipelineChoice(*(StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in chosen)),
