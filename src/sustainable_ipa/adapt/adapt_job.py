@@ -83,19 +83,22 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
                             f"intervals_{name}.csv")
         with tempfile.TemporaryDirectory() as folder:
             client.log_artifact(run_id, str(timeline(runs, Path(folder) / "timeline.png")))
-    console.print(_table(table, job))
+    console.print(comparison_table(table, job))
     return table
 
 
-def _table(table: pd.DataFrame, job: dict) -> Table:
+SHOWN = ["energy_j", "emissions_g", "accuracy_mean", "sla_attainment", "energy_j_saved_vs_ipa",
+         "emissions_g_saved_vs_ipa", "accuracy_given_up_vs_ipa", "decision_ms_p50"]
+
+
+def comparison_table(table: pd.DataFrame, job: dict) -> Table:
+    """One row per metric, one column per policy: it stays readable in an 80-column terminal."""
     out = Table(title="policies on the same traces (savings against IPA's objective)")
-    columns = ["energy_j", "emissions_g", "accuracy_mean", "sla_attainment", "energy_j_saved_vs_ipa",
-               "emissions_g_saved_vs_ipa", "accuracy_given_up_vs_ipa", "decision_ms_p50"]
-    out.add_column("policy")
-    for c in columns:
-        out.add_column(c, justify="right")
-    for name, row in table.iterrows():
-        out.add_row(name, *(f"{row[c]:.4g}" for c in columns))
+    out.add_column("metric")
+    for name in table.index:
+        out.add_column(str(name), justify="right")
+    for metric in (m for m in SHOWN if m in table.columns):
+        out.add_row(metric, *(f"{value:.4g}" for value in table[metric]))
     out.caption = (f"deferrable job: {job['job_emissions_now_g']:.3g} g now, {job['job_emissions_best_g']:.3g} g at "
                    f"the cleanest start (+{job['job_best_start_s'] / 3600:.1f} h): {job['job_saved_fraction']:.1%} saved")
     return out
