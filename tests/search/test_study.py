@@ -120,6 +120,28 @@ def test_a_worker_whose_parent_run_lost_the_race_moves_its_trials_to_the_winner(
     assert "pareto.csv" in {a.path for a in client.list_artifacts(rival)}
 
 
+def test_a_parent_run_that_lost_is_gone_while_its_worker_still_searches(search_cfg, client, monkeypatch,
+                                                                        rival_records_its_parent):
+    # A worker SIGKILLed mid-search runs no cleanup: its lost parent must not wait for the end to be deleted.
+    from sustainable_ipa.search.evaluators import ProfileEvaluator
+
+    evaluate, running_parents = ProfileEvaluator.evaluate, []
+
+    def evaluate_and_look(self, choice, parent_run_id=None):
+        metrics = evaluate(self, choice, parent_run_id)
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+        parents = client.search_runs([experiment_id], filter_string="attributes.run_name = 'study-video-cpu' "
+                                                                    "and attributes.status = 'RUNNING'")
+        running_parents.append({p.info.run_id for p in parents})
+        return metrics
+
+    monkeypatch.setattr(ProfileEvaluator, "evaluate", evaluate_and_look)
+    search_job(search_cfg("search.n_trials=3"))
+    [rival] = rival_records_its_parent
+    assert len(running_parents[0]) == 2  # the race happened: both parents ran during the first trial
+    assert len(running_parents) >= 2 and all(p == {rival} for p in running_parents[1:])
+
+
 def test_a_worker_deletes_no_parent_run_it_did_not_make(search_cfg, client, tmp_path, rival_records_its_parent):
     # Three workers: A records its parent, this worker finds and follows it, then B's write (it read no parent
     # before A wrote) lands last. A's run is A's worker's to delete, not this worker's: A may still be using it.

@@ -143,7 +143,8 @@ class ParentRun:
     A resumed search and later workers find it recorded in the study; the first worker makes it. Storages offer
     no compare-and-set, so workers starting a new study together can each record their own: the last write stays,
     and every worker moves the trial runs it finds under another parent to that one (`follow`, before each trial
-    and at the end). A worker deletes only a run it made itself, once that run has lost.
+    and at the end). A worker deletes only a run it made itself, as soon as it sees that run has lost, so that a
+    worker killed later (SIGKILL: no cleanup) leaves no second parent RUNNING.
     """
     study: optuna.Study
     client: MlflowClient
@@ -196,6 +197,8 @@ class ParentRun:
         winner = recorded_parent(self.study)
         if winner not in (None, self.run_id):
             self._move_children(self.run_id, winner)
+            if self.run_id == self.created:
+                self.client.delete_run(self.created)
             self.run_id = winner
         return self.run_id
 
@@ -209,9 +212,8 @@ class ParentRun:
     def _close(self, status: str) -> None:
         self.follow()
         self.client.set_terminated(self.run_id, status)
-        if self.created not in (None, self.run_id):  # this worker's run lost: what others put under it moves too
+        if self.created not in (None, self.run_id):  # this worker's run lost: what others put under it since moves
             self._move_children(self.created, self.run_id)
-            self.client.delete_run(self.created)
 
 
 def recorded_parent(study: optuna.Study) -> str | None:
