@@ -1,6 +1,7 @@
 """Every bad input: one line naming the problem and the fix, exit 2, no traceback, no run left RUNNING."""
 
 import json
+import socket
 
 import pytest
 
@@ -24,6 +25,7 @@ def coco_folder(tmp_path, corrupt=False):
 
 def bad_inputs(tmp_path):
     (tmp_path / "a-file").write_text("")
+    (tmp_path / "notes.txt").write_text("not a database, just text\n" * 100)
     return {
         "unknown variant": (["adaptation.detector.variant=yolov5z"], "unknown detector variant 'yolov5z'"),
         "batch size zero": (["adaptation.classifier.batch_size=0"], "batch_size must be a positive integer"),
@@ -38,11 +40,26 @@ def bad_inputs(tmp_path):
         "unwritable store": ([f"tracking.uri=sqlite:///{tmp_path}/a-file/mlflow.db"], "cannot create tracking folder"),
         "bad store url": (["tracking.uri=mlruns"], "is not a URL"),
         "cuda without a gpu": (["hardware=cuda"], "no CUDA device"),
+        "file store url": ([f"tracking.uri=file://{tmp_path}/store"], "is a file store, which MLflow 3 refuses"),
+        "store is a folder": ([f"tracking.uri=sqlite:///{tmp_path}"], "is a folder, not a database file"),
+        "store is not a database": ([f"tracking.uri=sqlite:///{tmp_path}/notes.txt"], "file is not a database"),
+        "unreachable server": ([f"tracking.uri=http://127.0.0.1:{closed_port()}"], "cannot reach tracking server"),
+        "price not a number": (["hardware.price_usd_per_core_hour=abc"], "price_usd_per_core_hour must be a number"),
+        "sla not a number": (["trial.sla_s=soon"], "trial.sla_s must be a number more than 0"),
     }
 
 
+def closed_port() -> int:
+    """A local port nothing listens on: bound, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 NAMES = ["unknown variant", "batch size zero", "too many cores", "missing dataset folder", "missing annotations",
-         "corrupt image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu"]
+         "corrupt image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu",
+         "file store url", "store is a folder", "store is not a database", "unreachable server",
+         "price not a number", "sla not a number"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -92,3 +92,29 @@ def test_argv_normalization_lets_hydra_options_follow_mlproject_parameters():
 
     argv = ["adaptation=default", "trial=default", "-m", "adaptation=a,b", "trial.requests=2"]
     assert normalize_argv(argv) == ["-m", "trial=default", "adaptation=a,b", "trial.requests=2"]
+
+
+def test_argv_normalization_keeps_each_hydra_option_with_its_value():
+    from sustainable_ipa.cli import normalize_argv
+
+    argv = ["trial.requests=4", "--cfg", "job", "-p", "trial", "--info", "config", "-m", "trial.seed=1"]
+    assert normalize_argv(argv) == ["--cfg", "job", "-p", "trial", "--info", "config", "-m",
+                                    "trial.requests=4", "trial.seed=1"]
+    # `--info` also stands alone: the override after it is not its value
+    assert normalize_argv(["--info", "trial.seed=1"]) == ["--info", "trial.seed=1"]
+
+
+def test_group_checks_read_sweeps_with_hydras_grammar(capsys):
+    from sustainable_ipa.cli import check_group_choices
+
+    # all valid: a glob, a choice sweep, a delete, a packaged group and a range sweep of a plain key
+    check_group_choices(["adaptation=glob(yolov5n*)", "adaptation=choice(default,yolov5n-resnet18)",
+                         "adaptation=default,yolov5x-resnet152", "trial.seed=range(0,3)"])
+    for bad, named in [("adaptation=choice(default,nope)", "unknown adaptation 'nope'"),
+                       ("adaptation=default,nope", "unknown adaptation 'nope'"),
+                       ("adaptation=glob(nothing*)", "glob(nothing*) matches no adaptation")]:
+        with pytest.raises(SystemExit) as stopped:
+            check_group_choices([bad])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert named in err and "Fix: choose one of default" in err and len(err.strip().splitlines()) == 1

@@ -15,31 +15,75 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# Hydra's own options that take a value (hydra/_internal/utils.py, get_args_parser); `--info` takes one only when the
+# next word names a topic, else it stands alone.
+_OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                       "--config-dir", "-cd", "--experimental-rerun"}
+_INFO = {"--info", "-i"}
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's options, each followed by its value, and the overrides, each in the order given."""
+    options: list[str] = []
+    overrides: list[str] = []
+    args = iter(range(len(argv)))
+    for i in args:
+        arg = argv[i]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+            continue
+        options.append(arg)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if following is not None and (arg in _OPTIONS_WITH_VALUE or (arg in _INFO and following in _INFO_TOPICS)):
+            options.append(following)
+            next(args)
+    return options, overrides
+
+
 def check_group_choices(argv: list[str]) -> None:
-    """`adaptation=nope` gets one line listing the options (Hydra's own message is several lines long)."""
+    """`adaptation=nope` gets one line listing the options (Hydra's own message is several lines long). Values are
+    read with Hydra's override grammar: `a,b`, `choice(a,b)` and `glob(…)` sweeps are checked choice by choice."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(split_argv(argv)[1])
+    except HydraException:
+        return  # not the grammar: Hydra's own error names the override
     groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key not in groups:
+    for override in parsed:
+        key = override.key_or_group
+        if key not in groups or override.is_delete():
             continue
         options = group_options(key)
-        for choice in value.split(","):  # multirun sweeps: a,b,c
-            if choice and choice not in options:
-                fail(f"unknown {key} '{choice}'. Fix: choose one of {', '.join(options)} (files in conf/{key}/)")
+        fix = f"Fix: choose one of {', '.join(options)} (files in conf/{key}/)"
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            if not override.value().filter(options):
+                fail(f"{override.input_line.partition('=')[2]} matches no {key}. {fix}")
+            continue
+        if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
+            choices = list(override.sweep_string_iterator())
+        elif override.value_type == ValueType.ELEMENT:
+            choices = [override.get_value_element_as_str()]
+        else:
+            continue  # a range or interval of a group: Hydra rejects it itself
+        for choice in choices:
+            if choice not in options:
+                fail(f"unknown {key} '{choice}'. {fix}")
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
-    """Flags first, and a later `key=value` replaces an earlier one for the same key.
+    """Options first (each with its value), and a later `key=value` replaces an earlier one for the same key.
 
     `mlflow run` builds `main.py adaptation={adaptation} … $(echo {hydra_options})`: options such as
     `-m adaptation=a,b` then come after the parameters, which Hydra's argument parser rejects.
     """
-    flags = [a for a in argv if a.startswith("-")]
-    overrides = [a for a in argv if not a.startswith("-")]
+    options, overrides = split_argv(argv)
     keys = [a.partition("=")[0] if "=" in a else None for a in overrides]
     kept = [a for i, a in enumerate(overrides) if keys[i] is None or keys[i] not in keys[i + 1:]]
-    return flags + kept
+    return options + kept
 
 
 def hydra_entry(work: Callable) -> None:

@@ -36,6 +36,10 @@ def available_cores(hardware: DictConfig) -> int:
     return int(hardware.cores) if hardware.cores is not None else (os.cpu_count() or 1)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject an inconsistent run before anything is started or loaded."""
     catalogue = cfg.pipeline.variants
@@ -66,10 +70,15 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"trial.warmup must be 0 or a positive integer, got {trial.warmup!r}", "pass trial.warmup=0 or larger")
     if trial.load not in ("offline", "poisson"):
         raise UserError(f"unknown trial.load '{trial.load}'", "pass trial.load=offline or trial.load=poisson")
-    if trial.load == "poisson" and not (trial.rate_rps and trial.rate_rps > 0):
-        raise UserError(f"trial.rate_rps must be positive for poisson load, got {trial.rate_rps!r}", "pass trial.rate_rps=2.0")
-    if not trial.sla_s or trial.sla_s <= 0:
-        raise UserError(f"trial.sla_s must be positive, got {trial.sla_s!r}", "pass trial.sla_s=6.89")
+    if trial.load == "poisson" and not (_is_number(trial.rate_rps) and trial.rate_rps > 0):
+        raise UserError(f"trial.rate_rps must be a number more than 0 for poisson load, got {trial.rate_rps!r}",
+                        "pass trial.rate_rps=2.0")
+    if not (_is_number(trial.sla_s) and trial.sla_s > 0):
+        raise UserError(f"trial.sla_s must be a number more than 0, got {trial.sla_s!r}", "pass trial.sla_s=6.89")
+    price = cfg.hardware.price_usd_per_core_hour
+    if not (_is_number(price) and price >= 0):
+        raise UserError(f"hardware.price_usd_per_core_hour must be a number ≥ 0, got {price!r}",
+                        "pass hardware.price_usd_per_core_hour=0.0425 (USD per core-hour)")
     if cfg.hardware.device == "cuda":
         import torch
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sustainable_ipa.errors import UserError
 
@@ -13,6 +15,18 @@ FIX = "pass tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db (or an h
 
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """One connection attempt: MLflow's client retries a dead server with back-off for minutes before it fails."""
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError as err:
+        raise UserError(f"cannot reach tracking server {uri} ({err.strerror or type(err).__name__})",
+                        "start it (mlflow server --host HOST --port PORT) or pass "
+                        "tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db") from None
 
 
 def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
@@ -24,17 +38,23 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
 
     if "://" not in uri:
         raise UserError(f"tracking.uri '{uri}' is not a URL (MLflow 3 refuses a bare folder as a file store)", FIX)
+    if uri.startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+        raise UserError(f"tracking.uri '{uri}' is a file store, which MLflow 3 refuses", FIX)
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri)
     db = _sqlite_path(uri)
     if db is not None:
         db = db.resolve()  # a relative path (MLflow's own default, sqlite:///mlflow.db) is relative to the cwd
+        if db.is_dir():
+            raise UserError(f"tracking store {db} is a folder, not a database file", FIX)
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create tracking folder {db.parent} ({err.strerror})", FIX) from None
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise UserError(f"tracking store {db} is not writable", FIX)
-    client = MlflowClient(tracking_uri=uri)
     try:
+        client = MlflowClient(tracking_uri=uri)  # MLflow 3.17.2 opens the store here: a refused one raises
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
