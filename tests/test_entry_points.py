@@ -1,6 +1,7 @@
 """The entry points as users type them: multirun sweeps, `mlflow run`, and SIGTERM ending runs KILLED."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ def test_default_command_runs_and_prints_a_summary(tmp_path, client):
     assert out.returncode == 0, out.stderr
     assert "RANDOM WEIGHTS" in out.stderr  # weights=auto offline: visible warning
     assert "latency_p99_s" in out.stdout + out.stderr
+    assert re.search(r"rep 3/3 .* 3/3 ", out.stderr)  # progress reaches a log, not only a terminal
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                filter_string="tags.mlflow.parentRunId IS NULL")
     assert run.data.tags["weights_kind"] == "random" and "weights_note" in run.data.tags

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sustainable_ipa.config import validate
@@ -28,6 +28,7 @@ from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_j
 from sustainable_ipa.models.weights import RANDOM, plan_weights
 from sustainable_ipa.pipeline.load import arrival_offsets_s
 from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
+from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -179,8 +180,8 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
                          tags=tags) as job_run:
             log(client, job_run, params=job.params)
             client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console) as progress:
+            with progress_bar(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn()) as progress:
                 for rep in range(repetitions):
                     task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
                     advance = lambda _, task=task: progress.advance(task)  # noqa: E731

@@ -8,13 +8,14 @@ from types import SimpleNamespace
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from sustainable_ipa.config import validate
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.energy import active_energy_j
+from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.profiler import cache_path, items_per_request, missing_profiles, profile_space
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace
@@ -76,8 +77,8 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
             log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo})
             rounds = int(cfg.profiling.repeats) + 1  # a warm-up round, then the timed ones
-            with Progress(TextColumn("profiling {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("batches"), TimeElapsedColumn(), console=console) as progress:
+            with progress_bar(console, TextColumn("profiling {task.fields[what]}"), BarColumn(),
+                              MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn()) as progress:
                 task = progress.add_task("", total=todo * rounds, what="")
 
                 def done(key):

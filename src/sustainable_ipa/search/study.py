@@ -18,12 +18,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sustainable_ipa.config import available_cores
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.latency import sla_violation_s
+from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
 from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
@@ -112,8 +113,8 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         done = len(study.get_trials(deepcopy=False, states=finished))
         remaining = max(int(cfg.search.n_trials) - done, 0)
-        with Progress(TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
+        with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn()) as progress:
             task = progress.add_task("", total=int(cfg.search.n_trials), completed=done, name=study.study_name)
             if remaining:
                 # MaxTrialsCallback stops every worker once the study as a whole has n_trials finished trials.
