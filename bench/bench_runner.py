@@ -120,15 +120,24 @@ def split_cores(cores: int, frame_s: float, request_crops_s: float) -> tuple[int
 def one_thread_cost_s(detector, classifier, frames, detector_batch: int, classifier_batch: int,
                       cores: int) -> tuple[float, float]:
     """Median seconds per frame and per crop of the runner's stages at their batch sizes on one thread (torch is
-    left with `cores` threads)."""
+    left with `cores` threads). Every distinct frame and crop is timed, in the runner's order and batches: frames
+    of other sizes and orientations cost differently."""
     torch.set_num_threads(1)
-    images = list(islice(cycle([f.image_bgr for f in frames]), detector_batch))
-    crops = list(islice(cycle([c for f in frames for gt in f.ground_truth
-                               if (c := crop(f.image_bgr, gt.box_xyxy)) is not None]), classifier_batch))
-    frame_s = median_call_s(lambda: detector(images), 3) / len(images)
-    crop_s = median_call_s(lambda: classifier(crops), 3) / len(crops)
+    distinct = list({id(f): f for f in frames}.values())  # requests cycle over the dataset's frames
+    images = [f.image_bgr for f in distinct]
+    crops = [c for f in distinct for gt in f.ground_truth if (c := crop(f.image_bgr, gt.box_xyxy)) is not None]
+    frame_batches, crop_batches = whole_batches(images, detector_batch), whole_batches(crops, classifier_batch)
+    frame_s = median_call_s(lambda: [detector(b) for b in frame_batches], 3) / (len(frame_batches) * detector_batch)
+    crop_s = median_call_s(lambda: [classifier(b) for b in crop_batches], 3) / (len(crop_batches) * classifier_batch)
     torch.set_num_threads(cores)
     return frame_s, crop_s
+
+
+def whole_batches(items: list, batch: int) -> list[list]:
+    """Batches cycling over `items` until each has been in one; whole batches only (a partial one costs more per
+    item than the runner's full ones)."""
+    cycled = list(islice(cycle(items), -(-len(items) // batch) * batch))
+    return [cycled[i:i + batch] for i in range(0, len(cycled), batch)]
 
 
 def bench_orientation(variant: str, batch: int, rounds: int) -> None:
@@ -173,7 +182,8 @@ def bench_flop_rate(threads: int, reps: int, quick: bool) -> None:
     peak = matmul_gflops(threads)
     print(f"flop rate   fp32 matmul 2048^3 with {threads} threads: {peak:.1f} GFLOP/s (the baseline)")
     torch.set_num_threads(threads)
-    variants = [("resnet50", 8), ("resnet152", 8), ("yolov5l", 1), ("yolov5x", 1)] if not quick else [("resnet50", 4), ("yolov5n", 1)]
+    heavy = [("resnet50", 8), ("resnet101", 8), ("resnet152", 8), ("yolov5l", 1), ("yolov5x", 1)]
+    variants = heavy if not quick else [("resnet50", 4), ("yolov5n", 1)]
     for variant, batch in variants:
         if variant.startswith("resnet"):
             model = Classifier(variant, None)
@@ -212,7 +222,7 @@ def main() -> None:
         for variant, batch in ([("yolov5n", 2)] if args.quick else [("yolov5n", 4), ("yolov5s", 4), ("yolov5m", 8)]):
             bench_orientation(variant, batch, rounds=1 if args.quick else 7)
     if args.only in (None, "flops"):
-        bench_flop_rate(threads=2, reps=1 if args.quick else 3, quick=args.quick)
+        bench_flop_rate(threads=2, reps=1 if args.quick else 5, quick=args.quick)
 
 
 if __name__ == "__main__":
