@@ -44,9 +44,16 @@ def bad_inputs(tmp_path):
         "store is a folder": ([f"tracking.uri=sqlite:///{tmp_path}"], "is a folder, not a database file"),
         "store is not a database": ([f"tracking.uri=sqlite:///{tmp_path}/notes.txt"], "file is not a database"),
         "unreachable server": ([f"tracking.uri=http://127.0.0.1:{closed_port()}"], "cannot reach tracking server"),
+        "server url with a bad port": (["tracking.uri=http://localhost:99999"], "has no valid port"),
         "price not a number": (["hardware.price_usd_per_core_hour=abc"], "price_usd_per_core_hour must be a number"),
         "sla not a number": (["trial.sla_s=soon"], "trial.sla_s must be a number more than 0"),
     }
+
+
+def without_proxies(monkeypatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
 
 
 def closed_port() -> int:
@@ -59,6 +66,7 @@ def closed_port() -> int:
 NAMES = ["unknown variant", "batch size zero", "too many cores", "missing dataset folder", "missing annotations",
          "corrupt image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu",
          "file store url", "store is a folder", "store is not a database", "unreachable server",
+         "server url with a bad port",
          "price not a number", "sla not a number"]
 
 
@@ -67,6 +75,7 @@ def test_bad_input_is_one_clear_error_and_leaves_no_run(name, make_cfg, client, 
     from sustainable_ipa.models import weights
 
     monkeypatch.setattr(weights, "search_dirs", lambda d: [d])  # this machine's caches must not matter
+    without_proxies(monkeypatch)  # the unreachable server is probed only where no proxy stands between
     if name == "cuda without a gpu":
         import torch
 
@@ -99,3 +108,15 @@ def test_entry_point_prints_one_line_and_exits_2(args, problem, tmp_path):
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and problem in lines[0], out.stderr
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_server_behind_a_proxy_is_left_to_mlflow(monkeypatch):
+    """MLflow reaches it through the proxy; a direct probe would refuse a server that works."""
+    from sustainable_ipa.tracking.store import _check_reachable
+
+    without_proxies(monkeypatch)
+    uri = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(UserError, match="cannot reach tracking server"):
+        _check_reachable(uri, timeout_s=1)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:3128")
+    _check_reachable(uri, timeout_s=1)  # no probe, no error

@@ -100,16 +100,20 @@ def test_argv_normalization_keeps_each_hydra_option_with_its_value():
     argv = ["trial.requests=4", "--cfg", "job", "-p", "trial", "--info", "config", "-m", "trial.seed=1"]
     assert normalize_argv(argv) == ["--cfg", "job", "-p", "trial", "--info", "config", "-m",
                                     "trial.requests=4", "trial.seed=1"]
-    # `--info` also stands alone: the override after it is not its value
-    assert normalize_argv(["--info", "trial.seed=1"]) == ["--info", "trial.seed=1"]
+    # `--info` also stands alone: the override after it is not its value (argparse would take it for the topic)
+    assert normalize_argv(["--info", "trial.seed=1"]) == ["--info=all", "trial.seed=1"]
+    assert normalize_argv(["trial.seed=1", "-i"]) == ["--info=all", "trial.seed=1"]
 
 
 def test_group_checks_read_sweeps_with_hydras_grammar(capsys):
     from sustainable_ipa.cli import check_group_choices
 
-    # all valid: a glob, a choice sweep, a delete, a packaged group and a range sweep of a plain key
+    # all valid: a glob, choice sweeps (one quoted), a range sweep of a plain key, a delete, a packaged group and an
+    # appended one
     check_group_choices(["adaptation=glob(yolov5n*)", "adaptation=choice(default,yolov5n-resnet18)",
-                         "adaptation=default,yolov5x-resnet152", "trial.seed=range(0,3)"])
+                         "adaptation=default,yolov5x-resnet152", 'adaptation="default",yolov5n-resnet18',
+                         "trial.seed=range(0,3)", "~adaptation", "adaptation@other=default",
+                         "+experiment=energy_study"])
     for bad, named in [("adaptation=choice(default,nope)", "unknown adaptation 'nope'"),
                        ("adaptation=default,nope", "unknown adaptation 'nope'"),
                        ("adaptation=glob(nothing*)", "glob(nothing*) matches no adaptation")]:
@@ -118,3 +122,6 @@ def test_group_checks_read_sweeps_with_hydras_grammar(capsys):
         assert stopped.value.code == 2
         err = capsys.readouterr().err
         assert named in err and "Fix: choose one of default" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        check_group_choices(["+experiment=nope"])  # an appended group is checked too
+    assert "unknown experiment 'nope'. Fix: choose one of energy_study" in capsys.readouterr().err

@@ -24,7 +24,8 @@ _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "search
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Hydra's options, each followed by its value, and the overrides, each in the order given."""
+    """Hydra's options, each followed by its value, and the overrides, each in the order given. A bare `--info` is
+    written `--info=all` (what it means): put before an override, argparse would take the override for its topic."""
     options: list[str] = []
     overrides: list[str] = []
     args = iter(range(len(argv)))
@@ -33,9 +34,12 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
         if not arg.startswith("-"):
             overrides.append(arg)
             continue
-        options.append(arg)
         following = argv[i + 1] if i + 1 < len(argv) else None
-        if following is not None and (arg in _OPTIONS_WITH_VALUE or (arg in _INFO and following in _INFO_TOPICS)):
+        if arg in _INFO and following not in _INFO_TOPICS:
+            options.append("--info=all")
+            continue
+        options.append(arg)
+        if following is not None and (arg in _OPTIONS_WITH_VALUE or arg in _INFO):
             options.append(following)
             next(args)
     return options, overrides
@@ -64,14 +68,21 @@ def check_group_choices(argv: list[str]) -> None:
                 fail(f"{override.input_line.partition('=')[2]} matches no {key}. {fix}")
             continue
         if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
-            choices = list(override.sweep_string_iterator())
+            choices = [_unquoted(v) for v in override.sweep_iterator()]
         elif override.value_type == ValueType.ELEMENT:
-            choices = [override.get_value_element_as_str()]
+            choices = [_unquoted(override.value())]
         else:
             continue  # a range or interval of a group: Hydra rejects it itself
         for choice in choices:
             if choice not in options:
                 fail(f"unknown {key} '{choice}'. {fix}")
+
+
+def _unquoted(value) -> str:
+    """A choice as Hydra looks it up: `"default"` and `default` name the same file."""
+    from hydra.core.override_parser.types import QuotedString
+
+    return value.text if isinstance(value, QuotedString) else str(value)
 
 
 def normalize_argv(argv: list[str]) -> list[str]:

@@ -49,5 +49,4 @@ class _ProgressLines(Progress):
             if task.completed == completed or not (due or task.finished or now - when >= self._every_s):
                 return
             self._printed[task_id] = (now, task.completed)
-            row = self.make_tasks_table([task])
-        self.console.print(row)
+            self.console.print(self.make_tasks_table([task]))  # under the lock: replicas advance from their threads

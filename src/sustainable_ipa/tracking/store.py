@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from sustainable_ipa.errors import UserError
 
@@ -20,7 +21,12 @@ def _sqlite_path(uri: str) -> Path | None:
 def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """One connection attempt: MLflow's client retries a dead server with back-off for minutes before it fails."""
     parts = urlsplit(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname or ""):
+        return  # reached through a proxy, as MLflow's requests will be: a direct probe proves nothing
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UserError(f"tracking.uri '{uri}' has no valid port", FIX) from None
     try:
         socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
     except OSError as err:
