@@ -36,7 +36,8 @@ def available_cores(hardware: DictConfig) -> int:
     return int(hardware.cores) if hardware.cores is not None else (os.cpu_count() or 1)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """An int or float from the config (YAML and the command line give numbers as such; `true` is no number)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -70,13 +71,13 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"trial.warmup must be 0 or a positive integer, got {trial.warmup!r}", "pass trial.warmup=0 or larger")
     if trial.load not in ("offline", "poisson"):
         raise UserError(f"unknown trial.load '{trial.load}'", "pass trial.load=offline or trial.load=poisson")
-    if trial.load == "poisson" and not (_is_number(trial.rate_rps) and trial.rate_rps > 0):
+    if trial.load == "poisson" and not (is_number(trial.rate_rps) and trial.rate_rps > 0):
         raise UserError(f"trial.rate_rps must be a number more than 0 for poisson load, got {trial.rate_rps!r}",
                         "pass trial.rate_rps=2.0")
-    if not (_is_number(trial.sla_s) and trial.sla_s > 0):
+    if not (is_number(trial.sla_s) and trial.sla_s > 0):
         raise UserError(f"trial.sla_s must be a number more than 0, got {trial.sla_s!r}", "pass trial.sla_s=6.89")
     price = cfg.hardware.price_usd_per_core_hour
-    if not (_is_number(price) and price >= 0):
+    if not (is_number(price) and price >= 0):
         raise UserError(f"hardware.price_usd_per_core_hour must be a number ≥ 0, got {price!r}",
                         "pass hardware.price_usd_per_core_hour=0.0425 (USD per core-hour)")
     if cfg.hardware.device == "cuda":

@@ -164,12 +164,17 @@ def test_a_worker_deletes_no_parent_run_it_did_not_make(search_cfg, client, tmp_
     ("search.storage=postgresql://nobody@127.0.0.1:1/none", "cannot open study storage"),
     ("search.storage=optuna.db", "is not a storage URL"),
     ("search.sampler=annealing", "unknown search.sampler"),
+    ("search.evaluator=guess", "unknown search.evaluator 'guess'"),
+    ("search.n_trials=0", "search.n_trials must be a positive integer"),
+    ("search.load_rps=lots", "search.load_rps must be a number more than 0"),
 ])
-def test_bad_search_input_is_one_clear_line(search_cfg, client, override, problem):
+def test_bad_search_input_is_one_clear_line_before_anything_is_profiled(search_cfg, client, tmp_path, override,
+                                                                         problem):
     with pytest.raises(UserError, match=problem) as err:
         search_job(search_cfg("search.n_trials=2", override))
     assert "\n" not in str(err.value)
     assert not runs_by_status(client, "RUNNING")
+    assert not list(tmp_path.glob("profiles/*.csv"))  # the minutes of profiling come after the checks
 
 
 def test_an_sla_nothing_meets_is_reported_and_trials_are_kept(search_cfg, client, tmp_path):
