@@ -125,3 +125,14 @@ def test_group_checks_read_sweeps_with_hydras_grammar(capsys):
     with pytest.raises(SystemExit):
         check_group_choices(["+experiment=nope"])  # an appended group is checked too
     assert "unknown experiment 'nope'. Fix: choose one of energy_study" in capsys.readouterr().err
+
+
+def test_group_checks_leave_configs_from_other_folders_to_hydra(tmp_path):
+    from sustainable_ipa.cli import check_group_choices
+
+    (tmp_path / "adaptation").mkdir()
+    (tmp_path / "adaptation" / "mine.yaml").write_text("name: mine\n")
+    check_group_choices(["-cd", str(tmp_path), "adaptation=mine"])  # an option of that folder: no early refusal
+    check_group_choices([f"hydra.searchpath=[file://{tmp_path}]", "adaptation=mine"])
+    with pytest.raises(SystemExit):
+        check_group_choices(["adaptation=mine"])

@@ -20,6 +20,7 @@ def fail(message: str, code: int = 2) -> None:
 _OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                        "--config-dir", "-cd", "--experimental-rerun"}
 _INFO = {"--info", "-i"}
+_ELSEWHERE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
@@ -52,8 +53,11 @@ def check_group_choices(argv: list[str]) -> None:
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
+    options, overrides = split_argv(argv)
+    if _ELSEWHERE & {o.partition("=")[0] for o in options} or any(o.startswith("hydra.searchpath") for o in overrides):
+        return  # configs from other folders may add options to a group: Hydra checks those choices itself
     try:
-        parsed = OverridesParser.create().parse_overrides(split_argv(argv)[1])
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return  # not the grammar: Hydra's own error names the override
     groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
