@@ -66,8 +66,7 @@ def closed_port() -> int:
 NAMES = ["unknown variant", "batch size zero", "too many cores", "missing dataset folder", "missing annotations",
          "corrupt image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu",
          "file store url", "store is a folder", "store is not a database", "unreachable server",
-         "server url with a bad port",
-         "price not a number", "sla not a number"]
+         "server url with a bad port", "price not a number", "sla not a number"]
 
 
 @pytest.mark.parametrize("name", NAMES)

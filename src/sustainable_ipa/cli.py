@@ -20,8 +20,8 @@ def fail(message: str, code: int = 2) -> None:
 _OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                        "--config-dir", "-cd", "--experimental-rerun"}
 _INFO = {"--info", "-i"}
-_ELSEWHERE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+_CONFIGS_ELSEWHERE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -53,8 +53,9 @@ def check_group_choices(argv: list[str]) -> None:
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
-    options, overrides = split_argv(argv)
-    if _ELSEWHERE & {o.partition("=")[0] for o in options} or any(o.startswith("hydra.searchpath") for o in overrides):
+    flags, overrides = split_argv(argv)
+    elsewhere = _CONFIGS_ELSEWHERE & {f.partition("=")[0] for f in flags}
+    if elsewhere or any(o.startswith("hydra.searchpath") for o in overrides):
         return  # configs from other folders may add options to a group: Hydra checks those choices itself
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
