@@ -41,6 +41,10 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject an inconsistent run before anything is started or loaded."""
     catalogue = cfg.pipeline.variants
@@ -54,7 +58,7 @@ def validate(cfg: DictConfig) -> None:
                             f"choose one of {', '.join(catalogue[stage])} for adaptation.{stage}.variant")
         for key in ("batch_size", "threads", "replicas"):
             value = spec[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_positive_int(value):
                 raise UserError(f"adaptation.{stage}.{key} must be a positive integer, got {value!r}",
                                 f"pass adaptation.{stage}.{key}=1 or larger")
     cores = sum(cfg.adaptation[s].threads * cfg.adaptation[s].replicas for s in cfg.pipeline.stages)

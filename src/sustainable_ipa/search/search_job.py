@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
 
-from sustainable_ipa.config import available_cores, is_number, validate
+from sustainable_ipa.config import available_cores, is_number, is_positive_int, validate
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.evaluators import ProfileEvaluator, RunEvaluator
 from sustainable_ipa.search.objectives import resolve_objectives
@@ -18,7 +18,7 @@ from sustainable_ipa.tracking.store import open_store
 def validate_search(search: DictConfig) -> None:
     if search.evaluator not in ("profile", "run"):
         raise UserError(f"unknown search.evaluator '{search.evaluator}'", "pass search.evaluator=profile or run")
-    if not (isinstance(search.n_trials, int) and not isinstance(search.n_trials, bool) and search.n_trials > 0):
+    if not is_positive_int(search.n_trials):
         raise UserError(f"search.n_trials must be a positive integer, got {search.n_trials!r}", "pass search.n_trials=100")
     if not (is_number(search.load_rps) and search.load_rps > 0):
         raise UserError(f"search.load_rps must be a number more than 0, got {search.load_rps!r}",
