@@ -83,3 +83,24 @@ class WorkCounterReader(CounterReader):
 
     def read_j(self) -> dict[str, float]:
         return {"cpu": self.joules}
+
+
+class FakePyRapl:
+    """The pyRAPL module as the pyRAPL reader uses it: `setup()` and `sensor.Sensor().energy()`.
+
+    `energy()` gives (package, dram) µJ per socket; each call adds 1 J to every counter.
+    """
+
+    def __init__(self, sockets: int = 1):
+        self.uj = [0.0] * (2 * sockets)
+        fake = self
+
+        class Sensor:
+            def energy(self):
+                fake.uj = [v + 1_000_000 for v in fake.uj]
+                return list(fake.uj)
+
+        self.sensor = type("sensor", (), {"Sensor": Sensor})
+
+    def setup(self):
+        pass

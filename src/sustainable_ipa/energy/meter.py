@@ -134,6 +134,14 @@ class CounterMeter(Meter):
         with self._lock:
             return [PowerSample(s.time_s, by_domain(s.power_w)) for s in self._samples]
 
+    def close(self) -> None:
+        """Stop the poller; safe to call twice (a session closes its meter on error and again on exit)."""
+        self._stop.set()
+        if self._thread is not None:
+            # a poll blocked in a slow read finishes first; the event stops the loop right after it
+            self._thread.join(timeout=5)
+            self._thread = None
+
 
 def by_domain(per_counter: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -141,8 +149,3 @@ def by_domain(per_counter: dict[str, float]) -> dict[str, float]:
         domain = key.split("/", 1)[0]
         out[domain] = out.get(domain, 0.0) + value
     return out
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
