@@ -1,19 +1,27 @@
-"""IPA's integer program with energy: per stage one variant × batch × threads, replicas sized to the load.
+"""IPA's integer program with energy: per stage one variant × batch × threads × replicas.
 
     maximise  α·accuracy − β·cores − δ·power          (or − δ·carbon rate = power × intensity)
     subject to  one option per stage,
                 Σ stages latency p99 (each stage's batching rules replayed on its own: batch-fill wait, replica wait,
                                      batch latency) ≤ SLA,
                 Σ cores ≤ available cores,
-                optionally power ≤ budget (W) or carbon rate ≤ budget (g/h).
+                optionally power ≤ budget (W) or carbon rate ≤ budget (g/h),
+                and the pipelines the end-to-end model rejected excluded (below).
 
-Replicas are not free variables: an option needs ⌈item rate ÷ one replica's throughput⌉ replicas to keep up,
-and more would only cost more, so each option carries its replicas, cores and power as constants and the
-program stays linear. Power is active power, item rate × idle-subtracted energy per item — it depends on the
-variant and the batch chosen, which is what IPA's attempt at an energy term lacked. Accuracy: `sum` of stage
-accuracies (linear) or `product` (IPA's PAS), linearised exactly with one continuous variable per pair of
-variants whose row and column sums equal the stages' variant choices (0/1 marginals force a 0/1 pair).
-Solved by scipy's HiGHS; an SLA nothing meets is answered with the least-bad choice, flagged.
+Replicas are a choice: per variant × batch × threads an option for each replica count from the fewest that keep up
+with the load at the p50 batch latency to `extra_replicas` more, since with latencies drawn from the profiled
+distribution one more replica can be what drains the queue in time. Each option carries its replicas, cores and
+power as constants, so the program stays linear. Power is active power, item rate × idle-subtracted energy per
+item — it depends on the variant and the batch chosen, which is what IPA's attempt at an energy term lacked.
+Accuracy: `sum` of stage accuracies (linear) or `product` (IPA's PAS), linearised exactly with one continuous
+variable per pair of variants whose row and column sums equal the stages' variant choices (0/1 marginals force a
+0/1 pair).
+
+The per-stage sum is separable, which an integer program needs, but it is not the pipeline's latency: in the
+pipeline the classifier is fed by the detector's bursts. The SLA verdict is therefore the study's own model
+(`search.compose.latency_s`, the end-to-end replay): a pipeline the program picks that the model says misses the
+SLA is excluded by a cut (Σ its options ≤ stages − 1) and the program solved again. Solved by scipy's HiGHS; an SLA
+nothing meets is answered with the least-bad choice, flagged.
 """
 
 from __future__ import annotations
@@ -21,17 +29,19 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from sustainable_ipa.metrics.latency import sla_violation_s
-from sustainable_ipa.search.compose import stage_capacity_rps, stage_latency_p99_s
+from sustainable_ipa.search.compose import latency_s, stage_capacity_rps, stage_latency_p99_s
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
+EXTRA_REPLICAS = 2  # replica counts an option is offered beyond the fewest that keep up at the p50 batch latency
+MAX_CUTS = 64  # pipelines the end-to-end model may reject in one decision before the last pick is taken, flagged
 SLACK_PENALTY = 1e6  # per second of SLA violation: only used when nothing meets the SLA
 # On a program this small HiGHS's presolve and its feasibility-jump heuristic cost more than they save: without them a
 # decision takes about half the time (bench/bench_adapt.py). Neither changes the optimum, only the way to it.
@@ -47,7 +57,7 @@ class Option:
     threads: int
     replicas: int
     accuracy_pct: float
-    latency_s: float  # p99 in the stage: batch latency, batch-fill wait, wait for a replica (search.compose)
+    latency_s: float  # p99 in the stage fed by the arrivals: batch latency, batch-fill and replica waits (a guide)
     power_w: float  # active power at the offered load
     cores: int
     energy_j_per_request: float  # idle-subtracted, items per request × energy per item
@@ -70,7 +80,7 @@ class Decision:
     accuracy: float
     cores: int
     power_w: float
-    latency_s: float
+    latency_s: float  # p99 end to end, by the pipeline model when one was given (else the per-stage sum)
     meets_sla: bool
     sla_violation_s: float
     objective: float
@@ -95,7 +105,7 @@ def load_grid_rps(load_rps: float) -> float:
 
 
 def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: float,
-                  reference: dict[str, dict[str, float]]) -> dict[str, list[Option]]:
+                  reference: dict[str, dict[str, float]], extra_replicas: int = EXTRA_REPLICAS) -> dict[str, list[Option]]:
     out: dict[str, list[Option]] = {}
     latency_load_rps = load_grid_rps(load_rps)
     for stage, o in space.items():
@@ -106,14 +116,20 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
             for b in o["batch_size"]:
                 for t in o["threads"]:
                     p = profiles.get(stage, v, b, t)
-                    replicas = max(1, math.ceil(rate / p.throughput_items_s))
-                    # per stage on its own (IPA's separable model): arrivals one request at a time
-                    latency_p99 = stage_latency_p99_s(p, replicas, profiles.items_per_request[stage], latency_load_rps)
-                    options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
-                                          rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
-                                          stage_capacity_rps(p, replicas, items)))
+                    fewest = max(1, math.ceil(rate / p.throughput_items_s))
+                    for replicas in range(fewest, fewest + extra_replicas + 1):
+                        latency_p99 = stage_latency_p99_s(stage, p, replicas, profiles, latency_load_rps)
+                        options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
+                                              rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
+                                              stage_capacity_rps(p, replicas, items)))
         out[stage] = options
     return out
+
+
+def pipeline_p99_s(profiles: ProfileTable, load_rps: float) -> Callable[[PipelineChoice], float]:
+    """The SLA verdict's model for `decide`: a pipeline's end-to-end p99 at the load its options were made for."""
+    latency_load_rps = load_grid_rps(load_rps)
+    return lambda choice: latency_s(choice, profiles, latency_load_rps)[1]
 
 
 def _accuracy(options: tuple[Option, ...], how: str) -> float:
@@ -141,25 +157,33 @@ def undominated(options: list[Option]) -> list[Option]:
             if not any(beats(p, o) and (j < i or not beats(o, p)) for j, p in enumerate(options) if j != i)]
 
 
-def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]], sla_s: float) -> tuple[Option, ...]:
-    """Of the choices equal to `chosen` in accuracy and cores (same variant, same cores per stage) that meet the SLA,
-    the one with the least power, then the least latency.
+def to_choice(options: tuple[Option, ...]) -> PipelineChoice:
+    return PipelineChoice(*(StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in options))
+
+
+def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]], sla_s: float,
+                    meets: Callable[[tuple[Option, ...]], bool]) -> tuple[Option, ...]:
+    """Of the choices equal to `chosen` in accuracy and cores (same variant, same cores per stage) that meet the SLA
+    (`meets`), the one with the least power, then the least latency.
 
     Without a power term (δ = 0, IPA's objective) these tie and the solver's pick among them is arbitrary: it moved
     with HiGHS's settings. Taking the least power makes decisions reproducible and keeps the comparison fair: an
     energy-aware policy is not credited with power that IPA's objective would have saved at no cost of its own.
     With δ > 0 `chosen` already has the least power of them."""
     alternatives = [[o for o in options[c.stage] if o.variant == c.variant and o.cores == c.cores] for c in chosen]
-    meeting = (combo for combo in itertools.product(*alternatives) if sum(o.latency_s for o in combo) <= sla_s)
-    return min(meeting, key=lambda combo: (sum(o.power_w for o in combo), sum(o.latency_s for o in combo)),
-               default=chosen)
+    candidates = sorted((combo for combo in itertools.product(*alternatives) if sum(o.latency_s for o in combo) <= sla_s),
+                        key=lambda combo: (sum(o.power_w for o in combo), sum(o.latency_s for o in combo)))
+    return next((combo for combo in candidates if combo == chosen or meets(combo)), chosen)
 
 
 def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: Weights,
            intensity_g_per_kwh: float = 0.0, power_budget_w: float | None = None,
-           carbon_budget_g_per_h: float | None = None, solver_options: Mapping = HIGHS_OPTIONS) -> Decision:
+           carbon_budget_g_per_h: float | None = None, solver_options: Mapping = HIGHS_OPTIONS,
+           pipeline_p99_s: Callable[[PipelineChoice], float] | None = None) -> Decision:
     """The optimal choice, or — when no choice meets the SLA (and the budgets) — the least-bad one, flagged.
 
+    `pipeline_p99_s`: the end-to-end model whose verdict on the SLA counts (`pipeline_p99_s(profiles, load)`, the
+    study's own); without it, the per-stage sum is taken as the pipeline's latency (for hand-made options).
     `solver_options`: HiGHS's options; bench/bench_adapt.py compares these with HiGHS's defaults."""
     options = {stage: undominated(opts) for stage, opts in options.items()}
     stages = list(options)
@@ -222,25 +246,46 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
                 add(row, 0, 0)
     integrality = np.zeros(n)
     integrality[:n_x] = 1  # the pair variables and the slack may stay continuous
-    constraints = LinearConstraint(np.array(rows), low, high)
-    upper = np.ones(n)
-    # First with the SLA as a hard constraint (slack fixed at 0), the usual case and the easier program; only when
-    # nothing meets it does the slack open, for the least-bad choice.
-    for slack_bound in (0.0, np.inf):
-        upper[slack] = slack_bound
-        with warnings.catch_warnings():  # scipy passes options it does not list to HiGHS verbatim, and warns so
-            warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
-            result = milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(np.zeros(n), upper),
-                          options=dict(solver_options))
-        if result.x is not None:
+
+    def solve() -> np.ndarray | None:
+        constraints = LinearConstraint(np.array(rows), low, high)
+        upper = np.ones(n)
+        # First with the SLA as a hard constraint (slack fixed at 0), the usual case and the easier program; only
+        # when nothing meets it does the slack open, for the least-bad choice.
+        for slack_bound in (0.0, np.inf):
+            upper[slack] = slack_bound
+            with warnings.catch_warnings():  # scipy passes options it does not list to HiGHS verbatim, and warns so
+                warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+                result = milp(c, constraints=constraints, integrality=integrality,
+                              bounds=Bounds(np.zeros(n), upper), options=dict(solver_options))
+            if result.x is not None:
+                return result.x
+        return None
+
+    def model_p99_s(combo: tuple[Option, ...]) -> float:
+        return pipeline_p99_s(to_choice(combo)) if pipeline_p99_s else sum(o.latency_s for o in combo)
+
+    def meets(combo: tuple[Option, ...]) -> bool:
+        return sla_violation_s(model_p99_s(combo), sla_s) <= 1e-9
+
+    chosen = None
+    for _ in range(MAX_CUTS):
+        x = solve()
+        if x is None:  # only the core or power/carbon budgets (and cuts) can make it infeasible: nothing fits
             break
-    if result.x is None:  # only the core or power/carbon budgets can make it infeasible: nothing fits
+        picks = [offsets[k] + int(np.argmax(x[offsets[k]:offsets[k + 1]])) for k in range(len(stages))]
+        chosen = tuple(flat[i] for i in picks)
+        if sla_violation_s(sum(o.latency_s for o in chosen), sla_s) > 1e-9 or meets(chosen):
+            break  # the least-bad choice (nothing meets the per-stage guide), or one the model accepts
+        row = np.zeros(n)  # the model rejects this pipeline: exclude it, solve again
+        row[picks] = 1
+        add(row, -np.inf, len(stages) - 1)
+    if chosen is None:
         return Decision((), None, 0.0, 0, 0.0, float("inf"), False, float("inf"), float("-inf"))
-    chosen = tuple(options[s][int(np.argmax(result.x[offsets[k]:offsets[k + 1]]))] for k, s in enumerate(stages))
-    if sla_violation_s(sum(o.latency_s for o in chosen), sla_s) <= 1e-9:
-        chosen = least_power_tie(chosen, options, sla_s)
-    latency = sum(o.latency_s for o in chosen)
+    if meets(chosen):
+        chosen = least_power_tie(chosen, options, sla_s, meets)
+    latency = model_p99_s(chosen)
     violation = sla_violation_s(latency, sla_s)
-    return Decision(chosen, PipelineChoice(*(StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in chosen)),
-                    _accuracy(chosen, w.accuracy), sum(o.cores for o in chosen), sum(o.power_w for o in chosen),
-                    latency, violation <= 1e-9, violation, score(chosen, w, intensity_g_per_kwh))
+    return Decision(chosen, to_choice(chosen), _accuracy(chosen, w.accuracy), sum(o.cores for o in chosen),
+                    sum(o.power_w for o in chosen), latency, violation <= 1e-9, violation,
+                    score(chosen, w, intensity_g_per_kwh))

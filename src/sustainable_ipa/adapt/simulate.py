@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sustainable_ipa.adapt.optimizer import Weights, decide, stage_options
+from sustainable_ipa.adapt.optimizer import Weights, decide, pipeline_p99_s, stage_options
 from sustainable_ipa.adapt.traces import Trace
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.search.profiles import ProfileTable
@@ -59,7 +59,7 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         actual, intensity = load.at(t), carbon.at(t)
         began = time.perf_counter()
         decision = decide(stage_options(profiles, space, predicted, reference), sla_s, max_cores, policy.weights,
-                          intensity)
+                          intensity, pipeline_p99_s=pipeline_p99_s(profiles, predicted))
         decision_ms = (time.perf_counter() - began) * 1e3
         if decision.choice is None:
             out.append(Interval(t, actual, predicted, intensity, "-", "-", 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
 import time
+from dataclasses import dataclass
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Callable
@@ -13,7 +13,8 @@ import torch
 
 from sustainable_ipa.data import Dataset
 from sustainable_ipa.models.classifier import crop
-from sustainable_ipa.search.profiles import ProfileTable, StageProfile
+from sustainable_ipa.search.machine_load import CpuCounters, LoadTally, machine_cores, read_counters, reference_batch_s
+from sustainable_ipa.search.profiles import CONTENDED, NOISY, OK, ProfileTable, StageProfile
 from sustainable_ipa.search.space import SearchSpace
 
 
@@ -35,43 +36,94 @@ def items_per_request(dataset: Dataset) -> dict[str, tuple[int, ...]]:
 ProfileKey = tuple[str, str, int, int]  # stage, variant, batch size, threads
 
 
+@dataclass(frozen=True)
+class QualityLimits:
+    """When a profile is not to be trusted as measured (conf/profiling: max_others_cpu_share, …)."""
+
+    max_others_cpu_share: float = 0.10
+    max_steal_share: float = 0.05
+    max_p90_over_p50: float = 1.5
+
+    def judge(self, latencies_s: list[float], others_cpu_share: float, steal_share: float) -> str:
+        if others_cpu_share > self.max_others_cpu_share or steal_share > self.max_steal_share:
+            return CONTENDED
+        if np.percentile(latencies_s, 90) > self.max_p90_over_p50 * np.median(latencies_s):
+            return NOISY
+        return OK
+
+
 def profile_space(space: SearchSpace, dataset: Dataset, build: Callable[[str, str], Callable], repeats: int,
                   energy_window, source: str, hardware: str, cached: ProfileTable | None = None,
-                  on_batch: Callable[[ProfileKey], None] | None = None) -> ProfileTable:
+                  on_batch: Callable[[ProfileKey], None] | None = None, limits: QualityLimits = QualityLimits(),
+                  retries: int = 1, counters: Callable[[], CpuCounters] = lambda: read_counters(time.perf_counter),
+                  cores: int | None = None, on_retry: Callable[[int], None] | None = None,
+                  reference: Callable[[], float] = reference_batch_s) -> ProfileTable:
     """Every (stage, variant, batch, threads) of the space that `cached` lacks, measured in rounds.
 
     Round 0 warms every profile up (first-call allocations, kernel selection); each of the `repeats` rounds
     after it times one batch of every profile. Spreading a profile's batches over the whole run means a burst
     of noise (a neighbour on a shared VM, a background job) spoils one batch of many profiles, not every batch
-    of one: the median per profile stays clean. `energy_window()` is a context manager whose result has
-    `active_j` once it exits (idle-subtracted joules over the window). `on_batch` is called after every batch.
+    of one. Around every batch the machine's CPU counters are read, so each profile knows how much CPU other
+    processes and the hypervisor took while it ran; a profile over `limits` is measured again (up to `retries`
+    more times, keeping the least contended measurement) and, if it stays over, kept but flagged in its
+    `quality`. `energy_window()` is a context manager whose result has `active_j` once it exits
+    (idle-subtracted joules over the window). `on_batch` is called after every batch, `on_retry` with the number
+    of batches a re-measurement adds. `reference()` times a fixed piece of work before each attempt, recorded with
+    the profiles it preceded, so that later runs can tell how far the machine's speed has drifted since.
     """
     inputs = stage_inputs(dataset)
     todo = missing_profiles(space, cached)
     models = {model: build(*model) for model in dict.fromkeys(key[:2] for key in todo)}  # one build per model
     batches = {key: list(islice(cycle(inputs[key[0]]), key[2])) for key in todo}
-    latencies: dict[ProfileKey, list[float]] = {key: [] for key in todo}
-    active_j: dict[ProfileKey, float] = {key: 0.0 for key in todo}
-    for round_ in range(repeats + 1):
-        for key in todo:
+    cores = cores or machine_cores()
+    measured: dict[ProfileKey, StageProfile] = {}
+    remeasure = todo
+    for attempt in range(retries + 1):
+        reference_s = reference()
+        for key, profile in _measure(remeasure, models, batches, repeats, energy_window, on_batch, counters,
+                                     warm_up=attempt == 0).items():
+            stage, variant, batch_size, threads = key
+            latencies_s, active_j, tally = profile
+            others, steal = tally.shares(cores)
+            new = StageProfile(stage, variant, batch_size, threads, tuple(latencies_s),
+                               active_j / (repeats * batch_size), source, others, steal,
+                               limits.judge(latencies_s, others, steal), reference_s)
+            old = measured.get(key)
+            if old is None or (new.others_cpu_share + new.steal_share, new.latency_p90_s / new.latency_p50_s) < \
+                    (old.others_cpu_share + old.steal_share, old.latency_p90_s / old.latency_p50_s):
+                measured[key] = new
+        remeasure = [key for key in todo if measured[key].quality != OK]
+        if not remeasure or attempt == retries:
+            break
+        if on_retry:
+            on_retry(len(remeasure) * repeats)
+    rows = dict(cached.rows) if cached else {}
+    rows.update(measured)
+    return ProfileTable(list(rows.values()), hardware, items_per_request(dataset))
+
+
+def _measure(keys: list[ProfileKey], models: dict, batches: dict, repeats: int, energy_window, on_batch,
+             counters: Callable[[], CpuCounters], warm_up: bool) -> dict[ProfileKey, tuple[list[float], float, LoadTally]]:
+    latencies: dict[ProfileKey, list[float]] = {key: [] for key in keys}
+    active_j: dict[ProfileKey, float] = {key: 0.0 for key in keys}
+    tallies = {key: LoadTally() for key in keys}
+    for round_ in range(0 if warm_up else 1, repeats + 1):
+        for key in keys:
             model = models[key[:2]]
             torch.set_num_threads(key[3])
             with energy_window() as window:
+                before = counters()
                 began = time.perf_counter()
                 model(batches[key])
                 elapsed = time.perf_counter() - began
+                after = counters()
             if round_ > 0:
                 latencies[key].append(elapsed)
                 active_j[key] += window.active_j
+                tallies[key].add(before, after)
             if on_batch:
                 on_batch(key)
-    rows = dict(cached.rows) if cached else {}
-    for key in todo:
-        stage, variant, batch_size, threads = key
-        p50 = statistics.median(latencies[key])
-        rows[key] = StageProfile(stage, variant, batch_size, threads, p50, float(np.percentile(latencies[key], 99)),
-                                 batch_size / p50, active_j[key] / (repeats * batch_size), source)
-    return ProfileTable(list(rows.values()), hardware, items_per_request(dataset))
+    return {key: (latencies[key], active_j[key], tallies[key]) for key in keys}
 
 
 def missing_profiles(space: SearchSpace, cached: ProfileTable | None) -> list[ProfileKey]:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+import numpy as np
 
 from sustainable_ipa.errors import UserError
 
 # Bumped whenever a stage's measured cost changes for the same configuration, so that older caches are refused:
 # 1 → 2: a detector batch of portrait and landscape frames runs as two sub-batches instead of one square.
-PROFILER_VERSION = 2
+# 2 → 3: every timed batch is kept (a distribution to draw from, not a p50 and a "p99" of three), with the load
+#        that other processes put on the machine meanwhile.
+PROFILER_VERSION = 3
+
+OK, CONTENDED, NOISY = "ok", "contended", "noisy"  # StageProfile.quality
 
 
 @dataclass(frozen=True)
@@ -20,15 +26,40 @@ class StageProfile:
     variant: str
     batch_size: int
     threads: int
-    latency_p50_s: float  # one batch, pre- and post-processing included
-    latency_p99_s: float
-    throughput_items_s: float  # items (frames or crops) per second of one replica
+    latency_samples_s: tuple[float, ...]  # every timed batch, pre- and post-processing included
     energy_j_per_item: float  # idle-subtracted
     energy_source: str
+    others_cpu_share: float = 0.0  # CPU time of other processes while the batches ran ÷ (wall × the machine's cores)
+    steal_share: float = 0.0  # CPU time the hypervisor took from the machine meanwhile, as the same share
+    quality: str = OK  # ok | contended (others or the hypervisor took too much) | noisy (batches spread too far)
+    reference_batch_s: float = 0.0  # `machine_load.reference_batch_s()` when this profile was measured (0: unknown)
 
     @property
     def key(self) -> tuple[str, str, int, int]:
         return (self.stage, self.variant, self.batch_size, self.threads)
+
+    @property
+    def latency_p50_s(self) -> float:
+        return float(np.median(self.latency_samples_s))
+
+    @property
+    def latency_p90_s(self) -> float:
+        return float(np.percentile(self.latency_samples_s, 90))
+
+    @property
+    def latency_p99_s(self) -> float:
+        """The profiled batches' 99th percentile (with 20 batches, close to their maximum: the replay draws from
+        all of them, so a pipeline's p99 is a percentile of many draws, not this figure in every batch)."""
+        return float(np.percentile(self.latency_samples_s, 99))
+
+    @property
+    def throughput_items_s(self) -> float:
+        """Items (frames or crops) per second of one replica, at the p50 batch latency."""
+        return self.batch_size / self.latency_p50_s
+
+
+# Written beside the samples for people reading the CSV; recomputed from the samples on load.
+DERIVED = ("latency_p50_s", "latency_p99_s", "throughput_items_s")
 
 
 class ProfileTable:
@@ -50,13 +81,21 @@ class ProfileTable:
             raise UserError(f"no profile for {stage} {variant} batch {batch_size} threads {threads} on {self.hardware}",
                             "run `python src/profiling.py` with this space (or profiling.refresh=true)") from None
 
+    def flagged(self) -> list[StageProfile]:
+        """Profiles measured under contention or too noisy to trust as they are."""
+        return [r for r in self.rows.values() if r.quality != OK]
+
     def to_csv(self) -> str:
         buffer = io.StringIO()
         names = [f.name for f in fields(StageProfile)]
-        writer = csv.DictWriter(buffer, fieldnames=["profiler_version", "hardware", *names, "items_per_request"])
+        writer = csv.DictWriter(buffer, fieldnames=["profiler_version", "hardware", *names, *DERIVED,
+                                                    "items_per_request"])
         writer.writeheader()
         for row in self.rows.values():
-            writer.writerow({"profiler_version": PROFILER_VERSION, "hardware": self.hardware, **asdict(row),
+            values = {f.name: getattr(row, f.name) for f in fields(StageProfile)}
+            values["latency_samples_s"] = " ".join(repr(float(s)) for s in row.latency_samples_s)  # exact
+            writer.writerow({"profiler_version": PROFILER_VERSION, "hardware": self.hardware, **values,
+                             **{name: f"{getattr(row, name):.6g}" for name in DERIVED},
                              "items_per_request": " ".join(map(str, self.items_per_request[row.stage]))})
         return buffer.getvalue()
 
@@ -77,13 +116,10 @@ class ProfileTable:
                                     f"this one is {PROFILER_VERSION} and measures stages differently",
                                     "rerun `python src/profiling.py profiling.refresh=true`")
                 hardware = raw["hardware"]
-                try:
-                    items[raw["stage"]] = tuple(int(n) for n in raw["items_per_request"].split())
-                except ValueError:
-                    raise UserError(f"profile cache {path} predates per-request item counts",
-                                    "rerun `python src/profiling.py profiling.refresh=true`") from None
+                items[raw["stage"]] = tuple(int(n) for n in raw["items_per_request"].split())
                 rows.append(StageProfile(raw["stage"], raw["variant"], int(raw["batch_size"]), int(raw["threads"]),
-                                         float(raw["latency_p50_s"]), float(raw["latency_p99_s"]),
-                                         float(raw["throughput_items_s"]), float(raw["energy_j_per_item"]),
-                                         raw["energy_source"]))
+                                         tuple(float(s) for s in raw["latency_samples_s"].split()),
+                                         float(raw["energy_j_per_item"]), raw["energy_source"],
+                                         float(raw["others_cpu_share"]), float(raw["steal_share"]), raw["quality"],
+                                         float(raw["reference_batch_s"])))
         return cls(rows, hardware, items)

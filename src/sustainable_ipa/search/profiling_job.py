@@ -16,7 +16,8 @@ from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.progress import progress_bar
-from sustainable_ipa.search.profiler import cache_path, items_per_request, missing_profiles, profile_space
+from sustainable_ipa.search.profiler import (QualityLimits, cache_path, items_per_request, missing_profiles,
+                                             profile_space)
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
@@ -55,6 +56,9 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
                         f"({' '.join(map(str, cached.items_per_request.get('classifier', ())))}) than dataset "
                         f"'{cfg.dataset.name}' ({' '.join(map(str, expected_items['classifier']))})",
                         "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
+    if int(cfg.profiling.repeats) < 20:
+        console.print(f"[yellow]warning[/]: profiling.repeats={cfg.profiling.repeats}: with fewer than 20 timed batches "
+                      "a profile's p99 is about its slowest batch, and composed p99 latencies are rough")
     todo = len(missing_profiles(space, cached))
     if todo == 0:
         console.print(f"profiles: all {len(cached.rows)} rows from the cache {path}")
@@ -75,7 +79,8 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
 
         tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name}
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
-            log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo})
+            log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo,
+                                        "profiling.retries": cfg.profiling.retries})
             rounds = int(cfg.profiling.repeats) + 1  # a warm-up round, then the timed ones
             with progress_bar(console, TextColumn("profiling {task.fields[what]}"), BarColumn(),
                               MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn()) as progress:
@@ -86,8 +91,32 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
                     progress.update(task, advance=1, what=f"{stage} {variant} b{batch_size} t{threads}")
 
                 table = profile_space(space, dataset, build_stage_model(cfg), int(cfg.profiling.repeats),
-                                      energy_window, energy.source_tag, cfg.hardware.name, cached, done)
+                                      energy_window, energy.source_tag, cfg.hardware.name, cached, done,
+                                      quality_limits(cfg.profiling), int(cfg.profiling.retries),
+                                      on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n))
             table.save(path)
             client.log_text(run_id, table.to_csv(), "profiles.csv")
+            flagged = table.flagged()
+            log(client, run_id, metrics={"profiles_flagged": len(flagged)},
+                tags={"profiles_quality": "flagged" if flagged else "ok"})
     console.print(f"profiles: {todo} measured, {len(table.rows)} in {path}")
+    warn_flagged(table, console)
     return table
+
+
+def quality_limits(profiling: DictConfig) -> QualityLimits:
+    return QualityLimits(float(profiling.max_others_cpu_share), float(profiling.max_steal_share),
+                         float(profiling.max_p90_over_p50))
+
+
+def warn_flagged(table: ProfileTable, console: Console) -> None:
+    """One line naming the profiles that were measured under contention or too noisy: they are used, never silently."""
+    flagged = table.flagged()
+    if flagged:
+        names = ", ".join(f"{p.stage} {p.variant} b{p.batch_size} t{p.threads} ({p.quality}: others "
+                          f"{p.others_cpu_share:.0%}, steal {p.steal_share:.0%}, p90/p50 "
+                          f"{p.latency_p90_s / p.latency_p50_s:.2f})" for p in flagged[:5])
+        more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+        console.print(f"[yellow]warning[/]: {len(flagged)} of {len(table.rows)} profiles were measured on a busy "
+                      f"or noisy machine: {names}{more}. Their predictions are less trustworthy; rerun "
+                      "`python src/profiling.py profiling.refresh=true` on a quiet machine")

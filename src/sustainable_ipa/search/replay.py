@@ -4,18 +4,23 @@ and for replicas to free up, without running a model.
 The rules are those of `pipeline.runner`: a stage cuts the items it receives into batches of B in arrival
 order (a batch is ready when its last item has arrived), and its replicas take ready batches in order, each as
 soon as one is free. A request leaves the stage when the batch holding its last item is done; a request with no
-items for the stage leaves as it enters. Batch latency is taken as constant (the profile's p50, or its p99 for
-the tail), arrivals as Poisson with a fixed seed, so a configuration always gets the same prediction.
+items for the stage leaves as it enters. Each batch's latency is drawn from the stage's profiled batch latencies
+(a bootstrap with a fixed seed per stage position: common random numbers, so two configurations are compared on
+the same luck and a configuration always gets the same prediction); arrivals are Poisson with a fixed seed.
 """
 
 from __future__ import annotations
 
+import heapq
 from functools import lru_cache
 
 import numpy as np
 
 REQUESTS = 2000  # replayed per prediction; the first and last tenth are left out (start-up, final flush)
 SEED = 0
+
+# items per request (cycled), batch size, replicas, profiled batch latencies (s) to draw each batch's from
+Stage = tuple[tuple[int, ...], int, int, tuple[float, ...]]
 
 
 @lru_cache(maxsize=64)
@@ -26,8 +31,40 @@ def poisson_arrivals_s(load_rps: float, requests: int = REQUESTS, seed: int = SE
     return arrivals
 
 
-def serve(enter_s: np.ndarray, items: np.ndarray, batch_size: int, replicas: int, batch_s: float) -> np.ndarray:
-    """When each request leaves a stage, given when it enters (non-decreasing) and how many items it brings."""
+def batch_latencies_s(samples_s: tuple[float, ...], batches: int, position: int) -> np.ndarray:
+    """One latency per batch, drawn from the profiled ones (constant when they are all equal)."""
+    values = np.asarray(samples_s, dtype=float)
+    if values.min() == values.max():
+        return np.full(batches, values[0])
+    return np.random.default_rng((SEED, position)).choice(values, batches)
+
+
+def finish_times_s(ready_s: np.ndarray, service_s: np.ndarray, replicas: int) -> np.ndarray:
+    """When each batch is done, when batches start in order, each on the first replica that is free."""
+    if replicas == 1 or service_s.min() == service_s.max():
+        # finish[k] = max(ready[k], finish[k − r]) + S_k: a Lindley recursion per residue class (with one replica,
+        # or equal latencies, batch k runs on the replica batch k − r freed), solved in closed form as
+        # finish[k] = C_k + max over i ≤ k of (ready[i] − C_{i−1}), C the running sum of S within the class.
+        finish_s = np.empty(len(ready_s))
+        for first in range(min(replicas, len(ready_s))):
+            ready, service = ready_s[first::replicas], service_s[first::replicas]
+            done_before_s = np.cumsum(service) - service  # C_{i−1}
+            finish_s[first::replicas] = np.maximum.accumulate(ready - done_before_s) + done_before_s + service
+        return finish_s
+    # Unequal latencies on several replicas: the next batch goes to whichever replica frees first.
+    free_s = [0.0] * replicas
+    finish = []
+    for ready, service in zip(ready_s.tolist(), service_s.tolist()):
+        done = max(ready, heapq.heappop(free_s)) + service
+        heapq.heappush(free_s, done)
+        finish.append(done)
+    return np.asarray(finish)
+
+
+def serve(enter_s: np.ndarray, items: np.ndarray, batch_size: int, replicas: int, samples_s: tuple[float, ...],
+          position: int = 0) -> np.ndarray:
+    """When each request leaves a stage, given when it enters (non-decreasing) and how many items it brings.
+    `position`: the stage's place in the pipeline, which seeds its draws of batch latencies."""
     done_items = np.cumsum(items)
     total = int(done_items[-1]) if len(done_items) else 0
     if total == 0:
@@ -36,26 +73,16 @@ def serve(enter_s: np.ndarray, items: np.ndarray, batch_size: int, replicas: int
     batches = -(-total // batch_size)
     # a batch is ready when its last item has entered; the final partial batch when the input ends (a flush)
     ready_s = item_enter_s[np.minimum(np.arange(1, batches + 1) * batch_size, total) - 1]
-    finish_s = np.empty(batches)
-    # Replicas take batches in order and all take batch_s, so batch k runs on the replica batch k − r freed:
-    # finish[k] = max(ready[k], finish[k − r]) + S, a Lindley recursion per residue class, solved in closed form
-    # as finish[k] = S·(j + 1) + max over i ≤ j of (ready[i] − S·i), j the position within the class.
-    for first in range(min(replicas, batches)):
-        ready = ready_s[first::replicas]
-        earlier_service_s = np.arange(len(ready)) * batch_s  # S·i
-        finish_s[first::replicas] = np.maximum.accumulate(ready - earlier_service_s) + earlier_service_s + batch_s
+    finish_s = finish_times_s(ready_s, batch_latencies_s(samples_s, batches, position), replicas)
     leave_s = finish_s[np.maximum(done_items - 1, 0) // batch_size]
     return np.where(items > 0, leave_s, enter_s)
-
-
-Stage = tuple[tuple[int, ...], int, int, float]  # items per request (cycled), batch size, replicas, batch seconds
 
 
 def leave_times_s(stages: tuple[Stage, ...], arrivals_s: np.ndarray) -> np.ndarray:
     """When each request of an arrival trace leaves the last of `stages`."""
     leave_s = arrivals_s
-    for items, batch_size, replicas, batch_s in stages:
-        leave_s = serve(leave_s, items_of_requests(items, len(arrivals_s)), batch_size, replicas, batch_s)
+    for position, (items, batch_size, replicas, samples_s) in enumerate(stages):
+        leave_s = serve(leave_s, items_of_requests(items, len(arrivals_s)), batch_size, replicas, samples_s, position)
     return leave_s
 
 
@@ -64,7 +91,9 @@ def poisson_leave_times_s(stages: tuple[Stage, ...], load_rps: float) -> np.ndar
     """`leave_times_s` for the fixed Poisson arrivals at `load_rps` (read-only: shared between predictions)."""
     if not stages:
         return poisson_arrivals_s(load_rps)
-    leave_s = leave_times_s(stages[-1:], np.asarray(poisson_leave_times_s(stages[:-1], load_rps)))
+    items, batch_size, replicas, samples_s = stages[-1]
+    leave_s = serve(np.asarray(poisson_leave_times_s(stages[:-1], load_rps)), items_of_requests(items), batch_size,
+                    replicas, samples_s, len(stages) - 1)
     leave_s.flags.writeable = False
     return leave_s
 
