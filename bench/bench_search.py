@@ -4,18 +4,21 @@
 2. Hypervolume: the study's feasible Pareto hypervolume vs the exhaustive one, as a function of the number of
    evaluations, median over 5 seeds (same objectives, constraint and evaluator as `src/search.py`, without the
    MLflow record per trial).
-3. Composition accuracy: on held-out configurations, predicted vs measured p50 latency and energy per request
-   (`--validate`, runs the pipeline; Poisson load at search.load_rps), each run bracketed by fresh profiles and
-   its latency replayed on its own arrivals; the error split into service times and queueing model.
+3. Composition accuracy (`--validate`, runs the pipeline): held-out configurations drawn from the *cached*
+   profile table (no profiling around the runs: what a user has), run for real under Poisson load at
+   search.load_rps; predicted p50 and p99 latency (the replay on each run's own arrivals) and energy per request
+   against measured, the adapter's SLA verdict against the measured one, and beside each run the machine's drift
+   since the profiles were taken (a fixed reference batch timed then and now).
 
     python src/profiling.py                     # first: the profiles (cached in mlruns/profiles/<hardware>.csv)
     python bench/bench_search.py [--validate]   # prints the figures and writes bench/out/hypervolume.png
-    python bench/bench_search.py --validate-only [--pipeline 'yolov5s b1 + resnet18 b2'] [--cycles 3]
+    python bench/bench_search.py --validate-only [--pipeline 'yolov5s b1 r1 t1 + resnet18 b2 r1 t1'] [--cycles 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -84,19 +87,20 @@ def main() -> None:
     parser.add_argument("--validate-only", action="store_true")
     parser.add_argument("--held-out", type=int, default=6, help="configurations run for real in the validation")
     parser.add_argument("--requests", type=int, default=48, help="measured requests per validation run")
-    parser.add_argument("--cycles", type=int, default=3, help="runs of each held-out configuration, each "
-                        "bracketed by fresh profiles")
+    parser.add_argument("--cycles", type=int, default=3, help="runs of each held-out configuration (the median "
+                        "is its figure)")
+    parser.add_argument("--sla", type=float, default=None, help="SLA of the verdict check (default: the median "
+                        "predicted p99 of the held-out configurations, so that verdicts split)")
     parser.add_argument("--repetitions", type=int, default=1, help="repetitions in each of those runs")
-    parser.add_argument("--pipeline", action="append", default=[], metavar="'DETECTOR bN + CLASSIFIER bM'",
-                        help="validate these pipelines (one thread, one replica per stage) instead of a random draw")
+    parser.add_argument("--pipeline", action="append", default=[], metavar="'DETECTOR bN rR tT + CLASSIFIER bM rR tT'",
+                        help="validate these pipelines instead of a random draw (r, t default to 1)")
     args, overrides = parser.parse_known_args()
     try:
         cfg, profiles, space, evaluator, objectives = setup(overrides)
     except UserError as err:  # no profile cache yet, or one of an older profiler
         raise SystemExit(f"error: {err}") from None
     if args.validate_only:
-        return validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,
-                                    args.pipeline)
+        return validate_composition(cfg, profiles, evaluator, args)
     directions = [o.direction for o in objectives]
     choices, values, feasible, per_config_us = exhaustive(space, evaluator, objectives)
     print(f"space: {len(choices)} configurations ({int(feasible.sum())} meet the {cfg.trial.sla_s} s SLA at "
@@ -140,157 +144,129 @@ def main() -> None:
     fig.savefig(out / "hypervolume.png", dpi=110)
     print(f"curve: {out / 'hypervolume.png'}")
     if args.validate:
-        validate_composition(cfg, evaluator, args.held_out, args.requests, args.repetitions, args.cycles,
-                                    args.pipeline)
+        validate_composition(cfg, profiles, evaluator, args)
 
 
-def validate_composition(cfg, evaluator, held_out_count: int, requests: int, repetitions: int, cycles: int,
-                         named: list[str] = ()) -> None:
-    """Each held-out pipeline, `cycles` times: run it, with its two stages profiled just before and just after
-    (each run is predicted from the mean of the profiles that bracket it). This VM's speed drifts by tens of
-    percent over minutes (neighbours on the host), so a profile taken earlier mixes that drift into the model's
-    error; bracketing keeps the gap short, and the median over cycles is the figure, with every cycle shown.
-    Each error is also split: the stages' batch latencies inside the run vs in the profiles (service times), and
-    the replay fed the run's own batch latencies (the queueing model alone)."""
+def validate_composition(cfg, profiles: ProfileTable, evaluator, args) -> None:
+    """Held-out pipelines from the cached table, each run `args.cycles` times; errors as the median over cycles."""
     import io
     import random
-    import tempfile
 
     from rich.console import Console
 
+    from sustainable_ipa.adapt.optimizer import pipeline_p99_s
+    from sustainable_ipa.config import available_cores
+    from sustainable_ipa.search.machine_load import reference_batch_s
+
+    cores = min(available_cores(cfg.hardware), len(os.sched_getaffinity(0)))
+    candidates = [c for c in pipelines_in(profiles, cores)
+                  if evaluator.evaluate(c)["throughput_rps"] >= 1.5 * cfg.search.load_rps]  # a steady queue
+    if args.pipeline:
+        held_out = [parse_pipeline(text) for text in args.pipeline]
+    else:  # at least two that use more than one core in a stage, where this machine has the cores for them
+        draw = random.Random(1)
+        wide = [c for c in candidates if any(s.threads > 1 or s.replicas > 1 for s in c.stages().values())]
+        held_out = draw.sample(wide, min(2, len(wide)))
+        held_out += draw.sample([c for c in candidates if c not in held_out], min(args.held_out - len(held_out),
+                                                                                len(candidates) - len(held_out)))
+        if not wide:
+            print(f"  (no configuration with threads = 2 or replicas > 1 fits this machine's {cores} cores beside the "
+                  "other stage: all held-out pipelines use one core per stage)")
+    model = pipeline_p99_s(profiles, cfg.search.load_rps)
+    steady_p99_s = {c: model(c) for c in held_out}
+    sla_s = args.sla if args.sla is not None else statistics.median(steady_p99_s.values())
+    print(f"composition vs measurement: profiles cached on {profiles.hardware} (not re-measured), Poisson load "
+          f"{cfg.search.load_rps} rps, {args.cycles} runs × {args.repetitions} repetition(s) × {args.requests} "
+          f"requests on {cores} cores; {len(candidates)} candidates keep up; verdict SLA {sla_s:.3f} s. "
+          f"Errors: median over runs [each run]; drift: the reference batch beside each run ÷ when profiled − 1")
+    quiet = Console(file=io.StringIO())
+    rows = []
+    for choice in held_out:
+        found = []
+        for cycle in range(args.cycles):
+            drift = reference_batch_s() / statistics.mean(
+                profiles.get(stage, c.variant, c.batch_size, c.threads).reference_batch_s
+                for stage, c in choice.stages().items()) - 1
+            record = run_held_out(cfg, choice, args.requests, args.repetitions, seed=cycle, console=quiet)
+            found.append({**compare_with_run(cfg, profiles, evaluator, choice, record, args, seed=cycle),
+                          "drift": drift, "measured_p99_s": record.get("latency_p99_s_mean", record.get("latency_p99_s"))})
+        median = {k: statistics.median(f[k] for f in found) for k in found[0]}
+        median["verdicts_agree"] = (steady_p99_s[choice] <= sla_s) == (median["measured_p99_s"] <= sla_s)
+        rows.append(median)
+
+        def show(key: str) -> str:
+            return f"{median[key]:+.1%} [{', '.join(f'{f[key]:+.1%}' for f in found)}]"
+
+        print(f"  {describe(choice)}: p50 {show('p50')}; p99 {show('p99')}; energy/request {show('energy')}; "
+              f"drift {show('drift')}; SLA verdict: model {'meets' if steady_p99_s[choice] <= sla_s else 'misses'} "
+              f"(steady p99 {steady_p99_s[choice]:.3f} s), measured "
+              f"{'meets' if median['measured_p99_s'] <= sla_s else 'misses'} (p99 {median['measured_p99_s']:.3f} s)",
+              flush=True)
+    for key, bound in (("p50", 0.10), ("p99", 0.20), ("energy", 0.10)):
+        within = sum(abs(r[key]) <= bound for r in rows)
+        print(f"  {key}: within {bound:.0%} on {within} of {len(rows)}; largest {max(abs(r[key]) for r in rows):.1%}")
+    print(f"  SLA verdicts agree on {sum(r['verdicts_agree'] for r in rows)} of {len(rows)}; machine drift across "
+          f"runs {min(r['drift'] for r in rows):+.1%} to {max(r['drift'] for r in rows):+.1%}")
+
+
+def pipelines_in(profiles: ProfileTable, cores: int):
+    """Every pipeline the cached table can compose (replicas 1–2) that fits `cores`."""
+    from itertools import product
+
     from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
-    # Held-out: pipelines never run while profiling (profiles are per stage), drawn at random among those that fit
-    # this 2-core machine and keep up with the load with some margin (an overloaded queue has no steady latency).
-    candidates = [PipelineChoice(StageChoice(d, db, 1, 1), StageChoice(c, cb, 1, 1))
-                  for d in cfg.search.space.detector.variants for db in cfg.search.space.detector.batch_size
-                  for c in cfg.search.space.classifier.variants for cb in cfg.search.space.classifier.batch_size]
-    candidates = [c for c in candidates if evaluator.evaluate(c)["throughput_rps"] >= 1.5 * cfg.search.load_rps]
-    held_out = [parse_pipeline(text) for text in named] if named else \
-        random.Random(1).sample(candidates, min(held_out_count, len(candidates)))
-    print(f"composition vs measurement (Poisson load {cfg.search.load_rps} rps, {cycles} cycles × {repetitions} "
-          f"repetition(s) × {requests} requests, 2 cores; {len(candidates)} candidates keep up). Each run bracketed "
-          f"by fresh profiles; latency replayed on the run's own arrivals; errors as median over cycles [each cycle]:")
-    quiet = Console(file=io.StringIO())
-    medians = []
-    for choice in held_out:
-        det, db = choice.detector.variant, choice.detector.batch_size
-        cls, cb = choice.classifier.variant, choice.classifier.batch_size
-        found = []
-        with tempfile.TemporaryDirectory() as cache:
-            before = fresh_profiles(choice, cache, quiet)
-            for cycle in range(cycles):
-                record = run_held_out(cfg, choice, requests, repetitions, seed=cycle, console=quiet)
-                after = fresh_profiles(choice, cache, quiet)
-                found.append(compare_with_run(cfg, evaluator, choice, [before, after], record, requests,
-                                              repetitions, seed=cycle))
-                before = after
-        median = {k: statistics.median(f[k] for f in found) for k in found[0]}
-        medians.append(median)
-
-        def show(key: str, unit: str = "%") -> str:
-            fmt = (lambda v: f"{v:+.1%}") if unit == "%" else (lambda v: f"{v:.2f}×")
-            return f"{fmt(median[key])} [{', '.join(fmt(f[key]) for f in found)}]"
-
-        print(f"  {det} b{db} + {cls} b{cb}: p50 latency {show('latency')}; energy/request {show('energy')}\n"
-              f"    mean batch latency in the run ÷ profiled p50: detector {show('detector_inflation', 'x')}, classifier "
-              f"{show('classifier_inflation', 'x')}; replay on the run's own batch latencies {show('queueing')}; "
-              f"profile drift across a run up to {max(f['drift'] for f in found):.1%}", flush=True)
-    for key, what in (("latency", "p50 latency"), ("energy", "energy per request"),
-                      ("queueing", "p50 latency replayed on the run's own batch latencies")):
-        within = sum(abs(m[key]) <= 0.10 for m in medians)
-        print(f"  {what}: within 10 % on {within} of {len(medians)} (median over cycles); largest "
-              f"{max(abs(m[key]) for m in medians):.1%}")
+    stages = {stage: [StageChoice(v, b, t, r) for (s, v, b, t) in profiles.rows if s == stage for r in (1, 2)]
+              for stage in profiles.items_per_request}
+    return [c for c in (PipelineChoice(*combo) for combo in product(*stages.values())) if c.cores <= cores]
 
 
 def run_held_out(cfg, choice, requests: int, repetitions: int, seed: int, console) -> dict[str, float]:
     """The pipeline run for real under the search's Poisson load; its run record's metrics."""
+    from sustainable_ipa.config import available_cores
     from sustainable_ipa.experiment import run_job
 
-    run_cfg = compose(["hardware.cores=2", "weights=random", f"trial.repetitions={repetitions}",
-                       f"trial.requests={requests}", "trial.warmup=2", "trial.load=poisson", f"trial.seed={seed}",
-                       f"trial.rate_rps={cfg.search.load_rps}", "tracking.experiment=composition-validation",
-                       *choice.overrides()])
+    run_cfg = compose([f"hardware.cores={available_cores(cfg.hardware)}", "weights=random",
+                       f"trial.repetitions={repetitions}", f"trial.requests={requests}", "trial.warmup=2",
+                       "trial.load=poisson", f"trial.seed={seed}", f"trial.rate_rps={cfg.search.load_rps}",
+                       "tracking.experiment=composition-validation", *choice.overrides()])
     return run_job(run_cfg, console=console).metrics
 
 
-def compare_with_run(cfg, evaluator, choice, bracket: list[ProfileTable], record: dict[str, float], requests: int,
-                     repetitions: int, seed: int) -> dict[str, float]:
-    """Relative errors of the composition on the mean of the bracketing profiles against one run's record."""
+def compare_with_run(cfg, profiles: ProfileTable, evaluator, choice, record: dict[str, float], args,
+                     seed: int) -> dict[str, float]:
+    """Relative errors of the composition against one run's record: latency replayed on the run's own arrivals."""
     from sustainable_ipa.pipeline.load import arrival_offsets_s
-    from sustainable_ipa.search.compose import predict, trace_latency_s
+    from sustainable_ipa.search.compose import latency_s, predict
 
-    profiles = average_tables(bracket)
-    measured = {k: record.get(f"{k}_mean", record.get(k))
-                for k in ("latency_p50_s", "energy_j_per_request", "detector_batch_s", "classifier_batch_s")}
-    traces = [arrival_offsets_s(requests, "poisson", cfg.search.load_rps, seed + rep)
-              for rep in range(repetitions)]  # the arrivals run_job draws for each repetition
-
-    def replayed_p50_s(table: ProfileTable) -> float:
-        return statistics.mean(trace_latency_s(choice, table, t)[0] for t in traces)
-
-    in_run_s = {stage: measured[f"{stage}_batch_s"] for stage in ("detector", "classifier")}
+    measured = {k: record.get(f"{k}_mean", record.get(k)) for k in ("latency_p50_s", "latency_p99_s",
+                                                                    "energy_j_per_request")}
+    traces = [arrival_offsets_s(args.requests, "poisson", cfg.search.load_rps, seed + rep)
+              for rep in range(args.repetitions)]  # the arrivals run_job draws for each repetition
+    predicted = [latency_s(choice, profiles, arrivals_s=t) for t in traces]
     energy_j = predict(choice, profiles, cfg.search.load_rps, cfg.trial.sla_s, evaluator.reference,
                        0.0)["energy_j_per_request"]
-    out = {"latency": replayed_p50_s(profiles) / measured["latency_p50_s"] - 1,
-           "energy": energy_j / measured["energy_j_per_request"] - 1,
-           "queueing": replayed_p50_s(with_batch_latency(profiles, choice, in_run_s)) / measured["latency_p50_s"] - 1,
-           "drift": max(abs(b.latency_p50_s / a.latency_p50_s - 1)
-                        for a, b in zip(*(t.rows.values() for t in bracket)))}
-    for stage, c in choice.stages().items():
-        out[f"{stage}_inflation"] = in_run_s[stage] / profiles.get(stage, c.variant, c.batch_size, c.threads).latency_p50_s
-    return out
+    return {"p50": statistics.mean(p[0] for p in predicted) / measured["latency_p50_s"] - 1,
+            "p99": statistics.mean(p[1] for p in predicted) / measured["latency_p99_s"] - 1,
+            "energy": energy_j / measured["energy_j_per_request"] - 1}
 
 
-def fresh_profiles(choice, cache_dir: str, console) -> ProfileTable:
-    """The two stage rows of `choice`, measured now (5 timed rounds), into a throw-away cache."""
-    from omegaconf import OmegaConf
-
-    from sustainable_ipa.search.profiling_job import profile_job
-
-    cfg = compose(["hardware.cores=2", "profiling.refresh=true", "profiling.repeats=5",
-                   f"profiling.cache_dir={cache_dir}", "tracking.experiment=composition-validation"])
-    space_cfg = OmegaConf.create({stage: {"variants": [c.variant], "batch_size": [c.batch_size],
-                                          "threads": [c.threads], "replicas": [c.replicas]}
-                                  for stage, c in choice.stages().items()})
-    space = SearchSpace.from_config(space_cfg, cfg.pipeline.variants, max_cores=None)
-    return profile_job(cfg, console=console, space=space)
+def describe(choice) -> str:
+    return " + ".join(f"{c.variant} b{c.batch_size} r{c.replicas} t{c.threads}" for c in choice.stages().values())
 
 
 def parse_pipeline(text: str):
-    """'yolov5s b1 + resnet18 b2' → that pipeline with one thread and one replica per stage."""
+    """'yolov5s b1 r2 t1 + resnet18 b2' → that pipeline (replicas and threads default to 1)."""
     from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
     try:
-        stages = [part.split() for part in text.split("+")]
-        (d, db), (c, cb) = stages
-        return PipelineChoice(StageChoice(d, int(db.lstrip("b")), 1, 1), StageChoice(c, int(cb.lstrip("b")), 1, 1))
-    except ValueError:
-        raise SystemExit(f"--pipeline {text!r}: write it as 'yolov5s b1 + resnet18 b2'") from None
-
-
-def with_batch_latency(profiles: ProfileTable, choice, batch_s: dict[str, float]) -> ProfileTable:
-    """`profiles` with the stages of `choice` taking `batch_s` per batch (p50 and p99 alike)."""
-    from dataclasses import replace
-
-    rows = dict(profiles.rows)
-    for stage, c in choice.stages().items():
-        key = (stage, c.variant, c.batch_size, c.threads)
-        rows[key] = replace(rows[key], latency_p50_s=batch_s[stage], latency_p99_s=batch_s[stage],
-                            throughput_items_s=c.batch_size / batch_s[stage])
-    return ProfileTable(list(rows.values()), profiles.hardware, profiles.items_per_request)
-
-
-def average_tables(tables: list[ProfileTable]) -> ProfileTable:
-    from dataclasses import replace
-
-    rows = []
-    for key, first in tables[0].rows.items():
-        same = [t.rows[key] for t in tables]
-        mean = {name: statistics.mean(getattr(r, name) for r in same)
-                for name in ("latency_p50_s", "latency_p99_s", "energy_j_per_item")}
-        rows.append(replace(first, **mean, throughput_items_s=first.batch_size / mean["latency_p50_s"]))
-    return ProfileTable(rows, tables[0].hardware, tables[0].items_per_request)
+        stages = []
+        for part in text.split("+"):
+            variant, *knobs = part.split()
+            given = {k[0]: int(k[1:]) for k in knobs}
+            stages.append(StageChoice(variant, given["b"], given.get("t", 1), given.get("r", 1)))
+        return PipelineChoice(*stages)
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(f"--pipeline {text!r}: write it as 'yolov5s b1 r1 t1 + resnet18 b2 r1 t1'") from None
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     todo = len(missing_profiles(space, cached))
     if todo == 0:
         console.print(f"profiles: all {len(cached.rows)} rows from the cache {path}")
+        warn_flagged(cached, console)
         return cached
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
