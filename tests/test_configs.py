@@ -26,6 +26,40 @@ def test_adaptations_span_the_experiment():
     assert min(batches) == 1 and max(batches) == 32
 
 
+def test_default_load_is_poisson_at_the_one_rate_search_and_adapt_use():
+    for cfg in (compose(), compose(["+experiment=energy_study"])):
+        assert cfg.trial.load == "poisson"
+        assert cfg.search.load_rps == cfg.adapt.mean_rps == cfg.trial.rate_rps  # one setting, not equal numbers
+    moved = compose(["trial.rate_rps=3.5"])
+    assert moved.search.load_rps == moved.adapt.mean_rps == 3.5
+
+
+def experiment_adaptations() -> list[str]:
+    experiment = yaml.safe_load((CONFIG_DIR / "experiment" / "energy_study.yaml").read_text())
+    return experiment["hydra"]["sweeper"]["params"]["adaptation"].split(",")
+
+
+@pytest.mark.parametrize("adaptation", group_options("adaptation"))
+def test_no_shipped_adaptation_has_a_batch_larger_than_the_requests_it_serves(adaptation):
+    """Under the default trial and, for the experiment's adaptations, under the experiment's: the detector gets one
+    frame per request, the classifier the ground-truth crops of the sample's frames (weights=random)."""
+    from itertools import cycle, islice
+
+    from sustainable_ipa.data import load_dataset
+    from sustainable_ipa.models.classifier import crop
+
+    runs = [[f"adaptation={adaptation}"]]
+    if adaptation in experiment_adaptations():
+        runs.append([f"adaptation={adaptation}", "+experiment=energy_study"])
+    for overrides in runs:
+        cfg = compose(overrides)
+        frames = load_dataset(cfg.dataset).frames
+        crops = [sum(crop(f.image_bgr, gt.box_xyxy) is not None for gt in f.ground_truth) for f in frames]
+        served = {"detector": cfg.trial.requests, "classifier": sum(islice(cycle(crops), cfg.trial.requests))}
+        for stage, items in served.items():
+            assert cfg.adaptation[stage].batch_size <= items, (overrides, stage, items)
+
+
 @pytest.mark.parametrize("group", ["hardware", "trial", "tracking", "pipeline"])
 def test_every_option_composes(group):
     for option in group_options(group):

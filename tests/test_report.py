@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from sustainable_ipa.config import compose
-from sustainable_ipa.report.analysis import correlation, distinguishable, pareto_change, summarise
+from sustainable_ipa.report.analysis import (answer, correlation, distinguishable, energy_entries, pareto_change,
+                                             summarise)
 from sustainable_ipa.report.report_job import report_job
 from sustainable_ipa.tracking.runs import log, tracked_run
 from sustainable_ipa.tracking.store import open_store
@@ -19,13 +20,18 @@ CONFIGS = {
 }
 
 
-def log_synthetic(tmp_path, energy_source=lambda name: "rapl"):
+def synthetic_store(tmp_path, *overrides):
+    """(config, client, experiment id) of the experiment `synthetic` in a store under tmp_path."""
     cfg = compose([f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"tracking.artifact_root={tmp_path}/art",
-                   f"report.out_dir={tmp_path}/reports", "tracking.experiment=synthetic"])
+                   f"report.out_dir={tmp_path}/reports", "tracking.experiment=synthetic", *overrides])
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    experiment = open_store(cfg.tracking.uri, "synthetic", cfg.tracking.artifact_root)
+    return cfg, client, open_store(cfg.tracking.uri, "synthetic", cfg.tracking.artifact_root)
+
+
+def log_synthetic(tmp_path, energy_source=lambda name: "rapl"):
+    cfg, client, experiment = synthetic_store(tmp_path)
     for name, (acc, cores, p99, energy) in CONFIGS.items():
         tags = {"adaptation": name, "energy_source": energy_source(name), "weights_kind": "pretrained"}
         with tracked_run(client, experiment, name, tags=tags) as job:
@@ -92,3 +98,90 @@ def test_mixed_energy_sources_are_warned_about(tmp_path):
     cfg, _ = log_synthetic(tmp_path, energy_source=lambda name: "estimate" if name == "huge" else "rapl")
     html = (report_job(cfg) / "report.html").read_text()
     assert "energy from different meters (estimate, rapl)" in html
+
+
+def trials_of(energy: dict[str, list[float]], evaluator: str = "run") -> pd.DataFrame:
+    """Trials of CONFIGS with the given energy values per configuration (its own value, once, if not given)."""
+    return pd.DataFrame([{"hardware": "cpu", "adaptation": name, "evaluator": evaluator, "energy_source": "rapl",
+                          "accuracy_reference": acc, "cost_cores": cores, "latency_p99_s": p99,
+                          "energy_j_per_request": value}
+                         for name, (acc, cores, p99, e) in CONFIGS.items() for value in energy.get(name, [e])])
+
+
+METRICS = ["accuracy_reference", "cost_cores", "latency_p99_s", "energy_j_per_request"]
+SPREAD = {name: [e * 0.99, e, e * 1.01] for name, (_, _, _, e) in CONFIGS.items()}
+
+
+def test_energy_changes_the_best_only_when_the_trials_tell_energies_apart():
+    # frugal's energy (1.0) well below small's (3.0), the one configuration that beats it otherwise: yes
+    verdict, sentence = answer(summarise(trials_of(SPREAD), METRICS))
+    assert verdict == "yes" and "frugal become Pareto-optimal only when energy counts" in sentence
+    # the same means, but frugal's interval reaches above small's lower end: the trials cannot tell
+    overlapping = {**SPREAD, "frugal": [-1.0, 1.0, 3.0]}
+    [entry] = energy_entries(summarise(trials_of(overlapping), METRICS))
+    assert (entry.adaptation, entry.dominated_by, entry.distinguishable) == ("frugal", ("small",), False)
+    assert entry.energy_ci95_high > entry.dominators_ci95_low
+    verdict, sentence = answer(summarise(trials_of(overlapping), METRICS))
+    assert verdict == "cannot tell" and sentence.startswith("the trials cannot tell") and "frugal" in sentence
+    # one trial per configuration: no interval, so no "yes" from means alone
+    verdict, sentence = answer(summarise(trials_of({}), METRICS))
+    assert verdict == "cannot tell" and "one trial per configuration" in sentence
+    # composed figures repeated three times are one prediction, not three trials
+    verdict, _ = answer(summarise(trials_of({n: [e] * 3 for n, (_, _, _, e) in CONFIGS.items()}, "profile"), METRICS))
+    assert verdict == "cannot tell"
+    # nothing enters: no
+    no_frugal = trials_of(SPREAD)[lambda t: t["adaptation"] != "frugal"]
+    assert answer(summarise(no_frugal, METRICS))[0] == "no"
+
+
+def log_study(tmp_path, study: str, trials: list[dict]):
+    """A study's parent run and one trial run per entry of `trials` (tags, params and metrics as search logs them)."""
+    cfg, client, experiment = synthetic_store(tmp_path, f"report.study={study}")
+    with tracked_run(client, experiment, f"study-{study}", tags={"study_name": study}) as parent:
+        for number, trial in enumerate(trials):
+            with tracked_run(client, experiment, f"trial-{number}", parent_run_id=parent,
+                             tags={"study_name": study, **trial["tags"]}) as run:
+                log(client, run, params={"trial": number, **trial["params"]}, metrics=trial["metrics"])
+    return cfg
+
+
+def stage_params(detector_replicas: int) -> dict:
+    return {"detector.variant": "yolov5n", "detector.batch_size": 1, "detector.threads": 1,
+            "detector.replicas": detector_replicas, "classifier.variant": "resnet18", "classifier.batch_size": 4,
+            "classifier.threads": 1, "classifier.replicas": 1}
+
+
+def test_a_report_on_a_study_says_which_figures_are_composed_estimated_or_unlabelled(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    composed = {"evaluator": "profile", "energy_source": "estimate"}
+    trials = [{"tags": tags, "params": stage_params(replicas),
+               "metrics": {**dict(zip(METRICS, values)), "cost_usd_per_1k": values[1] * 0.01, "sla_attainment": 1.0}}
+              for tags, replicas, values in [(composed, 1, (0.3, 2, 0.5, 2.0)), (composed, 2, (0.3, 3, 0.4, 1.0)),
+                                             ({}, 4, (0.3, 5, 0.3, 0.5))]]  # the last: a store older than the tags
+    console = io.StringIO()
+    folder = report_job(log_study(tmp_path, "video-cpu", trials), Console(file=console, width=400))
+    out, page = console.getvalue(), (folder / "report.html").read_text()
+    for text in (out, page):
+        assert "2 of 3 trials are composed, not measured" in text
+        assert "1 of 3 trials carry no evaluator tag" in text and "is unknown" in text
+        assert "energy from energy_source=estimate is a model, not a measurement" in text
+    # said again at the top of every section showing such figures (6)
+    assert page.count("composed from profiles, not measured; energy estimated from CPU time, not measured") == 6
+    summary = pd.read_csv(folder / "summary.csv")
+    # trials differing only in replicas are three configurations, not three repetitions of one
+    assert len(summary) == 3 and set(summary["n"]) == {1}
+    assert set(summary["evaluator"]) == {"profile", "unknown"}
+    assert summary["energy_j_per_request_ci95_low"].isna().all()  # a prediction has no interval
+
+
+def test_runs_of_the_offline_throughput_mode_are_labelled(make_cfg, client, tmp_path):
+    from sustainable_ipa.experiment import run_job
+
+    cfg = make_cfg("trial.load=offline", "trial.requests=2", f"report.out_dir={tmp_path}/reports")
+    tags = client.get_run(run_job(cfg).run_id).data.tags
+    assert tags["load"] == "offline" and "queue position" in tags["load_note"]
+    page = (report_job(cfg) / "report.html").read_text()
+    assert "1 of 1 trials ran with trial.load=offline" in page and "queue position" in page

@@ -26,7 +26,7 @@ from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
 from sustainable_ipa.models.weights import RANDOM, plan_weights
-from sustainable_ipa.pipeline.load import arrival_offsets_s
+from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
 from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
@@ -157,7 +157,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         except Exception:
             raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
                             "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
-    tags = common_tags(cfg.adaptation.name, job.plan.kind)
+    tags = {**common_tags(cfg.adaptation.name, job.plan.kind), **load_tags(cfg.trial.load)}
     if sweep_id:
         tags["sweep_id"] = sweep_id
     if job.plan.reason:

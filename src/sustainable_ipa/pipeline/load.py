@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+OFFLINE_NOTE = ("every request queued at t = 0, a throughput mode: latency and SLA attainment then measure queue "
+                "position and the request count, not service at a request rate")
+
+
+def load_tags(load: str) -> dict[str, str]:
+    """What a run records of its arrival process (its rate is the param trial.rate_rps)."""
+    return {"load": load, **({"load_note": OFFLINE_NOTE} if load == "offline" else {})}
+
 
 def arrival_offsets_s(requests: int, load: str, rate_rps: float | None, seed: int) -> np.ndarray:
     """Seconds after the start at which each request arrives.

@@ -3,6 +3,7 @@ energy, and the sensitivity of each configuration energy brings in."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -17,17 +18,24 @@ KEYS = ["hardware", "adaptation"]
 # Pareto objectives: metric → direction (+1 maximise, −1 minimise)
 WITHOUT_ENERGY = {"accuracy_reference": +1, "cost_cores": -1, "latency_p99_s": -1}
 WITH_ENERGY = {**WITHOUT_ENERGY, ENERGY: -1}
+MEASURED = "run"  # the `evaluator` of a measured run; `profile`: composed from stage profiles
+LABELS = ["evaluator", "energy_source", "load"]  # what kind of figure a row is, kept per configuration
 
 
 def summarise(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """One row per hardware × adaptation: n trials, energy source(s), and mean / CI ends of every metric."""
+    """One row per hardware × adaptation: n trials, the labels (evaluator, energy source, load) of its trials, and
+    mean / CI ends of every metric. Only measured trials get an interval: repeated predictions of one configuration
+    are the same number again, not a sample."""
     rows = []
     for (hardware, adaptation), group in trials.groupby(KEYS, sort=True):
-        row = {"hardware": hardware, "adaptation": adaptation, "n": len(group),
-               "energy_source": ",".join(sorted(group["energy_source"].astype(str).unique()))}
+        row = {"hardware": hardware, "adaptation": adaptation, "n": len(group)}
+        row.update({label: ",".join(sorted(group[label].astype(str).unique())) for label in LABELS if label in group})
+        measured = row.get("evaluator", MEASURED) == MEASURED
         for metric in metrics:
             if metric in group:
                 mean, low, high = mean_ci95(group[metric].dropna().tolist())
+                if not measured:
+                    low = high = float("nan")
                 row[metric], row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = mean, low, high
         rows.append(row)
     return pd.DataFrame(rows)
@@ -113,16 +121,91 @@ def pareto_change(summary: pd.DataFrame) -> tuple[set[str], set[str], list[Trade
     return without, with_energy, tradeoffs
 
 
-def distinguishable(summary: pd.DataFrame, metric: str) -> list[tuple[str, str, bool]]:
-    """Neighbours in the ordering by `metric`: (lower, higher, whether their 95 % intervals are disjoint).
-    Overlapping intervals are never called an ordering."""
+@dataclass(frozen=True)
+class EnergyEntry:
+    """A configuration in the Pareto set with energy but not without it, against every configuration that
+    dominates it on accuracy, cost and latency (all of which need more energy on average, or it would not enter)."""
+
+    adaptation: str
+    dominated_by: tuple[str, ...]
+    energy_ci95_high: float  # NaN: no interval (one trial, or figures that are not measured)
+    dominators_ci95_low: float  # the lowest lower end among the dominators' energy intervals
+    verdict: str  # DISTINGUISHABLE, OVERLAP or NO_INTERVAL
+
+    @property
+    def distinguishable(self) -> bool:
+        return self.verdict == DISTINGUISHABLE
+
+
+DISTINGUISHABLE = "energy distinguishable"
+OVERLAP = "energy intervals overlap"
+NO_INTERVAL = "no interval"
+
+
+def energy_entries(summary: pd.DataFrame) -> list[EnergyEntry]:
+    """The configurations energy brings into the Pareto set, each with whether the trials can tell its energy apart:
+    its interval's upper end below the lower end of every configuration that dominates it otherwise."""
+    without, with_energy = pareto_set(summary, WITHOUT_ENERGY), pareto_set(summary, WITH_ENERGY)
+    by_name = summary.set_index("adaptation")
+    high_of, low_of = (by_name.get(f"{ENERGY}_ci95_{end}", pd.Series(float("nan"), by_name.index))
+                       for end in ("high", "low"))
+    entries = []
+    for name in sorted(with_energy - without):
+        dominators = tuple(sorted(o for o in by_name.index if o != name and
+                                  _dominates(by_name.loc[o], by_name.loc[name], WITHOUT_ENERGY)))
+        high, lows = float(high_of[name]), [float(low_of[o]) for o in dominators]
+        low = min(lows) if lows else float("nan")
+        if not all(math.isfinite(v) for v in (high, *lows)):
+            verdict = NO_INTERVAL
+        else:
+            verdict = DISTINGUISHABLE if high < low else OVERLAP
+        entries.append(EnergyEntry(name, dominators, high, low, verdict))
+    return entries
+
+
+def _dominates(a: pd.Series, b: pd.Series, objectives: dict[str, int]) -> bool:
+    better = [(a[m] - b[m]) * d for m, d in objectives.items()]
+    return all(x >= 0 for x in better) and any(x > 0 for x in better)
+
+
+def answer(summary: pd.DataFrame) -> tuple[str, str]:
+    """(verdict, sentence) for one hardware: does energy change which configuration is best? `yes` only for a
+    configuration whose energy the trials tell apart from every configuration that beats it otherwise; entries on
+    means alone are `cannot tell`."""
+    entries = energy_entries(summary)
+    if not entries:
+        unsure = summary.get(f"{ENERGY}_ci95_low", pd.Series(float("nan"), summary.index)).isna().any()
+        return "no", ("no: the Pareto set over accuracy, cost and latency already holds every energy-optimal "
+                      "configuration" + (" (on figures without an interval for some configurations)" if unsure else ""))
+    told = [e.adaptation for e in entries if e.distinguishable]
+    untold = [f"{e.adaptation} ({_why_not(e)}, against {', '.join(e.dominated_by)})"
+              for e in entries if not e.distinguishable]
+    if told:
+        rest = f"; the trials cannot tell for {'; '.join(untold)}" if untold else ""
+        return "yes", (f"yes: {', '.join(told)} become Pareto-optimal only when energy counts, with energy "
+                       "distinguishable (95 % interval below that of every configuration that beats it on "
+                       f"accuracy, cost and latency){rest}")
+    return "cannot tell", ("the trials cannot tell: on mean energy per request " + "; ".join(untold) +
+                           " would become Pareto-optimal only when energy counts, but no such entry is "
+                           "distinguishable from the configurations that beat it otherwise")
+
+
+def _why_not(entry: EnergyEntry) -> str:
+    if entry.verdict == OVERLAP:
+        return f"its energy interval reaches {entry.energy_ci95_high:.4g} J, above {entry.dominators_ci95_low:.4g} J"
+    return "no energy interval: one trial per configuration, or figures that are not measured"
+
+
+def distinguishable(summary: pd.DataFrame, metric: str) -> list[tuple[str, str, bool | None]]:
+    """Neighbours in the ordering by `metric`: (lower, higher, whether their 95 % intervals are disjoint; None
+    where one has no interval). Overlapping or missing intervals are never called an ordering."""
     data = summary.dropna(subset=[metric]).sort_values(metric)
     rows = data.to_dict("records")
-    out = []
+    out: list[tuple[str, str, bool | None]] = []
     for a, b in zip(rows, rows[1:]):
         low_b, high_a = b.get(f"{metric}_ci95_low"), a.get(f"{metric}_ci95_high")
         known = low_b is not None and high_a is not None and np.isfinite(low_b) and np.isfinite(high_a)
-        out.append((a["adaptation"], b["adaptation"], bool(known and high_a < low_b)))
+        out.append((a["adaptation"], b["adaptation"], bool(high_a < low_b) if known else None))
     return out
 
 

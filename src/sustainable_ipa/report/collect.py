@@ -20,10 +20,12 @@ class Selection:
 
 
 def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
-    """Columns: run_id, adaptation, hardware, energy_source, weights_kind, then every metric.
+    """Columns: run_id, adaptation, hardware, evaluator, energy_source, load, weights_kind, then every metric.
 
     Jobs with repetitions contribute their child runs (one per trial); single-repetition jobs their own run.
-    Report runs and study parents are left out.
+    Report runs and study parents are left out. `evaluator`: `run` (measured) or `profile` (composed from stage
+    profiles); jobs of src/main.py are measured runs, a study trial without the tag (older stores) is `unknown`.
+    `load`: the arrival process (`poisson` or `offline`), from the tag or the logged `trial.load`.
     """
     experiment = client.get_experiment_by_name(selection.experiment)
     if experiment is None:
@@ -53,15 +55,18 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
                         "run `python src/main.py` (or the experiment) first, or check report.sweep_id / report.study")
     records = []
     for r in rows:
-        tags = r.data.tags
-        label = tags.get("adaptation") or _study_label(r.data.params)
+        tags, params = r.data.tags, r.data.params
+        label = tags.get("adaptation") or _study_label(params)
         records.append({"run_id": r.info.run_id, "adaptation": label,
-                        "hardware": r.data.params.get("hardware.name", tags.get("hardware", "cpu")),
+                        "hardware": params.get("hardware.name", tags.get("hardware", "cpu")),
+                        "evaluator": tags.get("evaluator", "unknown" if selection.study_name else "run"),
                         "energy_source": tags.get("energy_source", "unknown"),
+                        "load": tags.get("load", params.get("trial.load", "unknown")),
                         "weights_kind": tags.get("weights_kind", "unknown"), **r.data.metrics})
     return pd.DataFrame.from_records(records)
 
 
 def _study_label(params: dict) -> str:
-    return (f"{params.get('detector.variant')}-b{params.get('detector.batch_size')}+"
-            f"{params.get('classifier.variant')}-b{params.get('classifier.batch_size')}")
+    """The whole configuration (threads and replicas too: trials that differ only there are not repetitions)."""
+    return " + ".join(f"{params.get(f'{s}.variant')} b{params.get(f'{s}.batch_size')} t{params.get(f'{s}.threads')} "
+                      f"r{params.get(f'{s}.replicas')}" for s in ("detector", "classifier"))

@@ -35,7 +35,7 @@ def _label(ax, data, x, y):
         ax.annotate(row["adaptation"], (row[x], row[y]), fontsize=6, alpha=0.8)
 
 
-def cost_vs_accuracy(summary: pd.DataFrame, folder: Path) -> list[Path]:
+def cost_vs_accuracy(summary: pd.DataFrame, folder: Path, note: str = "") -> list[Path]:
     paths = []
     fig, panels = _columns(summary)
     for hardware, ax in panels:
@@ -59,18 +59,19 @@ def cost_vs_accuracy(summary: pd.DataFrame, folder: Path) -> list[Path]:
         ax.set(xlabel="accuracy (PAS)", ylabel="cost (USD per 1k requests)",
                title=f"{hardware}: colour and size = J per request")
         fig.colorbar(points, ax=ax, label="J per request")
-    paths.append(_save(fig, folder / "cost_vs_accuracy_energy.png"))
+    paths.append(_save(fig, folder / "cost_vs_accuracy_energy.png", note))
 
     fig, panels = _columns(summary, projection="3d", height=5.0)
     for hardware, ax in panels:
         data = summary[summary["hardware"] == hardware]
         ax.scatter(data["accuracy_reference"], data["cost_usd_per_1k"], data[ENERGY], c=data[ENERGY], cmap="viridis")
         ax.set(xlabel="accuracy", ylabel="USD per 1k", zlabel="J per request", title=hardware)
-    paths.append(_save(fig, folder / "accuracy_cost_energy_3d.png"))
+    paths.append(_save(fig, folder / "accuracy_cost_energy_3d.png", note))
     return paths
 
 
-def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correlation | None], folder: Path) -> Path:
+def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correlation | None], folder: Path,
+                  note: str = "") -> Path:
     fig, panels = _columns(summary)
     for hardware, ax in panels:
         data = summary[summary["hardware"] == hardware]
@@ -83,11 +84,11 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
                                             f"[{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]")
         ax.set(xlabel=x, ylabel="J per request (idle-subtracted)")
         ax.set_title(title, fontsize=8)
-    return _save(fig, folder / f"energy_vs_{x}.png")
+    return _save(fig, folder / f"energy_vs_{x}.png", note)
 
 
 def pareto_plot(summary: pd.DataFrame, without: dict[str, set[str]], with_energy: dict[str, set[str]],
-                folder: Path) -> Path:
+                folder: Path, note: str = "") -> Path:
     fig, panels = _columns(summary)
     for hardware, ax in panels:
         data = summary[summary["hardware"] == hardware]
@@ -103,18 +104,21 @@ def pareto_plot(summary: pd.DataFrame, without: dict[str, set[str]], with_energy
         ax.set(xlabel="accuracy (PAS)", ylabel="p99 latency (s)")
         ax.set_title(f"{hardware}: Pareto over accuracy, cost, p99 latency (+ energy)", fontsize=8)
         ax.legend(fontsize=7)
-    return _save(fig, folder / "pareto_with_and_without_energy.png")
+    return _save(fig, folder / "pareto_with_and_without_energy.png", note)
 
 
-def carbon_bars(carbon: pd.DataFrame, folder: Path) -> Path:
+def carbon_bars(carbon: pd.DataFrame, folder: Path, note: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     labels = carbon["hardware"] + " · " + carbon["adaptation"]
     ax.barh(labels, carbon["emissions_g_per_1k"], color="tab:olive")
     ax.set(xlabel="g CO2e per 1k requests", title="emissions per 1k requests")
-    return _save(fig, folder / "emissions_per_1k.png")
+    return _save(fig, folder / "emissions_per_1k.png", note)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, note: str = "") -> Path:
+    """`note`: what in the figure is not a measurement, written on it (a PNG travels without the page's warnings)."""
+    if note:
+        fig.suptitle(f"⚠ {note}", fontsize=8, color="tab:red")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
 
-from sustainable_ipa.report import analysis, plots
+from sustainable_ipa.report import analysis, labels, plots
 from sustainable_ipa.report.carbon_view import EQUIVALENTS_SOURCE, carbon_table, regions_table
 from sustainable_ipa.report.collect import Selection, trials
 from sustainable_ipa.report.html import image, page, table
@@ -35,63 +35,70 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     folder = Path(r.out_dir) / time.strftime("%Y-%m-%d_%H-%M-%S")
     folder.mkdir(parents=True, exist_ok=True)
     summary = analysis.summarise(data, [m for m in METRICS if m in data])
-    warnings = analysis.mixed_energy_sources(data)
-    if data["energy_source"].astype(str).str.contains("estimate").any():
-        warnings.append("energy from the estimate meter is CPU time × hardware.estimate constants: it follows CPU "
-                        "time, hence cost and latency, by construction; correlations with them say nothing about "
-                        "measured power. Measure with RAPL or NVML for that")
+    warnings = analysis.mixed_energy_sources(data) + labels.warnings(data)
     if set(data["weights_kind"]) - {"pretrained"}:
         warnings.append("some runs use random weights: their accuracy is the reference accuracy, not measured")
-    sections = [("The question", _answer(summary))]
+    note, figure_note = labels.section_note(summary), labels.figure_note(summary)
+    answers = _answers(summary)
+    sections = [("The question", note + _answer_html(answers))]
 
-    paths = plots.cost_vs_accuracy(summary, folder) if analysis.ENERGY in summary else []
-    sections.append(("Cost, accuracy and energy", "".join(image(p, p.stem) for p in paths)))
+    paths = plots.cost_vs_accuracy(summary, folder, figure_note) if analysis.ENERGY in summary else []
+    sections.append(("Cost, accuracy and energy", note + "".join(image(p, p.stem) for p in paths)))
 
     corr_rows, corr_html = [], []
     if analysis.ENERGY in summary:
         for x in VERSUS:
             per_hardware = {h: analysis.correlation(g, x) for h, g in summary.groupby("hardware")}
-            corr_html.append(image(plots.energy_versus(summary, x, per_hardware, folder), x))
+            corr_html.append(image(plots.energy_versus(summary, x, per_hardware, folder, figure_note), x))
             corr_rows += [{"hardware": h, "energy per request vs": x, "n": c.n, "Pearson r": c.pearson_r,
                            "r 95% CI": f"[{c.pearson_ci[0]:.2f}, {c.pearson_ci[1]:.2f}]", "Spearman ρ": c.spearman_rho,
                            "ρ 95% CI": f"[{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]"}
                           for h, c in per_hardware.items() if c is not None]
     correlations = pd.DataFrame(corr_rows)
-    sections.append(("Does energy follow cost, latency or accuracy?",
+    sections.append(("Does energy follow cost, latency or accuracy?", note +
                      (table(correlations, 3) if len(correlations) else "<p>Too few configurations (need 4) for "
                       "correlations.</p>") + "".join(corr_html)))
 
-    without, with_energy, pareto_rows, trade_rows = {}, {}, [], []
+    without, with_energy, pareto_rows, entry_rows, trade_rows = {}, {}, [], [], []
     for hardware, group in summary.groupby("hardware"):
         if analysis.ENERGY not in group:
             continue
         w, e, tradeoffs = analysis.pareto_change(group)
         without[hardware], with_energy[hardware] = w, e
+        entries = analysis.energy_entries(group)
         pareto_rows.append({"hardware": hardware, "Pareto without energy": ", ".join(sorted(w)),
-                            "enter with energy": ", ".join(sorted(e - w)) or "none",
+                            "enter with energy": ", ".join(f"{x.adaptation} ({x.verdict})" for x in entries) or "none",
                             "leave with energy": ", ".join(sorted(w - e)) or "none"})
+        entry_rows += [{"hardware": hardware, "enters": x.adaptation, "beaten otherwise by": ", ".join(x.dominated_by),
+                        "its energy CI high (J)": x.energy_ci95_high, "their lowest energy CI low (J)":
+                        x.dominators_ci95_low, "verdict": x.verdict} for x in entries]
         trade_rows += [{"hardware": hardware, **t.__dict__} for t in tradeoffs]
-    pareto_html = table(pd.DataFrame(pareto_rows))
+    pareto_html = note + table(pd.DataFrame(pareto_rows))
+    if entry_rows:
+        pareto_html += "<p>An entry counts only when its energy interval lies below those of every configuration " \
+                       "that beats it on accuracy, cost and latency:</p>" + table(pd.DataFrame(entry_rows), 4)
     if trade_rows:
         pareto_html += "<p>Sensitivity: energy saved by each configuration energy brings in, against the " \
                        "most accurate configuration that beat it without energy.</p>" + table(pd.DataFrame(trade_rows), 3)
     if without:
-        pareto_html += image(plots.pareto_plot(summary, without, with_energy, folder), "pareto")
+        pareto_html += image(plots.pareto_plot(summary, without, with_energy, folder, figure_note), "pareto")
     sections.append(("Pareto sets with and without energy", pareto_html))
 
-    order = [(a, b, "distinguishable" if d else "intervals overlap: not an ordering")
+    verdicts = {True: "distinguishable", False: "intervals overlap: not an ordering",
+                None: "no interval (one trial, or not measured): not an ordering"}
+    order = [(a, b, verdicts[d])
              for _, g in summary.groupby("hardware") for a, b, d in analysis.distinguishable(g, analysis.ENERGY)] \
         if analysis.ENERGY in summary else []
-    sections.append(("Per adaptation: mean [95 % CI] over trials",
+    sections.append(("Per adaptation: mean [95 % CI] over measured trials", note +
                      table(_ci_table(summary)) + "<p>Neighbours by energy per request:</p>" +
                      table(pd.DataFrame(order, columns=["lower", "higher", "verdict"]))))
 
     carbon = carbon_table(summary, float(r.request_rate_rps), float(cfg.hardware.pue))
     regions = regions_table(summary, list(r.regions), float(r.request_rate_rps), float(cfg.hardware.pue))
-    carbon_html = (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: {html.escape(EQUIVALENTS_SOURCE)}."
-                   f"</p>{table(carbon, 3)}")
+    carbon_html = note + (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: "
+                          f"{html.escape(EQUIVALENTS_SOURCE)}.</p>{table(carbon, 3)}")
     if len(carbon):
-        carbon_html += image(plots.carbon_bars(carbon, folder), "emissions")
+        carbon_html += image(plots.carbon_bars(carbon, folder, figure_note), "emissions")
     carbon_html += "<p>The same energy in other regions (kg CO2e per year; CodeCarbon's offline national " \
                    f"averages, {html.escape('Our World in Data')}):</p>{table(regions, 3)}"
     sections.append(("Carbon", carbon_html))
@@ -104,6 +111,8 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     (folder / "report.html").write_text(page(title, sections, warnings))
     for w in warnings:
         console.print(f"[yellow]warning[/]: {w}")
+    for hardware, (_, sentence) in answers.items():
+        console.print(f"does energy change which configuration is best on {hardware}? {sentence}")
 
     tags = {**common_tags("report", ",".join(sorted(set(data["weights_kind"])))), "report": "true"}
     with tracked_run(client, experiment_id, f"report-{folder.name}", tags=tags) as run_id:
@@ -113,21 +122,23 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     return folder
 
 
-def _answer(summary: pd.DataFrame) -> str:
+def _answers(summary: pd.DataFrame) -> dict[str, tuple[int, str]]:
+    """Per hardware: (configurations, the answer's sentence)."""
     if analysis.ENERGY not in summary:
+        return {}
+    return {str(hardware): (len(group), analysis.answer(group)[1]) for hardware, group in summary.groupby("hardware")}
+
+
+def _answer_html(answers: dict[str, tuple[int, str]]) -> str:
+    if not answers:
         return "<p>No energy metrics in these runs.</p>"
-    parts = []
-    for hardware, group in summary.groupby("hardware"):
-        without, with_energy, _ = analysis.pareto_change(group)
-        entered = sorted(with_energy - without)
-        verdict = (f"yes: {', '.join(entered)} become Pareto-optimal only when energy counts" if entered else
-                   "no: the Pareto set over accuracy, cost and latency already holds every energy-optimal configuration")
-        parts.append(f"<li><b>{html.escape(str(hardware))}</b> ({len(group)} adaptations): {html.escape(verdict)}.</li>")
+    parts = [f"<li><b>{html.escape(hardware)}</b> ({n} configurations): {html.escape(sentence)}.</li>"
+             for hardware, (n, sentence) in answers.items()]
     return "<p>Does energy change which configuration is best?</p><ul>" + "".join(parts) + "</ul>"
 
 
 def _ci_table(summary: pd.DataFrame) -> pd.DataFrame:
-    out = summary[["hardware", "adaptation", "n", "energy_source"]].copy()
+    out = summary[["hardware", "adaptation", "n", *[c for c in analysis.LABELS if c in summary]]].copy()
     for metric in METRICS:
         if metric in summary:
             out[metric] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(lo) else f"{m:.4g}"
