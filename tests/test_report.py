@@ -156,7 +156,7 @@ def test_a_report_on_a_study_says_which_figures_are_composed_estimated_or_unlabe
 
     from rich.console import Console
 
-    composed = {"evaluator": "profile", "energy_source": "estimate"}
+    composed = {"evaluator": "profile", "energy_source": "estimate,rapl"}  # each stage profile's meter
     trials = [{"tags": tags, "params": stage_params(replicas),
                "metrics": {**dict(zip(METRICS, values)), "cost_usd_per_1k": values[1] * 0.01, "sla_attainment": 1.0}}
               for tags, replicas, values in [(composed, 1, (0.3, 2, 0.5, 2.0)), (composed, 2, (0.3, 3, 0.4, 1.0)),

@@ -27,9 +27,14 @@ def _count(frame: pd.DataFrame, column: str, test) -> int:
     return int(frame[column].astype(str).map(test).sum()) if column in frame else 0
 
 
+def _names(label: str) -> list[str]:
+    """The names in one label: trials and summaries join several with ',' (a composed trial takes each stage
+    profile's meter), composite meters with '+' (`nvml+rapl`)."""
+    return label.replace(",", "+").split("+")
+
+
 def _has(frame: pd.DataFrame, column: str, value: str) -> bool:
-    """Whether any row names `value` in `column` (summaries join labels with ',', composite meters with '+')."""
-    return _count(frame, column, lambda text: value in text.replace(",", "+").split("+")) > 0
+    return _count(frame, column, lambda label: value in _names(label)) > 0
 
 
 def warnings(trials: pd.DataFrame) -> list[str]:
@@ -43,7 +48,7 @@ def warnings(trials: pd.DataFrame) -> list[str]:
     if unknown:
         out.append(f"{unknown} of {n} trials carry no evaluator tag (a store older than the tag): whether their "
                    "figures are composed from profiles or measured is unknown")
-    estimated = _count(trials, "energy_source", lambda s: ESTIMATE in s.split("+"))
+    estimated = _count(trials, "energy_source", lambda label: ESTIMATE in _names(label))
     if estimated:
         out.append(f"{estimated} of {n} trials have estimated energy: {ESTIMATE_NOTE}; correlations with cost or "
                    "latency say nothing about measured power. Measure with RAPL or NVML for that")
