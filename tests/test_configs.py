@@ -125,18 +125,19 @@ def test_argv_normalization_lets_hydra_options_follow_mlproject_parameters():
     from sustainable_ipa.cli import normalize_argv
 
     argv = ["adaptation=default", "trial=default", "-m", "adaptation=a,b", "trial.requests=2"]
-    assert normalize_argv(argv) == ["-m", "trial=default", "adaptation=a,b", "trial.requests=2"]
+    assert normalize_argv(argv) == ["trial=default", "adaptation=a,b", "trial.requests=2", "-m"]
 
 
 def test_argv_normalization_keeps_each_hydra_option_with_its_value():
     from sustainable_ipa.cli import normalize_argv
 
     argv = ["trial.requests=4", "--cfg", "job", "-p", "trial", "--info", "config", "-m", "trial.seed=1"]
-    assert normalize_argv(argv) == ["--cfg", "job", "-p", "trial", "--info", "config", "-m",
-                                    "trial.requests=4", "trial.seed=1"]
-    # `--info` also stands alone: the override after it is not its value (argparse would take it for the topic)
-    assert normalize_argv(["--info", "trial.seed=1"]) == ["--info=all", "trial.seed=1"]
-    assert normalize_argv(["trial.seed=1", "-i"]) == ["--info=all", "trial.seed=1"]
+    assert normalize_argv(argv) == ["trial.requests=4", "trial.seed=1", "--cfg", "job", "-p", "trial", "--info",
+                                    "config", "-m"]
+    # a bare `--info` (mlflow's hydra_options="trial.seed=1 --info") stays last, where no override follows it
+    assert normalize_argv(["adaptation=default", "trial.seed=1", "-i"]) == ["adaptation=default", "trial.seed=1", "-i"]
+    # what Hydra's own parser refuses goes to Hydra untouched, for its own message
+    assert normalize_argv(["--info", "nonsense", "trial.seed=1"]) == ["--info", "nonsense", "trial.seed=1"]
 
 
 def test_group_checks_read_sweeps_with_hydras_grammar(capsys):

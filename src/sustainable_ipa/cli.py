@@ -15,47 +15,39 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-# Hydra's own options that take a value (hydra/_internal/utils.py, get_args_parser); `--info` takes one only when the
-# next word names a topic, else it stands alone.
-_OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                       "--config-dir", "-cd", "--experimental-rerun"}
-_INFO = {"--info", "-i"}
-_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-_CONFIGS_ELSEWHERE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+_CONFIGS_ELSEWHERE = ("config_path", "config_name", "config_dir")
 
 
-def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Hydra's options, each followed by its value, and the overrides, each in the order given. A bare `--info` is
-    written `--info=all` (what it means): put before an override, argparse would take the override for its topic."""
-    options: list[str] = []
-    overrides: list[str] = []
-    args = iter(range(len(argv)))
-    for i in args:
-        arg = argv[i]
-        if not arg.startswith("-"):
-            overrides.append(arg)
-            continue
-        following = argv[i + 1] if i + 1 < len(argv) else None
-        if arg in _INFO and following not in _INFO_TOPICS:
-            options.append("--info=all")
-            continue
-        options.append(arg)
-        if following is not None and (arg in _OPTIONS_WITH_VALUE or arg in _INFO):
-            options.append(following)
-            next(args)
-    return options, overrides
+def parse_hydra_argv(argv: list[str]):
+    """argv read by Hydra's own argument parser (options and overrides in any order), or None where Hydra would
+    refuse it: then Hydra's own message stands."""
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser  # the table `@hydra.main` parses with
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            parsed, _ = get_args_parser().parse_known_intermixed_args(argv)
+    except SystemExit:
+        return None
+    return parsed
 
 
 def check_group_choices(argv: list[str]) -> None:
-    """`adaptation=nope` gets one line listing the options (Hydra's own message is several lines long). Values are
-    read with Hydra's override grammar: `a,b`, `choice(a,b)` and `glob(…)` sweeps are checked choice by choice."""
+    """`adaptation=nope` gets one line listing the options (Hydra's own message is a dozen lines: the options, its
+    config search path, a hint about HYDRA_FULL_ERROR). argv is read with Hydra's own parser and override grammar:
+    `a,b`, `choice(a,b)` and `glob(…)` sweeps are checked choice by choice; whatever Hydra would refuse itself is
+    left to Hydra's message."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
-    flags, overrides = split_argv(argv)
-    elsewhere = _CONFIGS_ELSEWHERE & {f.partition("=")[0] for f in flags}
-    if elsewhere or any(o.startswith("hydra.searchpath") for o in overrides):
+    args = parse_hydra_argv(argv)
+    if args is None:
+        return  # Hydra refuses the command line itself
+    overrides = args.overrides
+    if any(getattr(args, key) for key in _CONFIGS_ELSEWHERE) or any(o.startswith("hydra.searchpath") for o in overrides):
         return  # configs from other folders may add options to a group: Hydra checks those choices itself
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -91,20 +83,32 @@ def _unquoted(value) -> str:
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
-    """Options first (each with its value), and a later `key=value` replaces an earlier one for the same key.
+    """For `mlflow run` only: the overrides first, a later `key=value` replacing an earlier one for the same key,
+    then Hydra's options, each with its value, as given.
 
     `mlflow run` builds `main.py adaptation={adaptation} … $(echo {hydra_options})`: options such as
-    `-m adaptation=a,b` then come after the parameters, which Hydra's argument parser rejects.
+    `-m adaptation=a,b` then come between overrides, which Hydra's argument parser rejects, and the same key may
+    come twice. Elsewhere argv goes to Hydra untouched.
     """
-    options, overrides = split_argv(argv)
+    args = parse_hydra_argv(argv)
+    if args is None:
+        return argv
+    overrides, pending = [], list(args.overrides)
+    options = []
+    for token in argv:  # the overrides, in order; what is left are the options with their values
+        if pending and token == pending[0]:
+            overrides.append(pending.pop(0))
+        else:
+            options.append(token)
     keys = [a.partition("=")[0] if "=" in a else None for a in overrides]
     kept = [a for i, a in enumerate(overrides) if keys[i] is None or keys[i] not in keys[i + 1:]]
-    return options + kept
+    return kept + options
 
 
-def hydra_entry(work: Callable) -> None:
+def hydra_entry(work: Callable, from_mlflow: bool | None = None) -> None:
     """Run `work(cfg)` under `@hydra.main` with the project's config: bad input → one line and exit 2;
-    Ctrl-C / SIGTERM → the open runs end KILLED and the process exits 130 / 143."""
+    Ctrl-C / SIGTERM → the open runs end KILLED and the process exits 130 / 143. `from_mlflow`: started by
+    `mlflow run` (default: it exported the id of the run it made), whose argv is normalised first."""
     import hydra
     from omegaconf import DictConfig
 
@@ -115,7 +119,8 @@ def hydra_entry(work: Callable) -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminate)
-    sys.argv[1:] = normalize_argv(sys.argv[1:])
+    if from_mlflow if from_mlflow is not None else "MLFLOW_RUN_ID" in os.environ:
+        sys.argv[1:] = normalize_argv(sys.argv[1:])
     check_group_choices(sys.argv[1:])
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
