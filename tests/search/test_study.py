@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from helpers import runs_by_status, store_overrides
 from sustainable_ipa.config import PROJECT_ROOT
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.search_job import search_job
+from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.search.study import MLFLOW_RUN_ATTR, TRIAL_RUN_ATTR
 
 TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
@@ -33,7 +36,7 @@ def search_cfg(make_cfg, tmp_path):
 
 
 def finished(outcome):
-    return [t for t in outcome.study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    return [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # none is pruned
 
 
 def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, client, tmp_path):
@@ -60,6 +63,48 @@ def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, clie
     assert len(client.search_runs([parent.info.experiment_id], filter_string="tags.adaptation = 'profiling'")) == 1
 
 
+# Threads and replicas 1 or 2 per stage: 16 core allocations, of which 1 fits 2 cores and 5 fit 3.
+CORE_KNOBS = ["search.space.detector.threads=[1,2]", "search.space.classifier.threads=[1,2]",
+              "search.space.detector.replicas=[1,2]", "search.space.classifier.replicas=[1,2]"]
+
+
+def test_a_2_core_study_spends_every_trial_on_a_configuration_that_fits(search_cfg, client):
+    # Suggested per stage, 15 of 16 draws would not fit and were pruned, counting toward n_trials.
+    for sampler in ("tpe", "nsga2", "gp", "random"):
+        cfg = search_cfg(*CORE_KNOBS, "hardware.cores=2", "search.n_trials=5", f"search.sampler={sampler}",
+                         f"search.study_name=two-cores-{sampler}")
+        outcome = search_job(cfg)
+        states = [t.state for t in outcome.study.trials]
+        assert states == [optuna.trial.TrialState.COMPLETE] * 5, sampler
+        space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, 2)
+        for trial in outcome.study.trials:
+            assert space.choice_from_params(trial.params).cores <= 2
+            params = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.params
+            assert sum(int(params[f"{stage}.threads"]) * int(params[f"{stage}.replicas"])
+                       for stage in ("detector", "classifier")) <= 2  # the run record says so too
+
+
+def test_bruteforce_enumerates_exactly_the_configurations_that_fit(search_cfg):
+    cfg = search_cfg(*CORE_KNOBS, "hardware.cores=3", "search.sampler=bruteforce", "search.n_trials=1000")
+    outcome = search_job(cfg)  # the sampler stops the study once the space is exhausted
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, 3)
+    fitting = space.all_choices()
+    assert len(fitting) == 8 * 5  # 8 variant and batch combinations × 5 allocations of at most 3 cores
+    assert [t.state for t in outcome.study.trials] == [optuna.trial.TrialState.COMPLETE] * len(fitting)
+    tried = [space.choice_from_params(t.params) for t in outcome.study.trials]
+    assert sorted(tried, key=repr) == sorted(fitting, key=repr)
+
+
+def test_trial_runs_say_which_evaluator_made_their_figures_and_where_energy_came_from(search_cfg, client, tmp_path):
+    outcome = search_job(search_cfg("search.n_trials=3"))
+    with open(tmp_path / "profiles" / "cpu.csv") as f:
+        sources = {row["energy_source"] for row in csv.DictReader(f)}
+    for trial in outcome.study.trials:
+        tags = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.tags
+        assert (tags["evaluator"], tags["figures"]) == ("profile", "composed")  # predictions, not measurements
+        assert tags["energy_source"] in sources
+
+
 def test_rerunning_resumes_without_losing_trials(search_cfg):
     first = search_job(search_cfg("search.n_trials=4"))
     before = [(t.number, t.params) for t in finished(first)]
@@ -80,6 +125,9 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
                                             filter_string=f"tags.mlflow.parentRunId = '{trial_run}'")
         assert pipeline_run.info.status == "FINISHED" and "energy_j_per_request" in pipeline_run.data.metrics
         assert trial.values[1] == pytest.approx(pipeline_run.data.metrics["energy_j_per_request"])
+        tags = client.get_run(trial_run).data.tags
+        assert (tags["evaluator"], tags["figures"]) == ("run", "measured")
+        assert tags["energy_source"] == pipeline_run.data.tags["energy_source"]
     assert not runs_by_status(client, "RUNNING")
 
 
@@ -177,9 +225,15 @@ def test_bad_search_input_is_one_clear_line_before_anything_is_profiled(search_c
     assert not list(tmp_path.glob("profiles/*.csv"))  # the minutes of profiling come after the checks
 
 
-def test_an_sla_nothing_meets_is_reported_and_trials_are_kept(search_cfg, client, tmp_path):
-    with pytest.raises(UserError, match="no trial of study 'video-cpu' meets the SLA"):
+def test_an_sla_nothing_meets_is_reported_with_what_the_trials_show_and_trials_are_kept(search_cfg, client,
+                                                                                        tmp_path):
+    with pytest.raises(UserError, match="no trial of study 'video-cpu' meets the SLA of 0.0001 s") as err:
         search_job(search_cfg("search.n_trials=3", "trial.sla_s=0.0001"))
+    message = str(err.value)
+    assert "3 of 3 trials completed" in message and "of the 16 configurations that fit tried" in message
+    assert re.search(r"best p99 \d[\d.e+-]* s \(trial \d: yolov5n b\d t1 r\d \+ resnet\d+ b\d t1 r1\)", message)
+    assert "Fix: run more trials (search.n_trials > 3) or raise trial.sla_s" in message  # all keep up at 0.5 rps
+    assert "\n" not in message
     study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= 1
     assert not runs_by_status(client, "RUNNING")
@@ -199,7 +253,7 @@ def test_two_workers_share_one_study(tmp_path, client):
     outputs = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
-    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert 12 <= len(done) <= 13  # both stop at 12; a trial already running when the count is reached may finish
     parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                  filter_string="tags.study_name = 'video-cpu' and attributes.run_name = 'study-video-cpu'")

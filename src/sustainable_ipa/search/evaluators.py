@@ -21,6 +21,10 @@ class Evaluator(Protocol):
         """Metrics of `choice` under the run-record names. `parent_run_id`: the trial's MLflow run, for an
         evaluator that makes runs of its own."""
 
+    def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:
+        """Tags for the trial's run after `evaluate`: `evaluator` (profile | run), `energy_source` and `figures`
+        (composed | measured), so that a report can tell predictions and estimates from measurements."""
+
 
 class ProfileEvaluator:
     """Composes metrics from stage profiles: no model runs, well under a millisecond per choice."""
@@ -43,6 +47,12 @@ class ProfileEvaluator:
                                                     self.intensity_g_per_kwh, self.pue)
         return metrics
 
+    def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:
+        sources = {self.profiles.get(stage, c.variant, c.batch_size, c.threads).energy_source
+                   for stage, c in choice.stages().items()}
+        # composed from stage profiles: a prediction of the pipeline, not a measurement of it
+        return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "composed"}
+
 
 class RunEvaluator:
     """Executes the pipeline: one real MLflow run per trial (one repetition), nested under the trial's run."""
@@ -63,3 +73,12 @@ class RunEvaluator:
             cfg.adaptation.name = f"search-{choice.detector.variant}-{choice.classifier.variant}"
             cfg.trial.repetitions = 1
         return run_job(cfg, outer_run_id=parent_run_id, nest_under_outer=True).metrics
+
+    def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.cfg.tracking.uri)
+        experiment_id = client.get_run(trial_run_id).info.experiment_id
+        runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trial_run_id}'")
+        sources = {r.data.tags.get("energy_source", "unknown") for r in runs} or {"unknown"}
+        return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "measured"}

@@ -32,10 +32,28 @@ class PipelineChoice:
     def cores(self) -> int:
         return sum(s.threads * s.replicas for s in self.stages().values())
 
+    def params(self) -> dict[str, object]:
+        """Every knob by its run-record name (`detector.variant`, `detector.threads`…)."""
+        return {f"{stage}.{key}": getattr(choice, key) for stage, choice in self.stages().items()
+                for key in ("variant", *KNOBS)}
+
     def overrides(self) -> list[str]:
         """Hydra overrides that run this choice with `src/main.py`."""
-        return [f"adaptation.{stage}.{key}={getattr(choice, key)}" for stage, choice in self.stages().items()
-                for key in ("variant", *KNOBS)]
+        return [f"adaptation.{name}={value}" for name, value in self.params().items()]
+
+
+# Where some combinations of threads and replicas exceed the cores, the study suggests one core `allocation`
+# (threads x replicas of every stage) among those that fit, as an index into them ordered by cores: every trial
+# fits, the distribution is fixed for the study (Optuna refuses choices that change from trial to trial, as a
+# per-stage knob limited by what the other stage took would), and neighbouring indices cost alike, which TPE and GP
+# can model (measured better than a categorical of the same allocations: bench/RESULTS.md). Where every
+# combination fits, threads and replicas stay per-stage knobs: nothing is wasted and each knob is modelled alone.
+ALLOCATION = "allocation"
+
+
+def allocation_label(threads_replicas: dict[str, tuple[int, int]]) -> str:
+    """`detector 1x2, classifier 1x1`: threads x replicas per stage."""
+    return ", ".join(f"{stage} {t}x{r}" for stage, (t, r) in threads_replicas.items())
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,33 @@ class SearchSpace:
         o = self.stages[stage]
         return [StageChoice(v, b, t, r) for v, b, t, r in
                 itertools.product(o["variants"], o["batch_size"], o["threads"], o["replicas"])]
+
+    def allocations(self) -> list[dict[str, tuple[int, int]]]:
+        """The core allocations (stage -> (threads, replicas)) that fit `max_cores`, fewest cores first."""
+        per_stage = [[(s, (t, r)) for t, r in itertools.product(o["threads"], o["replicas"])]
+                     for s, o in self.stages.items()]
+        fitting = [dict(combo) for combo in itertools.product(*per_stage)
+                   if self.max_cores is None or sum(t * r for _, (t, r) in combo) <= self.max_cores]
+        fitting.sort(key=lambda a: sum(t * r for t, r in a.values()))  # stable: the config's order within a count
+        return fitting
+
+    @property
+    def cores_bind(self) -> bool:
+        """Whether some combination of the stages' threads and replicas needs more than `max_cores`."""
+        combinations = 1
+        for o in self.stages.values():
+            combinations *= len(o["threads"]) * len(o["replicas"])
+        return len(self.allocations()) < combinations
+
+    def choice_from_params(self, params: dict) -> PipelineChoice:
+        """The configuration a trial's parameters name: variant and batch size per stage, and threads and replicas
+        per stage or the index of an allocation (`suggest` in search/study.py)."""
+        if ALLOCATION in params:
+            allocation = self.allocations()[params[ALLOCATION]]
+        else:
+            allocation = {stage: (params[f"{stage}.threads"], params[f"{stage}.replicas"]) for stage in self.stages}
+        return PipelineChoice(**{stage: StageChoice(params[f"{stage}.variant"], params[f"{stage}.batch_size"], *tr)
+                                 for stage, tr in allocation.items()})
 
     def all_choices(self, check_cores: bool = True) -> list[PipelineChoice]:
         choices = [PipelineChoice(d, c) for d, c in

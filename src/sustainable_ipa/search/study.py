@@ -29,7 +29,7 @@ from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
 from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
-from sustainable_ipa.search.space import PipelineChoice, SearchSpace, StageChoice
+from sustainable_ipa.search.space import ALLOCATION, PipelineChoice, SearchSpace, allocation_label
 from sustainable_ipa.search.storage import make_storage
 from sustainable_ipa.tracking.runs import ending_status, kill_run_tree, log, tracked_run
 
@@ -47,13 +47,15 @@ class StudyOutcome:
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> PipelineChoice:
-    stages = {}
-    for stage, options in space.stages.items():
-        stages[stage] = StageChoice(
-            trial.suggest_categorical(f"{stage}.variant", list(options["variants"])),
-            *(trial.suggest_categorical(f"{stage}.{knob}", list(options[knob]))
-              for knob in ("batch_size", "threads", "replicas")))
-    return PipelineChoice(**stages)
+    """Variant and batch size per stage, then threads and replicas: per stage where every combination fits the
+    cores, else one allocation among those that fit (`space.ALLOCATION`). Every trial fits."""
+    per_stage = ("variant", "batch_size") + (() if space.cores_bind else ("threads", "replicas"))
+    for stage, options in space.stages.items():  # in the order of the search before allocations: same draws
+        for knob in per_stage:
+            trial.suggest_categorical(f"{stage}.{knob}", list(options["variants" if knob == "variant" else knob]))
+    if space.cores_bind:
+        trial.suggest_int(ALLOCATION, 0, len(space.allocations()) - 1)  # ordered by cores: an ordinal scale
+    return space.choice_from_params(trial.params)
 
 
 def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
@@ -70,13 +72,28 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
         study.set_user_attr("objectives", [o.name for o in objectives])
     elif names != [o.name for o in objectives]:
         raise UserError(f"study '{cfg.search.study_name}' optimises {names}", "pass a new search.study_name")
+    # What the threads and replicas parameters mean depends on the cores (`suggest`): a study keeps its own.
+    cores = available_cores(cfg.hardware)
+    allocations = [allocation_label(a) for a in
+                   SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, cores).allocations()]
+    stored_cores = study.user_attrs.get("max_cores")
+    if stored_cores is None and study.get_trials(deepcopy=False):
+        raise UserError(f"study '{cfg.search.study_name}' was made by an older search (it pruned configurations "
+                        "over the cores)", "pass a new search.study_name")
+    if stored_cores is None:
+        study.set_user_attr("max_cores", cores)
+        study.set_user_attr(ALLOCATION, allocations)
+    elif study.user_attrs.get(ALLOCATION) != allocations:
+        raise UserError(f"study '{cfg.search.study_name}' allocates {stored_cores} cores among other threads and "
+                        f"replicas than this space on {cores} cores",
+                        f"pass a new search.study_name, or hardware.cores={stored_cores} and its space")
     return study
 
 
 def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, experiment_id: str,
               console: Console | None = None) -> StudyOutcome:
-    """Run the study until it holds `search.n_trials` finished trials, counting those of earlier or concurrent
-    workers: rerunning the same command resumes it."""
+    """Run the study until it holds `search.n_trials` completed trials, counting those of earlier or concurrent
+    workers: rerunning the same command resumes it. Every trial fits the cores (`suggest`), so each one counts."""
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
@@ -90,12 +107,11 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
 
         def objective(trial: optuna.Trial):
             choice = suggest(trial, space)
-            if space.max_cores is not None and choice.cores > space.max_cores:
-                raise optuna.TrialPruned(f"needs {choice.cores} cores of {space.max_cores}")
             with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
                              tags={"study_name": study.study_name}) as run_id:
                 trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
                 metrics = evaluator.evaluate(choice, run_id)
+                log(client, run_id, tags=evaluator.labels(choice, run_id))
                 missing = [o.metric for o in objectives if _metric(metrics, o.metric) is None]
                 if missing:
                     raise UserError(f"evaluator '{evaluator.name}' gives no {', '.join(missing)}",
@@ -105,12 +121,12 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                 for name, value in metrics.items():
                     trial.set_user_attr(name, value)
                 values = [_metric(metrics, o.metric) for o in objectives]
-                log(client, run_id, params={"trial": trial.number, **trial.params},
+                log(client, run_id, params={"trial": trial.number, **choice.params()},
                     metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation,
                              **{f"objective_{o.name}": v for o, v in zip(objectives, values)}})
             return values
 
-        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        finished = (optuna.trial.TrialState.COMPLETE,)  # every trial fits: none is pruned
         done = len(study.get_trials(deepcopy=False, states=finished))
         remaining = max(int(cfg.search.n_trials) - done, 0)
         with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
@@ -125,15 +141,14 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
         pareto = feasible_pareto(study)
         parent.follow()
         if not pareto:
-            raise UserError(f"no trial of study '{study.study_name}' meets the SLA of {cfg.trial.sla_s} s",
-                            "raise trial.sla_s, lower search.load_rps, or widen search.space")
-        client.log_text(parent.run_id, pareto_csv(pareto, objectives), "pareto.csv")
+            raise no_trial_meets_sla(study, space, float(cfg.trial.sla_s), float(cfg.search.load_rps))
+        client.log_text(parent.run_id, pareto_csv(pareto, objectives, space), "pareto.csv")
         log(client, parent.run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
         with tempfile.TemporaryDirectory() as folder:
             names = [o.name for o in objectives]
             for path in [*plot_pareto(study, names, Path(folder)), plot_hypervolume(study, Path(folder))]:
                 client.log_artifact(parent.run_id, str(path), "plots")
-    console.print(pareto_table(pareto, objectives))
+    console.print(pareto_table(pareto, objectives, space))
     return StudyOutcome(study, objectives, parent.run_id, pareto)
 
 
@@ -247,12 +262,47 @@ def feasible_pareto(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: t.number)  # Optuna excludes infeasible trials here
 
 
-def pareto_rows(pareto, objectives) -> list[dict]:
-    return [{"trial": t.number, **t.params, **{o.name: v for o, v in zip(objectives, t.values)}} for t in pareto]
+def no_trial_meets_sla(study: optuna.Study, space: SearchSpace, sla_s: float, load_rps: float) -> UserError:
+    """The error for a study with no trial within the SLA, naming what the trials show rather than every fix."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    problem = (f"no trial of study '{study.study_name}' meets the SLA of {sla_s:g} s: {len(complete)} of {len(trials)} "
+               "trials completed")
+    if not complete:
+        return UserError(problem, "see why the trials failed (optuna-dashboard, or the trial runs in MLflow)")
+    space_size = len(space.all_choices())
+    tried = len({tuple(sorted(t.params.items())) for t in complete})
+    p99_s = {t.number: _metric(t.user_attrs, "latency_p99_s") for t in complete}
+    best = min(complete, key=lambda t: p99_s[t.number] if p99_s[t.number] is not None else math.inf)
+    best_p99 = "unknown" if p99_s[best.number] is None else f"{p99_s[best.number]:.3g} s"
+    problem += (f", {tried} of the {space_size} configurations that fit tried; best p99 {best_p99} "
+                f"(trial {best.number}: {describe(space.choice_from_params(best.params))})")
+    fastest_rps = max((_metric(t.user_attrs, "throughput_rps") or 0.0 for t in complete))
+    if fastest_rps < load_rps:
+        problem += f"; none keeps up with {load_rps:g} rps (the fastest serves {fastest_rps:.3g} rps)"
+    if tried >= space_size:
+        fix = ("no configuration of search.space meets it on these cores: raise trial.sla_s, lower search.load_rps, "
+               "widen search.space or allow more hardware.cores")
+    elif fastest_rps < load_rps:
+        fix = (f"run more trials (search.n_trials > {len(complete)}), lower search.load_rps, "
+               "or allow more hardware.cores")
+    else:
+        fix = f"run more trials (search.n_trials > {len(complete)}) or raise trial.sla_s"
+    return UserError(problem, fix)
 
 
-def pareto_csv(pareto, objectives) -> str:
-    rows = pareto_rows(pareto, objectives)
+def describe(choice: PipelineChoice) -> str:
+    """`yolov5n b1 t1 r2 + resnet18 b4 t1 r1`"""
+    return " + ".join(f"{c.variant} b{c.batch_size} t{c.threads} r{c.replicas}" for c in choice.stages().values())
+
+
+def pareto_rows(pareto, objectives, space: SearchSpace) -> list[dict]:
+    return [{"trial": t.number, **space.choice_from_params(t.params).params(),
+             **{o.name: v for o, v in zip(objectives, t.values)}} for t in pareto]
+
+
+def pareto_csv(pareto, objectives, space: SearchSpace) -> str:
+    rows = pareto_rows(pareto, objectives, space)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -260,13 +310,11 @@ def pareto_csv(pareto, objectives) -> str:
     return buffer.getvalue()
 
 
-def pareto_table(pareto, objectives) -> Table:
+def pareto_table(pareto, objectives, space: SearchSpace) -> Table:
     table = Table(title=f"Pareto set ({len(pareto)} configurations meeting the SLA)")
     for column in ["trial", "detector", "classifier", *(o.name for o in objectives)]:
         table.add_column(column)
     for t in pareto:
-        p = t.params
-        det = f"{p['detector.variant']} b{p['detector.batch_size']} t{p['detector.threads']} r{p['detector.replicas']}"
-        cls = f"{p['classifier.variant']} b{p['classifier.batch_size']} t{p['classifier.threads']} r{p['classifier.replicas']}"
+        det, cls = describe(space.choice_from_params(t.params)).split(" + ")
         table.add_row(str(t.number), det, cls, *(f"{v:.4g}" for v in t.values))
     return table
