@@ -1,7 +1,8 @@
 """Benchmarks of the pipeline runner, each a ratio against a baseline measured in the same process.
 
-1. Throughput: this runner vs the loop a user would write (ultralytics `predict` per frame, then torchvision per
-   crop), same adaptation, same frames.
+1. Throughput: this runner (a worker process per replica) vs the loop a user would write (ultralytics `predict` per
+   frame, then torchvision per crop), same adaptation, same frames; and vs the same runner with replica threads in
+   one process (`isolation="threads"`, the runner before stage isolation), in the same rounds.
 2. Orientation: a detector batch of portrait and landscape frames as one square vs a sub-batch per orientation.
 3. Achieved FLOP rate of the heavy variants as a fraction of this machine's fp32 matmul rate (2 FLOPs per
    multiply-add), contiguous vs channels_last.
@@ -71,17 +72,23 @@ def bench_throughput(adaptation: str, rounds: int, requests: int, cores: int) ->
 
     frame_s, crop_s = stage_costs_s()
     detector_replicas, classifier_replicas = split_cores(cores, frame_s, crops * crop_s)
-    runner = PipelineRunner(detector, classifier, StageSettings(a.detector.batch_size, 1, detector_replicas),
-                            StageSettings(a.classifier.batch_size, 1, classifier_replicas),
-                            crops_from_ground_truth=True)
+    detector_settings = StageSettings(a.detector.batch_size, 1, detector_replicas)
+    classifier_settings = StageSettings(a.classifier.batch_size, 1, classifier_replicas)
+    runners = {isolation: PipelineRunner(detector, classifier, detector_settings, classifier_settings,
+                                         crops_from_ground_truth=True, isolation=isolation)
+               for isolation in ("processes", "threads")}
     yolo = YOLO(f"{a.detector.variant}.yaml")
     naive_classifier = get_model(a.classifier.variant, weights=None).eval()
     transform = get_model_weights(a.classifier.variant)["IMAGENET1K_V1"].transforms()
-    runner.run(frames[:2 * cores], np.zeros(2 * cores))  # warm-up both
+    for runner in runners.values():  # warm-up: both runners (the workers start here), then the naive loop
+        runner.run(frames[:2 * cores], np.zeros(2 * cores))
     naive_loop(yolo, naive_classifier, transform, frames[:2], cores)
     rows = []  # per round, all against that round's naive loop: the machine's speed drifts between rounds
-    for _ in range(rounds):
-        runner_rps = requests / runner.run(frames, np.zeros(len(frames))).duration_s
+    for i in range(rounds):
+        # alternating order within a round: neither runner always runs right after the naive loop
+        order = ("processes", "threads") if i % 2 == 0 else ("threads", "processes")
+        rps = {isolation: requests / runners[isolation].run(frames, np.zeros(len(frames))).duration_s
+               for isolation in order}
         naive_rps = requests / naive_loop(yolo, naive_classifier, transform, frames, cores)
         frame_s, crop_s = stage_costs_s()
         # The most any runner could get out of these cores with this batching: every core busy all the time at
@@ -89,19 +96,28 @@ def bench_throughput(adaptation: str, rounds: int, requests: int, cores: int) ->
         bound_rps = cores / (frame_s + crops * crop_s)
         # ... and the most with cores owned by stages (IPA's allocation): the slower stage's rate.
         slower_stage_rps = min(detector_replicas / frame_s, classifier_replicas / (crops * crop_s))
-        rows.append({"runner": runner_rps, "naive": naive_rps, "ratio": runner_rps / naive_rps,
-                     "bound": bound_rps / naive_rps, "slower stage": slower_stage_rps / naive_rps,
-                     "reached": runner_rps / slower_stage_rps, "frame_ms": frame_s * 1e3, "crop_ms": crop_s * 1e3})
+        rows.append({"runner": rps["processes"], "threads": rps["threads"], "naive": naive_rps,
+                     "ratio": rps["processes"] / naive_rps, "threads ratio": rps["threads"] / naive_rps,
+                     "vs threads": rps["processes"] / rps["threads"], "bound": bound_rps / naive_rps,
+                     "slower stage": slower_stage_rps / naive_rps, "reached": rps["processes"] / slower_stage_rps,
+                     "frame_ms": frame_s * 1e3, "crop_ms": crop_s * 1e3})
+    for runner in runners.values():
+        runner.close()
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
+    def per_round(key: str) -> str:
+        return ", ".join(f"{r[key]:.2f}" for r in rows)
+
     print(f"throughput  adaptation={a.name} ({a.detector.variant} b{a.detector.batch_size} × {detector_replicas} + "
           f"{a.classifier.variant} b{a.classifier.batch_size} × {classifier_replicas} replicas of one thread, "
           f"{cores} cores), {requests} requests, {rounds} rounds; medians of per-round figures")
-    print(f"  runner  {med('runner'):.2f} req/s; naive {med('naive'):.2f} req/s ({cores} threads)")
-    per_round = ", ".join(f"{r['ratio']:.2f}" for r in rows)
-    print(f"  ratio   {med('ratio'):.2f}x  (per round: {per_round})")
+    print(f"  runner  {med('runner'):.2f} req/s (worker processes); replica threads {med('threads'):.2f} req/s; "
+          f"naive {med('naive'):.2f} req/s ({cores} threads)")
+    print(f"  ratio   {med('ratio'):.2f}x naive (per round: {per_round('ratio')}); replica threads "
+          f"{med('threads ratio'):.2f}x (per round: {per_round('threads ratio')})")
+    print(f"  processes / threads {med('vs threads'):.2f}x (per round: {per_round('vs threads')})")
     print(f"  bound   {med('bound'):.2f}x naive: {cores} cores never idle at {med('frame_ms'):.0f} ms per frame "
           f"(b{a.detector.batch_size}) + {crops:.1f} × {med('crop_ms'):.0f} ms per crop (b{a.classifier.batch_size}), "
           f"one thread each")

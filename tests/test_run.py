@@ -11,7 +11,7 @@ from helpers import runs_by_status
 
 LATENCY = ["latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s"]
 CONTRACT = ["accuracy_reference", *LATENCY, "detector_batch_s", "classifier_batch_s", "throughput_rps",
-            "sla_attainment", "cost_cores", "cost_usd_per_1k"]
+            "sla_attainment", "cost_cores", "cost_usd_per_1k", "cpu_detector_s", "cpu_classifier_s"]
 
 
 def test_one_run_records_the_contract(make_cfg, client):

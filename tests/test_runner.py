@@ -1,7 +1,10 @@
-"""The runner's batching, replicas and per-request timestamps, with fake stages so the tests are fast."""
+"""The runner's batching, replicas and per-request timestamps, with fake stages so the tests are fast. Stages run in
+worker processes unless a test says `isolation="threads"`: what a fake records in itself stays in its worker, so the
+tests read the trial's result instead."""
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
 
 
 class FakeDetector:
-    """Finds `boxes_per_frame` boxes in every frame; records the batch sizes it saw."""
+    """Finds `boxes_per_frame` boxes in every frame; records the batch sizes it saw (in its own process)."""
 
     def __init__(self, boxes_per_frame=2, delay_s=0.0, fail=False):
         self.boxes_per_frame, self.delay_s, self.fail = boxes_per_frame, delay_s, fail
@@ -63,64 +66,114 @@ def test_batch_queue_waits_for_a_full_batch():
     assert got == [[1, 2, 3]]
 
 
-def test_runner_batches_each_stage_and_timestamps_every_request():
-    det, cls = FakeDetector(boxes_per_frame=3), FakeClassifier()
-    runner = PipelineRunner(det, cls, StageSettings(4, 1, 1), StageSettings(5, 1, 1))
-    result = runner.run(frames(10), np.zeros(10))
-    assert det.batch_sizes == [4, 4, 2]
-    assert sum(cls.batch_sizes) == 30 and max(cls.batch_sizes) == 5
+def batch_sizes(result, stage):
+    return [b.size for b in result.batches if b.stage == stage]
+
+
+def gone(pids, within_s=10.0):
+    """Whether every process in `pids` has ended (the forkserver reaps workers, so an ended one leaves no trace)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not [p for p in pids if Path(f"/proc/{p}").exists()]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("isolation", ["processes", "threads"])
+def test_runner_batches_each_stage_and_timestamps_every_request(isolation):
+    runner = PipelineRunner(FakeDetector(boxes_per_frame=3), FakeClassifier(), StageSettings(4, 1, 1),
+                            StageSettings(5, 1, 1), isolation=isolation)
+    with runner:
+        result = runner.run(frames(10), np.zeros(10))
+    assert batch_sizes(result, "detector") == [4, 4, 2]
+    assert sum(batch_sizes(result, "classifier")) == 30 and max(batch_sizes(result, "classifier")) == 5
     for r in result.requests:
         assert r.arrival_s <= r.detected_s <= r.finish_s
         assert r.crops == 3 and r.crop_classes == [8, 8, 8]  # 8-pixel-wide boxes
+        assert r.detections.shape == (3, 6)
     assert {b.stage for b in result.batches} == {"detector", "classifier"}
+    # a worker's clock is the parent's (CLOCK_MONOTONIC): its batches lie within the run
+    assert all(result.start_s <= b.start_s <= b.end_s <= result.end_s for b in result.batches)
+
+
+def test_a_runner_runs_again_and_its_workers_end_with_it():
+    runner = PipelineRunner(FakeDetector(boxes_per_frame=1), FakeClassifier(), StageSettings(2, 1, 1),
+                            StageSettings(2, 1, 1))
+    runner.start()
+    pids = runner.replicas.pids()
+    assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+    first, second = runner.run(frames(3), np.zeros(3)), runner.run(frames(5), np.zeros(5))
+    assert runner.replicas.pids() == pids  # the same workers, not new ones per run
+    assert [r.crops for r in first.requests] == [1] * 3 and [r.crops for r in second.requests] == [1] * 5
+    runner.close()
+    assert gone(pids)
 
 
 def test_requests_without_crops_finish_when_detected():
-    runner = PipelineRunner(FakeDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(2, 1, 1), StageSettings(2, 1, 1))
-    result = runner.run(frames(3), np.zeros(3))
+    with PipelineRunner(FakeDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(2, 1, 1),
+                        StageSettings(2, 1, 1)) as runner:
+        result = runner.run(frames(3), np.zeros(3))
     assert all(r.finish_s == r.detected_s and r.crops == 0 for r in result.requests)
 
 
 def test_replicas_are_parallel_workers():
+    with PipelineRunner(FakeDetector(delay_s=0.05), FakeClassifier(), StageSettings(1, 1, 2),
+                        StageSettings(2, 1, 1)) as runner:
+        result = runner.run(frames(8), np.zeros(8))
+    detectors = [r for r in result.replicas if r.stage == "detector"]
+    assert len({r.pid for r in detectors}) == 2 and not set(detectors[0].cores) & set(detectors[1].cores)
+    assert {b.replica for b in result.batches if b.stage == "detector"} == {0, 1}
+    assert sorted(batch_sizes(result, "detector")) == [1] * 8
+
+
+def test_replica_threads_share_the_work_too():
     det = FakeDetector(delay_s=0.05)
-    runner = PipelineRunner(det, FakeClassifier(), StageSettings(1, 1, 2), StageSettings(2, 1, 1))
+    runner = PipelineRunner(det, FakeClassifier(), StageSettings(1, 1, 2), StageSettings(2, 1, 1), isolation="threads")
     runner.run(frames(8), np.zeros(8))
     assert det.threads == {"detector-0", "detector-1"}
 
 
 def test_ground_truth_crops_replace_detections_when_asked():
     gt = [GroundTruthBox((0, 0, 20, 30), 1), GroundTruthBox((5, 5, 15, 15), 32)]
-    runner = PipelineRunner(FakeDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(2, 1, 1),
-                            StageSettings(4, 1, 1), crops_from_ground_truth=True)
-    result = runner.run(frames(2, gt), np.zeros(2))
+    with PipelineRunner(FakeDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(2, 1, 1),
+                        StageSettings(4, 1, 1), crops_from_ground_truth=True) as runner:
+        result = runner.run(frames(2, gt), np.zeros(2))
     assert [sorted(r.crop_classes) for r in result.requests] == [[10, 20], [10, 20]]
+
+
+def test_repeated_inputs_reach_the_worker_intact():
+    """Requests cycling over a dataset send each frame to a worker once per run; every request still gets its own."""
+    images = [np.full((40, 64 + 8 * i, 3), i, np.uint8) for i in range(3)]
+    dataset = [Frame(i + 1, f"f{i}", image, (GroundTruthBox((0, 0, image.shape[1], 10), 1),))
+               for i, image in enumerate(images)]
+    requests = [dataset[i % 3] for i in range(11)]
+    with PipelineRunner(FakeDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(2, 1, 1),
+                        StageSettings(3, 1, 1), crops_from_ground_truth=True) as runner:
+        for _ in range(2):  # the second run starts with an empty cache on both ends
+            result = runner.run(requests, np.zeros(len(requests)))
+            assert [r.crop_classes for r in result.requests] == [[64 + 8 * (i % 3)] for i in range(11)]
 
 
 def test_poisson_arrivals_are_respected_and_seeded():
     offsets = arrival_offsets_s(5, "poisson", 20.0, seed=3)
     assert offsets[0] == 0 and np.all(np.diff(offsets) > 0)
     assert np.array_equal(offsets, arrival_offsets_s(5, "poisson", 20.0, seed=3))
-    result = PipelineRunner(FakeDetector(), FakeClassifier(), StageSettings(1, 1, 1), StageSettings(2, 1, 1)).run(
-        frames(5), offsets)
+    with PipelineRunner(FakeDetector(), FakeClassifier(), StageSettings(1, 1, 1), StageSettings(2, 1, 1)) as runner:
+        runner.start()
+        result = runner.run(frames(5), offsets)
     arrivals = np.array([r.arrival_s for r in result.requests]) - result.requests[0].arrival_s
     assert np.allclose(arrivals, offsets, atol=0.03)
 
 
-def test_a_stage_error_reaches_the_caller():
-    runner = PipelineRunner(FakeDetector(fail=True), FakeClassifier(), StageSettings(1, 1, 1), StageSettings(1, 1, 1))
-    with pytest.raises(RuntimeError, match="exploded"):
+@pytest.mark.parametrize("isolation", ["processes", "threads"])
+def test_a_stage_error_reaches_the_caller_and_ends_the_workers(isolation):
+    runner = PipelineRunner(FakeDetector(fail=True), FakeClassifier(), StageSettings(1, 1, 1), StageSettings(1, 1, 1),
+                            isolation=isolation)
+    runner.start()
+    pids = runner.replicas.pids()
+    with pytest.raises(RuntimeError, match="exploded") as raised:
         runner.run(frames(3), np.zeros(3))
-
-
-def test_stage_threads_set_torch_threads_in_the_worker():
-    import torch
-
-    seen = []
-
-    class ThreadProbe(FakeDetector):
-        def __call__(self, images):
-            seen.append(torch.get_num_threads())
-            return super().__call__(images)
-
-    PipelineRunner(ThreadProbe(), FakeClassifier(), StageSettings(1, 2, 1), StageSettings(1, 1, 1)).run(frames(1), np.zeros(1))
-    assert seen == [2]
+    if isolation == "processes":
+        assert "raised in the worker of stage 'detector' replica 0" in "".join(raised.value.__notes__)
+        assert gone(pids)

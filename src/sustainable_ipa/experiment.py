@@ -26,6 +26,7 @@ from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
 from sustainable_ipa.models.weights import RANDOM, plan_weights
+from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
 from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
 from sustainable_ipa.progress import progress_bar
@@ -114,6 +115,7 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
 
     validate(cfg)
     dataset = load_dataset(cfg.dataset)
+    replicas.prestart()  # the stage workers' forkserver imports torch and the models while the models are built
     adaptation, stages = cfg.adaptation, list(cfg.pipeline.stages)
     plan = plan_weights(cfg.weights, cfg.weights_dir, adaptation.detector.variant, adaptation.classifier.variant)
     if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
@@ -169,6 +171,9 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
     per_repetition: list[dict[str, float]] = []
     child_ids: list[str] = []
     with ExitStack() as stack:
+        stack.callback(job.runner.close)  # the stage workers end with the job, however it ends
+        with console.status("starting the stage workers"):
+            job.runner.start()  # before the idle baseline: the workers load their stage, then wait idle
         with console.status("energy: taking the machine lock and the idle baseline"):
             energy = stack.enter_context(EnergySession(cfg.energy, cfg.hardware,
                                                        lambda line: console.print(f"[yellow]warning[/]: {line}")))
@@ -214,7 +219,7 @@ def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: Energ
     metrics = trial_metrics(result, ctx, measure_accuracy=job.measured)
     m = window.measurement
     metrics.update(energy_metrics(m.total_j, m.energy_j, m.duration_s, energy.idle_power_w, len(result.requests),
-                                  metrics["latency_mean_s"], result.stage_core_s(),
+                                  metrics["latency_mean_s"], result.stage_cpu_s(),
                                   energy.carbon_intensity_g_per_kwh, energy.pue))
     if window.cross_check is not None and m.total_j > 0:
         metrics["meter_agreement_ratio"] = window.cross_check.total_j / m.total_j  # CodeCarbon ÷ RAPL

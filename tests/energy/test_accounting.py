@@ -19,7 +19,7 @@ from sustainable_ipa.metrics.energy import energy_metrics
 
 def test_idle_subtraction_and_the_record():
     m = energy_metrics(total_j=300.0, domains_j={"cpu": 250.0, "dram": 50.0}, duration_s=10.0, idle_power_w=20.0,
-                       requests_served=50, latency_mean_s=0.5, stage_core_s={"detector": 6.0, "classifier": 2.0},
+                       requests_served=50, latency_mean_s=0.5, stage_cpu_s={"detector": 6.0, "classifier": 2.0},
                        carbon_intensity_g_per_kwh=360.0, pue=1.5)
     assert m["energy_j_total"] == 300.0 and m["power_w_mean"] == 30.0
     assert m["energy_j_active"] == pytest.approx(100.0)  # 300 J − 20 W × 10 s
@@ -48,7 +48,7 @@ def test_energy_per_request_does_not_depend_on_batch_size():
 
         meter = CounterMeter(reader, start_polling=False)
         runner = PipelineRunner(CountingDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(batch, 1, 1),
-                                StageSettings(batch, 1, 1))
+                                StageSettings(batch, 1, 1), isolation="threads")  # the fake counts joules in this process
         meter.begin_window("trial")
         result = runner.run(frames(16), np.zeros(16))
         m = meter.end_window("trial")

@@ -28,6 +28,8 @@ def test_estimated_energy_is_recorded_and_labelled(make_cfg, client):
     assert m["energy_j_active"] == pytest.approx(m["energy_j_total"] - m["idle_power_w"] * m["energy_j_total"] / m["power_w_mean"])
     assert m["energy_j_per_request"] == pytest.approx(m["energy_j_active"] / 3)
     assert m["energy_detector_j"] + m["energy_classifier_j"] == pytest.approx(m["energy_j_active"])
+    cpu_s = m["cpu_detector_s"] + m["cpu_classifier_s"]  # the split is by the CPU time measured in each stage's workers
+    assert m["energy_detector_j"] == pytest.approx(m["energy_j_active"] * m["cpu_detector_s"] / cpu_s)
     assert {"power.csv", "power.png"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
     pm = parent.data.metrics
     assert "energy_j_per_request_cv" in pm and "energy_j_per_request_ci95_low" in pm

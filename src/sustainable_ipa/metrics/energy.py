@@ -13,20 +13,21 @@ def active_energy_j(total_j: float, idle_power_w: float, duration_s: float) -> f
 
 
 def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: float, idle_power_w: float,
-                   requests_served: int, latency_mean_s: float, stage_core_s: dict[str, float],
+                   requests_served: int, latency_mean_s: float, stage_cpu_s: dict[str, float],
                    carbon_intensity_g_per_kwh: float, pue: float) -> dict[str, float]:
     """The trial's energy record from one measurement window around its measured requests.
 
     total_j: as measured over the window, idle included. Active energy subtracts the idle baseline over the same
-    duration; it is not clamped at zero, so a noisy baseline shows instead of hiding. Stage energies split the
-    active energy by the cores × seconds each stage kept busy: machine-wide counters cannot tell two concurrently
-    running stages apart.
+    duration; it is not clamped at zero, so a noisy baseline shows instead of hiding. Machine-wide counters cannot
+    tell two concurrently running stages apart, so stage energies split the active energy by `stage_cpu_s`: the CPU
+    seconds the OS counted in each stage's worker processes (`TrialResult.stage_cpu_s`). The runner's own share
+    (moving items between stages, in the parent) is split in the same proportion.
     """
     from sustainable_ipa.energy.carbon import emissions_g
 
     active_j = active_energy_j(total_j, idle_power_w, duration_s)
     per_request_j = active_j / requests_served
-    busy = sum(stage_core_s.values())
+    busy = sum(stage_cpu_s.values())
     out = {
         "energy_j_total": total_j,
         "power_w_mean": total_j / duration_s if duration_s > 0 else float("nan"),
@@ -38,8 +39,8 @@ def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: floa
         "emissions_g_per_1k": emissions_g(per_request_j * 1000.0, carbon_intensity_g_per_kwh, pue),
         "energy_delay_j_s": per_request_j * latency_mean_s,
     }
-    for stage, core_s in stage_core_s.items():
-        out[f"energy_{stage}_j"] = active_j * core_s / busy if busy > 0 else float("nan")
+    for stage, cpu_s in stage_cpu_s.items():
+        out[f"energy_{stage}_j"] = active_j * cpu_s / busy if busy > 0 else float("nan")
     for domain, joules in domains_j.items():
         out[f"energy_{domain}_j"] = joules
     return out

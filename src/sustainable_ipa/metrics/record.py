@@ -45,10 +45,10 @@ def trial_metrics(result: TrialResult, ctx: TrialContext, measure_accuracy: bool
         "duration_s": span_s,
         "crops_per_request": float(np.mean([r.crops for r in requests])),
     }
-    for stage in ("detector", "classifier"):
-        durations = [b.duration_s for b in result.batches if b.stage == stage]
-        if durations:
-            metrics[f"{stage}_batch_s"] = float(np.mean(durations))
+    for stage in dict.fromkeys(b.stage for b in result.batches):
+        metrics[f"{stage}_batch_s"] = float(np.mean([b.duration_s for b in result.batches if b.stage == stage]))
+    for stage, cpu_s in result.stage_cpu_s().items():
+        metrics[f"cpu_{stage}_s"] = cpu_s  # measured by the OS in the stage's worker processes
     if measure_accuracy and ctx.annotations is not None:
         results = detections_json(result, ctx.coco_ids)
         image_ids = sorted({r.frame.image_id for r in requests})

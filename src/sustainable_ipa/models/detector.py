@@ -93,13 +93,25 @@ def decode_one_shape_at_a_time(head) -> None:
     """Replicas share one model, and its Detect head caches anchors for the last input shape on the module: a
     replica could decode with another shape's anchors (a size-mismatch crash). Decoding, a few milliseconds of the
     forward, is serialised; the backbone still runs in parallel."""
-    decode, lock = head._get_decode_boxes, threading.Lock()
+    head._get_decode_boxes = SerialDecode(head)
 
-    def decode_locked(x):
-        with lock:
-            return decode(x)
 
-    head._get_decode_boxes = decode_locked
+class SerialDecode:
+    """The head's own box decoding under a lock. Picklable, so that the model can go to a worker process (which
+    gets a lock of its own)."""
+
+    def __init__(self, head):
+        self.head, self.lock = head, threading.Lock()
+
+    def __call__(self, x):
+        with self.lock:
+            return type(self.head)._get_decode_boxes(self.head, x)
+
+    def __getstate__(self) -> dict:
+        return {"head": self.head}
+
+    def __setstate__(self, state: dict) -> None:
+        self.head, self.lock = state["head"], threading.Lock()
 
 
 def orientation_groups(frame_shapes: list[tuple[int, int]]) -> list[list[int]]:

@@ -1,45 +1,57 @@
-"""Moves requests through detector → classifier with batching, replica threads and per-request timestamps."""
+"""Moves requests through a pipeline's stages with batching, replicas and per-request timestamps.
+
+Each replica runs in a worker process on cores of its own with its stage's torch thread count (`replicas.py`); the
+parent keeps the batch queues, one dispatching thread per replica and every request's record.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from sustainable_ipa.data import Frame
-from sustainable_ipa.models.classifier import crop
 from sustainable_ipa.pipeline.batching import BatchQueue
+from sustainable_ipa.pipeline.replicas import ReplicaReport, StageReplicas
+from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
+from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
 
-
-@dataclass(frozen=True)
-class StageSettings:
-    batch_size: int
-    threads: int  # torch intra-op threads of each replica
-    replicas: int  # worker threads of the stage, each taking whole batches
+__all__ = ["BatchTiming", "PipelineRunner", "ReplicaReport", "RequestRecord", "StageRunner", "StageSettings",
+           "StageSpec", "TrialResult"]
 
 
 @dataclass
 class RequestRecord:
     request_id: int
-    frame: Frame = field(repr=False)
+    frame: object = field(repr=False)  # the request's input: the first stage's item (a Frame in the video pipeline)
     arrival_s: float = float("nan")
-    detected_s: float = float("nan")
     finish_s: float = float("nan")
-    detections: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32), repr=False)
-    crop_classes: list[int] = field(default_factory=list)
-    pending_crops: int = 0
+    outputs: dict[str, list] = field(default_factory=dict, repr=False)  # per stage, its items' outputs
+    stage_end_s: dict[str, float] = field(default_factory=dict)  # per stage, when its last item of the request was back
+    pending: int = 0  # items of this request still in some stage
+
+    @property
+    def latency_s(self) -> float:
+        return self.finish_s - self.arrival_s
+
+    # The video pipeline's names for its stages' outputs.
+    @property
+    def detections(self) -> np.ndarray:
+        return self.outputs.get(DETECTOR, [np.zeros((0, 6), np.float32)])[0]
+
+    @property
+    def crop_classes(self) -> list:
+        return self.outputs.get(CLASSIFIER, [])
 
     @property
     def crops(self) -> int:
         return len(self.crop_classes)
 
     @property
-    def latency_s(self) -> float:
-        return self.finish_s - self.arrival_s
+    def detected_s(self) -> float:
+        return self.stage_end_s.get(DETECTOR, float("nan"))
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,9 @@ class BatchTiming:
     size: int
     start_s: float
     end_s: float
-    threads: int = 1
+    threads: int = 1  # configured
+    cpu_s: float = float("nan")  # CPU time the worker process used on the batch, as the OS counts it
+    replica: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -56,7 +70,7 @@ class BatchTiming:
 
     @property
     def core_s(self) -> float:
-        """Cores held busy × time: what the stage's share of machine-wide energy is apportioned by."""
+        """Configured threads × wall time: what a stage's share could only be apportioned by without isolation."""
         return self.duration_s * self.threads
 
 
@@ -66,54 +80,81 @@ class TrialResult:
     batches: list[BatchTiming]
     start_s: float
     end_s: float
+    replicas: list[ReplicaReport] = field(default_factory=list)  # measured in each worker; none with threads
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
 
+    def stage_cpu_s(self) -> dict[str, float]:
+        """CPU seconds (core-seconds) each stage's worker processes used over the run, measured by the OS: batches,
+        and the threads' spinning between them. Empty for a run on replica threads, which the OS cannot tell apart."""
+        out: dict[str, float] = {}
+        for r in self.replicas:
+            out[r.stage] = out.get(r.stage, 0.0) + r.cpu_s
+        return out
+
     def stage_core_s(self) -> dict[str, float]:
+        """Configured threads × batch wall time per stage: an apportioning key, not a measurement."""
         out: dict[str, float] = {}
         for b in self.batches:
             out[b.stage] = out.get(b.stage, 0.0) + b.core_s
         return out
 
 
-class PipelineRunner:
-    """Runs one trial: a detector stage and a classifier stage, each with its own replicas and threads.
+class StageRunner:
+    """Runs trials through `stages` in order: a stage's items are cut into batches of its `batch_size` as they come
+    (the last one partial), taken by whichever of its replicas is free; what an item hands on joins the next stage's
+    queue; a request is done when none of its items is left in any stage.
 
-    With `crops_from_ground_truth` the classifier gets the frames' ground-truth boxes instead of the detector's
-    (random detector weights find nothing, and the classifier's workload should stay realistic).
+    `isolation="processes"` (default): every replica a worker process on `threads` cores of its own out of `cores`
+    (default: this process's CPU affinity); workers start at `start()` or the first run and last until `close()`.
+    `isolation="threads"`: replicas are threads of this process (torch's thread count is then shared by all).
     """
 
-    def __init__(self, detector, classifier, detector_settings: StageSettings, classifier_settings: StageSettings,
-                 crops_from_ground_truth: bool = False):
-        self.detector = detector
-        self.classifier = classifier
-        self.settings = {"detector": detector_settings, "classifier": classifier_settings}
-        self.crops_from_ground_truth = crops_from_ground_truth
+    def __init__(self, stages: Sequence[StageSpec], isolation: str = "processes", cores: Sequence[int] | None = None):
+        self.stages = list(stages)
+        self.replicas = StageReplicas(self.stages, isolation, cores)
 
-    def run(self, frames: list[Frame], arrival_offsets_s: np.ndarray,
+    @property
+    def isolation(self) -> str:
+        return self.replicas.isolation
+
+    def start(self) -> None:
+        """Start the workers and wait until each has its stage loaded (a no-op once started, or with threads)."""
+        self.replicas.start()
+
+    def close(self) -> None:
+        """End the workers (terminated, then waited for). A later run starts new ones."""
+        self.replicas.close()
+
+    def __enter__(self) -> StageRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, frames: list, arrival_offsets_s: np.ndarray,
             on_request_done: Callable[[RequestRecord], None] | None = None) -> TrialResult:
+        """One trial: request i brings `frames[i]` to the first stage at `arrival_offsets_s[i]` (all at the start
+        when every offset is 0). An error in a stage, Ctrl-C or SIGTERM ends the workers and is raised here."""
+        self.start()
         requests = [RequestRecord(i, frame) for i, frame in enumerate(frames)]
-        detector_queue: BatchQueue[RequestRecord] = BatchQueue()
-        classifier_queue: BatchQueue[tuple[RequestRecord, np.ndarray]] = BatchQueue()
+        queues: list[BatchQueue[tuple[RequestRecord, object]]] = [BatchQueue() for _ in self.stages]
         stop = threading.Event()
         errors: list[BaseException] = []
         batches: list[BatchTiming] = []
+        reports: list[ReplicaReport] = []
         lock = threading.Lock()
-        detectors_left = [self.settings["detector"].replicas]
-
-        def finish(request: RequestRecord, now: float) -> None:
-            request.finish_s = now
-            if on_request_done is not None:
-                on_request_done(request)
+        live = [spec.settings.replicas for spec in self.stages]
 
         def guarded(work: Callable[[], None]) -> Callable[[], None]:
             def target() -> None:
                 try:
                     work()
-                except BaseException as err:  # surfaced in the caller's thread after join
-                    errors.append(err)
+                except BaseException as err:  # raised in the caller's thread once the others have stopped
+                    with lock:
+                        errors.append(err)
                     stop.set()
             return target
 
@@ -121,69 +162,63 @@ class PipelineRunner:
             start = time.perf_counter()
             if not np.any(arrival_offsets_s):
                 for request in requests:
-                    request.arrival_s = start
-                detector_queue.put_many(requests)
+                    request.arrival_s, request.pending = start, 1
+                queues[0].put_many([(r, r.frame) for r in requests])
             else:
                 for request, offset in zip(requests, arrival_offsets_s):
                     delay = start + offset - time.perf_counter()
                     if delay > 0 and stop.wait(delay):
                         break
-                    request.arrival_s = time.perf_counter()
-                    detector_queue.put_many([request])
-            detector_queue.close()
+                    request.arrival_s, request.pending = time.perf_counter(), 1
+                    queues[0].put_many([(request, request.frame)])
+            queues[0].close()
 
-        def detect() -> None:
-            settings = self.settings["detector"]
-            torch.set_num_threads(settings.threads)  # per worker thread: OpenMP's thread count is per thread
-            try:
-                while (batch := detector_queue.take(settings.batch_size, stop)) is not None:
-                    began = time.perf_counter()
-                    detections = self.detector([r.frame.image_bgr for r in batch])
-                    crops = []
-                    for request, det in zip(batch, detections):
-                        request.detections = det
-                        boxes = [gt.box_xyxy for gt in request.frame.ground_truth] if self.crops_from_ground_truth \
-                            else det[:, :4]
-                        pieces = [c for c in (crop(request.frame.image_bgr, b) for b in boxes) if c is not None]
-                        request.pending_crops = len(pieces)
-                        crops.extend((request, c) for c in pieces)
-                    ended = time.perf_counter()
+        def serve(k: int, replica) -> Callable[[], None]:
+            spec, last_stage = self.stages[k], k + 1 == len(self.stages)
+
+            def work() -> None:
+                try:
+                    replica.begin_run()
+                    while (batch := queues[k].take(spec.settings.batch_size, stop)) is not None:
+                        results, began, ended, cpu_s = replica.process_batch([item for _, item in batch])
+                        if len(results) != len(batch):
+                            raise RuntimeError(f"stage {spec.name!r} returned {len(results)} results for a batch of "
+                                               f"{len(batch)}")
+                        now = time.perf_counter()
+                        handoffs, done = [], []
+                        with lock:
+                            batches.append(BatchTiming(spec.name, len(batch), began, ended, spec.settings.threads,
+                                                       cpu_s, replica.index))
+                            for (request, _), result in zip(batch, results):
+                                request.outputs.setdefault(spec.name, []).append(result.output)
+                                request.stage_end_s[spec.name] = now
+                                handed = [] if last_stage else list(result.handoffs)
+                                handoffs.extend((request, h) for h in handed)
+                                request.pending += len(handed) - 1
+                                if request.pending == 0:
+                                    request.finish_s = now
+                                    done.append(request)
+                        if handoffs:
+                            queues[k + 1].put_many(handoffs)
+                        if on_request_done is not None:
+                            for request in done:
+                                on_request_done(request)
+                    report = replica.end_run()
+                    if report is not None:
+                        with lock:
+                            reports.append(report)
+                finally:
                     with lock:
-                        batches.append(BatchTiming("detector", len(batch), began, ended, settings.threads))
-                    for request in batch:
-                        request.detected_s = ended
-                        if request.pending_crops == 0:
-                            finish(request, ended)
-                    classifier_queue.put_many(crops)
-            finally:
-                with lock:
-                    detectors_left[0] -= 1
-                    if detectors_left[0] == 0:
-                        classifier_queue.close()
-
-        def classify() -> None:
-            settings = self.settings["classifier"]
-            torch.set_num_threads(settings.threads)
-            while (batch := classifier_queue.take(settings.batch_size, stop)) is not None:
-                began = time.perf_counter()
-                classes = self.classifier([c for _, c in batch])
-                ended = time.perf_counter()
-                with lock:
-                    batches.append(BatchTiming("classifier", len(batch), began, ended, settings.threads))
-                    done = []
-                    for (request, _), cls in zip(batch, classes):
-                        request.crop_classes.append(cls)
-                        request.pending_crops -= 1
-                        if request.pending_crops == 0:
-                            done.append(request)
-                for request in done:
-                    finish(request, ended)
+                        live[k] -= 1
+                        stage_done = live[k] == 0
+                    if stage_done and not last_stage:
+                        queues[k + 1].close()
+            return work
 
         workers = [threading.Thread(target=guarded(feed), name="feeder", daemon=True)]
-        workers += [threading.Thread(target=guarded(detect), name=f"detector-{i}", daemon=True)
-                    for i in range(self.settings["detector"].replicas)]
-        workers += [threading.Thread(target=guarded(classify), name=f"classifier-{i}", daemon=True)
-                    for i in range(self.settings["classifier"].replicas)]
+        workers += [threading.Thread(target=guarded(serve(k, replica)), name=f"{self.stages[k].name}-{replica.index}",
+                                     daemon=True)
+                    for k, stage_replicas in enumerate(self.replicas.by_stage) for replica in stage_replicas]
         start = time.perf_counter()
         try:
             for worker in workers:
@@ -193,9 +228,28 @@ class PipelineRunner:
                     worker.join(timeout=0.1)
         except BaseException:
             stop.set()
+            self.close()  # a dispatching thread waiting on its worker returns once the worker is gone
             for worker in workers:
                 worker.join(timeout=30)
             raise
         if errors:
+            stop.set()
+            self.close()
             raise errors[0]
-        return TrialResult(requests, sorted(batches, key=lambda b: b.start_s), start, time.perf_counter())
+        end = time.perf_counter()
+        return TrialResult(requests, sorted(batches, key=lambda b: b.start_s), start, end,
+                           sorted(reports, key=lambda r: ([s.name for s in self.stages].index(r.stage), r.index)))
+
+
+class PipelineRunner(StageRunner):
+    """IPA's video pipeline: a detector stage whose boxes' crops go to a classifier stage.
+
+    With `crops_from_ground_truth` the classifier gets the frames' ground-truth boxes instead of the detector's
+    (random detector weights find nothing, and the classifier's workload should stay realistic).
+    """
+
+    def __init__(self, detector, classifier, detector_settings: StageSettings, classifier_settings: StageSettings,
+                 crops_from_ground_truth: bool = False, isolation: str = "processes",
+                 cores: Sequence[int] | None = None):
+        super().__init__([StageSpec(DETECTOR, DetectAndCrop(detector, crops_from_ground_truth), detector_settings),
+                          StageSpec(CLASSIFIER, Classify(classifier), classifier_settings)], isolation, cores)
