@@ -171,3 +171,16 @@ def test_group_checks_leave_configs_from_other_folders_to_hydra(tmp_path):
     check_group_choices([f"hydra.searchpath=[file://{tmp_path}]", "adaptation=mine"])
     with pytest.raises(SystemExit):
         check_group_choices(["adaptation=mine"])
+
+
+def test_the_core_budget_is_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from sustainable_ipa.config import available_cores
+
+    cfg = compose()
+    assert cfg.hardware.cores is None  # the default: whatever the process is given
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # e.g. `taskset -c 0` or a 1-CPU container
+    assert available_cores(cfg.hardware) == 1
+    with pytest.raises(UserError, match="needs 2 cores"):
+        validate(compose(["adaptation=default"]))

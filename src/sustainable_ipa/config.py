@@ -33,7 +33,9 @@ def group_options(group: str) -> list[str]:
 
 
 def available_cores(hardware: DictConfig) -> int:
-    return int(hardware.cores) if hardware.cores is not None else (os.cpu_count() or 1)
+    """`hardware.cores`, else the cores this process may run on (its affinity, as a container or `taskset` sets it;
+    not `os.cpu_count()`, the machine's): the stage workers are pinned within them."""
+    return int(hardware.cores) if hardware.cores is not None else len(os.sched_getaffinity(0))
 
 
 def is_number(value) -> bool:
