@@ -13,7 +13,8 @@ import pytest
 from helpers import run_main, runs_by_status, store_overrides
 from sustainable_ipa.config import PROJECT_ROOT
 
-FAST = ["weights=random", "trial.requests=2", "trial.warmup=0", "hardware.cores=2", "energy.idle_s=0.3"]
+FAST = ["weights=random", "trial.requests=2", "trial.warmup=0", "hardware.cores=2", "energy.idle_s=0.3",
+        "trial.rate_rps=4"]  # Poisson as by default, the two requests within a second rather than eight
 pytestmark = pytest.mark.slow
 
 

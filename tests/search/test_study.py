@@ -115,8 +115,11 @@ def test_rerunning_resumes_without_losing_trials(search_cfg):
 
 
 def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
-    outcome = search_job(search_cfg("search.evaluator=run", "search.n_trials=2", "trial.requests=2",
-                                    "search.space.detector.replicas=[1]", "hardware.cores=2"))
+    cfg = search_cfg("search.evaluator=run", "search.n_trials=2", "trial.requests=2",
+                     "search.space.detector.replicas=[1]", "hardware.cores=2", "trial.rate_rps=7")
+    outcome_load_rps = float(cfg.search.load_rps)
+    assert outcome_load_rps != 7.0
+    outcome = search_job(cfg)
     trials = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(trials) == 2
     for trial in trials:
@@ -128,6 +131,8 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
         tags = client.get_run(trial_run).data.tags
         assert (tags["evaluator"], tags["figures"]) == ("run", "measured")
         assert tags["energy_source"] == pipeline_run.data.tags["energy_source"]
+        # measured at the load the study composes for, whatever trial.rate_rps says
+        assert float(pipeline_run.data.params["trial.rate_rps"]) == outcome_load_rps
     assert not runs_by_status(client, "RUNNING")
 
 
@@ -266,7 +271,7 @@ def test_a_search_killed_mid_trial_resumes_with_no_completed_trial_lost(tmp_path
     storage = f"sqlite:///{tmp_path}/optuna.db"
     args = [sys.executable, str(PROJECT_ROOT / "src" / "search.py"), *TINY, "search.evaluator=run", "search.n_trials=4",
             "search.space.detector.replicas=[1]", "hardware.cores=2", "weights=random", "trial.repetitions=1",
-            "trial.warmup=0", "trial.requests=16", "search.heartbeat_s=1", f"search.storage={storage}",
+            "trial.warmup=0", "trial.requests=4", "search.heartbeat_s=1", f"search.storage={storage}",
             f"profiling.cache_dir={tmp_path}/profiles", "energy.idle_s=0.3", *store_overrides(tmp_path)]
     worker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

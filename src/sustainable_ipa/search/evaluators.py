@@ -72,6 +72,7 @@ class RunEvaluator:
                                          "replicas": c.replicas}
             cfg.adaptation.name = f"search-{choice.detector.variant}-{choice.classifier.variant}"
             cfg.trial.repetitions = 1
+            cfg.trial.rate_rps = self.cfg.search.load_rps  # measured at the load the study is for, as composed
         return run_job(cfg, outer_run_id=parent_run_id, nest_under_outer=True).metrics
 
     def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:
