@@ -184,3 +184,16 @@ def test_the_core_budget_is_the_cores_this_process_may_use(monkeypatch):
     assert available_cores(cfg.hardware) == 1
     with pytest.raises(UserError, match="needs 2 cores"):
         validate(compose(["adaptation=default"]))
+
+
+def test_a_run_needs_its_cores_here_even_where_hardware_cores_says_more(monkeypatch):
+    import os
+
+    from sustainable_ipa.config import check_run_fits
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core process
+    cfg = compose(["hardware.cores=8", "adaptation.detector.threads=2"])
+    validate(cfg)  # 3 of 8 cores: the budget holds (a search may compose for that machine)
+    with pytest.raises(UserError, match=r"needs 3 cores but this process may run on 2 \(hardware.cores=8"):
+        check_run_fits(cfg)
+    check_run_fits(compose(["hardware.cores=8"]))  # the default needs 2: it runs

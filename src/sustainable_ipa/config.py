@@ -47,6 +47,21 @@ def is_positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def adaptation_cores(cfg: DictConfig) -> int:
+    return sum(cfg.adaptation[s].threads * cfg.adaptation[s].replicas for s in cfg.pipeline.stages)
+
+
+def check_run_fits(cfg: DictConfig) -> None:
+    """A run pins each stage replica to cores of its own: they must exist here. (`hardware.cores` may describe a
+    bigger machine, which composition may assume, but a run on this one cannot.)"""
+    cores, usable = adaptation_cores(cfg), len(os.sched_getaffinity(0))
+    if cores > usable:
+        raise UserError(f"adaptation '{cfg.adaptation.name}' needs {cores} cores but this process may run on "
+                        f"{usable} (hardware.cores={cfg.hardware.cores} is more than it has): its stage workers "
+                        "would share cores", "lower adaptation.<stage>.threads or .replicas, or run it where that "
+                        "many cores are free")
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject an inconsistent run before anything is started or loaded."""
     catalogue = cfg.pipeline.variants
@@ -63,7 +78,7 @@ def validate(cfg: DictConfig) -> None:
             if not is_positive_int(value):
                 raise UserError(f"adaptation.{stage}.{key} must be a positive integer, got {value!r}",
                                 f"pass adaptation.{stage}.{key}=1 or larger")
-    cores = sum(cfg.adaptation[s].threads * cfg.adaptation[s].replicas for s in cfg.pipeline.stages)
+    cores = adaptation_cores(cfg)
     available = available_cores(cfg.hardware)
     if cores > available:
         raise UserError(f"adaptation '{cfg.adaptation.name}' needs {cores} cores (threads × replicas summed over "

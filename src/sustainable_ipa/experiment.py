@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sustainable_ipa.config import validate
+from sustainable_ipa.config import check_run_fits, validate
 from sustainable_ipa.data import Dataset, load_dataset
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.energy.timeseries import plot_power, power_csv
@@ -114,6 +114,7 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     from ultralytics.data.converter import coco80_to_coco91_class
 
     validate(cfg)
+    check_run_fits(cfg)
     dataset = load_dataset(cfg.dataset)
     replicas.prestart()  # the stage workers' forkserver imports torch and the models while the models are built
     adaptation, stages = cfg.adaptation, list(cfg.pipeline.stages)

@@ -268,3 +268,16 @@ def test_a_negative_weight_names_itself():
 
     with pytest.raises(UserError, match=r"adapt.beta is -1.0: the weights must be ≥ 0"):
         policies(compose(["adapt.beta=-1.0"]).adapt)
+
+
+def test_a_power_budget_holds_when_only_the_end_to_end_model_accepts_the_pick():
+    # Within the budget only the slow classifier fits, which the per-stage sum puts over the SLA (so the program
+    # relaxes it) but the end-to-end model accepts. The tie-break must not swap in the fast one, over the budget.
+    def option(batch_size, latency_s, power_w):
+        return Option("classifier", "v", batch_size, 1, 1, 50.0, latency_s, power_w, 1, 1.0, 5.0)
+
+    detector = Option("detector", "v", 1, 1, 1, 50.0, 1.0, 1.0, 1, 1.0, 5.0)
+    fast, slow = option(1, 0.5, 10.0), option(2, 1.5, 2.0)
+    decision = decide({"detector": [detector], "classifier": [fast, slow]}, 2.0, 16, Weights(), power_budget_w=5.0,
+                      pipeline_p99_s=lambda choice: {1: 1.4, 2: 1.8}[choice.classifier.batch_size])
+    assert decision.options[1] is slow and decision.power_w <= 5.0 and decision.meets_sla

@@ -101,7 +101,8 @@ def test_trial_runs_say_which_evaluator_made_their_figures_and_where_energy_came
         sources = {row["energy_source"] for row in csv.DictReader(f)}
     for trial in outcome.study.trials:
         tags = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.tags
-        assert (tags["evaluator"], tags["figures"]) == ("profile", "composed")  # predictions, not measurements
+        # predictions, not measurements, composed under Poisson arrivals
+        assert (tags["evaluator"], tags["figures"], tags["load"]) == ("profile", "composed", "poisson")
         assert tags["energy_source"] in sources
 
 
@@ -129,7 +130,7 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
         assert pipeline_run.info.status == "FINISHED" and "energy_j_per_request" in pipeline_run.data.metrics
         assert trial.values[1] == pytest.approx(pipeline_run.data.metrics["energy_j_per_request"])
         tags = client.get_run(trial_run).data.tags
-        assert (tags["evaluator"], tags["figures"]) == ("run", "measured")
+        assert (tags["evaluator"], tags["figures"], tags["load"]) == ("run", "measured", "poisson")
         assert tags["energy_source"] == pipeline_run.data.tags["energy_source"]
         # measured at the load the study composes for, whatever trial.rate_rps says
         assert float(pipeline_run.data.params["trial.rate_rps"]) == outcome_load_rps

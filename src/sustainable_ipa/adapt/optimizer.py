@@ -20,8 +20,10 @@ variable per pair of variants whose row and column sums equal the stages' varian
 The per-stage sum is separable, which an integer program needs, but it is not the pipeline's latency: in the
 pipeline the classifier is fed by the detector's bursts. The SLA verdict is therefore the study's own model
 (`search.compose.latency_s`, the end-to-end replay): a pipeline the program picks that the model says misses the
-SLA is excluded by a cut (Σ its options ≤ stages − 1) and the program solved again. Solved by scipy's HiGHS; an SLA
-nothing meets is answered with the least-bad choice, flagged.
+SLA is excluded by a cut (Σ its options ≤ stages − 1) and the program solved again. The decision is thus the optimum
+among the pipelines the per-stage sum admits and the model accepts; one the sum rejects is not considered even
+where its end-to-end p99 (usually lower) would meet the SLA. Solved by scipy's HiGHS; an SLA nothing meets is
+answered with the least-bad choice, flagged.
 """
 
 from __future__ import annotations
@@ -282,7 +284,9 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
         add(row, -np.inf, len(stages) - 1)
     if chosen is None:
         return Decision((), None, 0.0, 0, 0.0, float("inf"), False, float("inf"), float("-inf"))
-    if meets(chosen):
+    if meets(chosen) and sum(o.latency_s for o in chosen) <= sla_s:
+        # only a pick of the program with the SLA held: it is then among the tie's candidates, so the tie can
+        # only lower its power, never break a power or carbon budget the relaxed program left unmet
         chosen = least_power_tie(chosen, options, sla_s, meets)
     latency = model_p99_s(chosen)
     violation = sla_violation_s(latency, sla_s)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, open_dict
 
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh, emissions_g
 from sustainable_ipa.metrics.accuracy import reference_accuracies
+from sustainable_ipa.pipeline.load import load_tags
 from sustainable_ipa.search.compose import predict
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import PipelineChoice
@@ -50,8 +51,10 @@ class ProfileEvaluator:
     def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:
         sources = {self.profiles.get(stage, c.variant, c.batch_size, c.threads).energy_source
                    for stage, c in choice.stages().items()}
-        # composed from stage profiles: a prediction of the pipeline, not a measurement of it
-        return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "composed"}
+        # composed from stage profiles: a prediction of the pipeline, not a measurement of it, always under Poisson
+        # arrivals at search.load_rps
+        return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "composed",
+                **load_tags("poisson")}
 
 
 class RunEvaluator:
@@ -82,4 +85,5 @@ class RunEvaluator:
         experiment_id = client.get_run(trial_run_id).info.experiment_id
         runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trial_run_id}'")
         sources = {r.data.tags.get("energy_source", "unknown") for r in runs} or {"unknown"}
-        return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "measured"}
+        return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "measured",
+                **load_tags(self.cfg.trial.load)}

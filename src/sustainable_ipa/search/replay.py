@@ -63,19 +63,27 @@ def finish_times_s(ready_s: np.ndarray, service_s: np.ndarray, replicas: int) ->
 
 def serve(enter_s: np.ndarray, items: np.ndarray, batch_size: int, replicas: int, samples_s: tuple[float, ...],
           position: int = 0) -> np.ndarray:
-    """When each request leaves a stage, given when it enters (non-decreasing) and how many items it brings.
-    `position`: the stage's place in the pipeline, which seeds its draws of batch latencies."""
-    done_items = np.cumsum(items)
-    total = int(done_items[-1]) if len(done_items) else 0
+    """When each request leaves a stage, given when it enters and how many items it brings. `position`: the stage's
+    place in the pipeline, which seeds its draws of batch latencies.
+
+    Items are batched in the order they enter, as the runner's queue takes them: behind replicas whose batches
+    take unequal times, a later request can reach this stage first. A request leaves when the last of its items'
+    batches is done (with several replicas a later batch can finish first)."""
+    items = np.asarray(items)
+    total = int(items.sum())
     if total == 0:
-        return enter_s.copy()
+        return np.asarray(enter_s, dtype=float).copy()
     item_enter_s = np.repeat(enter_s, items)
+    order = np.argsort(item_enter_s, kind="stable")  # ties keep request order
     batches = -(-total // batch_size)
     # a batch is ready when its last item has entered; the final partial batch when the input ends (a flush)
-    ready_s = item_enter_s[np.minimum(np.arange(1, batches + 1) * batch_size, total) - 1]
+    ready_s = item_enter_s[order][np.minimum(np.arange(1, batches + 1) * batch_size, total) - 1]
     finish_s = finish_times_s(ready_s, batch_latencies_s(samples_s, batches, position), replicas)
-    leave_s = finish_s[np.maximum(done_items - 1, 0) // batch_size]
-    return np.where(items > 0, leave_s, enter_s)
+    item_done_s = np.empty(total)
+    item_done_s[order] = finish_s[np.arange(total) // batch_size]
+    leave_s = np.array(enter_s, dtype=float)  # a request with no items leaves as it enters
+    np.maximum.at(leave_s, np.repeat(np.arange(len(items)), items), item_done_s)
+    return leave_s
 
 
 def leave_times_s(stages: tuple[Stage, ...], arrivals_s: np.ndarray) -> np.ndarray:
