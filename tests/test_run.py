@@ -36,6 +36,11 @@ def test_one_run_records_the_contract(make_cfg, client):
     assert len(rows) == 5
     assert [int(r["crops"]) for r in rows] == [5, 4, 5, 4, 5]  # ground-truth crops of bus.jpg / zidane.jpg
     assert json.load(open(client.download_artifacts(outcome.run_id, "detections.json"))) == []
+    # each replica as measured inside its worker process, not read back from the config
+    replicas = json.load(open(client.download_artifacts(outcome.run_id, "replicas.json")))
+    assert sorted((r["stage"], r["torch_threads"], len(r["cores"])) for r in replicas) == \
+        [("classifier", 1, 1), ("detector", 1, 1)]
+    assert all(r["cpu_s"] > 0 for r in replicas) and len({r["pid"] for r in replicas}) == 2
 
 
 def test_repetitions_make_a_parent_with_children_and_confidence_intervals(make_cfg, client):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import cycle, islice
 from pathlib import Path
 
@@ -227,6 +227,8 @@ def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: Energ
     log(client, run_id, metrics=metrics)
     client.log_text(run_id, requests_csv(result), "requests.csv")
     client.log_dict(run_id, detections_json(result, ctx.coco_ids), "detections.json")
+    # what each replica ran with, measured in its worker (cores, torch threads, busy OS threads, CPU seconds)
+    client.log_dict(run_id, [asdict(r) for r in result.replicas], "replicas.json")
     client.log_text(run_id, power_csv(window.samples, window.start_s), "power.csv")
     with tempfile.TemporaryDirectory() as folder:
         path = plot_power(window.samples, window.start_s, Path(folder) / "power.png",
