@@ -14,6 +14,7 @@ from sustainable_ipa.energy.idle import idle_power_w
 from sustainable_ipa.energy.lock import MachineLock
 from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
 from sustainable_ipa.energy.meter import Meter, MeterUnavailable
+from sustainable_ipa.fingerprint import this_machine
 
 
 @dataclass
@@ -53,9 +54,13 @@ class EnergySession:
                     self.cross_meter = CodeCarbonMeter(self.hardware.carbon.country_iso_code, self.hardware.carbon.region)
                 except MeterUnavailable:
                     self.cross_meter = None
-            key = f"{self.hardware.name}/{self.meter.source.value}"
-            self.idle_power_w, self.idle_cached = idle_power_w(
-                self.meter, float(self.cfg.idle_s), self.cfg.idle_cache, float(self.cfg.idle_cache_s), key)
+            if self.meter.source == EnergySource.ESTIMATE:
+                # the estimate's idle power is its constant: nothing to measure, and no cache to poison
+                self.idle_power_w = float(self.hardware.estimate.idle_w) if float(self.cfg.idle_s) > 0 else 0.0
+            else:
+                self.idle_power_w, self.idle_cached = idle_power_w(
+                    self.meter, float(self.cfg.idle_s), self.cfg.idle_cache, float(self.cfg.idle_cache_s),
+                    self.idle_key(), warn=self.warn)
         except BaseException:
             self.close()
             raise
@@ -75,9 +80,21 @@ class EnergySession:
         sources = getattr(self.meter, "sources", None)
         return "+".join(sources) if sources else self.meter.source.value
 
+    def idle_key(self) -> str:
+        """What a measured idle baseline depends on: where it was measured and with which meter."""
+        return f"{this_machine().key} / {self.source_tag}"
+
+    @property
+    def idle_baseline(self) -> str:
+        """none | configured (the estimate's constant) | measured | cached (measured earlier, same key)."""
+        if float(self.cfg.idle_s) <= 0:
+            return "none"
+        if self.meter.source == EnergySource.ESTIMATE:
+            return "configured"
+        return "cached" if self.idle_cached else "measured"
+
     def tags(self) -> dict[str, str]:
-        tags = {"energy_source": self.source_tag, "idle_baseline": "cached" if self.idle_cached else
-                ("measured" if float(self.cfg.idle_s) > 0 else "none")}
+        tags = {"energy_source": self.source_tag, "idle_baseline": self.idle_baseline}
         if self.meter.fallback_reason:
             tags["energy_fallback"] = self.meter.fallback_reason
         return tags
