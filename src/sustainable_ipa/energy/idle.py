@@ -19,8 +19,8 @@ def measure_idle_power_w(meter: Meter, idle_s: float, sleep=time.sleep) -> float
 
 def idle_power_w(meter: Meter, idle_s: float, cache_path: str | Path | None, cache_s: float, key: str,
                  now=time.time, sleep=time.sleep, warn=None) -> tuple[float, bool]:
-    """(idle power in W, whether it came from the cache). `key` names everything the baseline depends on (the
-    machine's fingerprint, the meter and its settings); `idle_s <= 0` means no baseline (0 W: nothing is
+    """(idle power in W, whether it came from the cache). `key` names what the baseline depends on (the machine's
+    fingerprint and the meter: `EnergySession.idle_key`); `idle_s <= 0` means no baseline (0 W: nothing is
     subtracted); `cache_s <= 0` neither reads nor writes the cache. A cached value that no meter could give
     (negative, not finite) is ignored, and `warn` is told."""
     if idle_s <= 0:
