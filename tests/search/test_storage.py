@@ -42,3 +42,18 @@ def test_other_storage_errors_are_not_retried(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="cannot open study storage .*refused"):
         make_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_s=None)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("setting", ["search.storage", "tracking.uri"])
+def test_a_database_url_without_its_driver_names_the_package_to_install(setting):
+    import importlib.util
+    import re
+
+    from sustainable_ipa.tracking.store import open_store
+
+    if importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("MySQLdb is installed here: no driver is missing")
+    url = "mysql+mysqldb://user@127.0.0.1:1/db"  # nothing is contacted: the driver is looked for first
+    expected = re.escape(f"{setting} {url} needs the Python module 'MySQLdb'") + ".*pip install 'mysqlclient'"
+    with pytest.raises(UserError, match=expected):
+        make_storage(url) if setting == "search.storage" else open_store(url, "x", None)

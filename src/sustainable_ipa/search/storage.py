@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 
+from sustainable_ipa.db_driver import check_db_driver
 from sustainable_ipa.errors import UserError
 
 FIX = "pass search.storage=sqlite:////abs/path/optuna.db, a postgresql:// URL, or journal:/abs/path/study.log"
@@ -38,6 +39,7 @@ def make_storage(url: str, heartbeat_s: int | None = 60):
             return JournalStorage(JournalFileBackend(str(path)))
         if "://" not in url:
             raise UserError(f"search.storage '{url}' is not a storage URL", FIX)
+        check_db_driver(url, "search.storage")
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         kwargs = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
+from sustainable_ipa.db_driver import check_db_driver
 from sustainable_ipa.errors import UserError
 
 FIX = "pass tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db (or an http(s):// tracking server)"
@@ -48,6 +49,8 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
         raise UserError(f"tracking.uri '{uri}' is a file store, which MLflow 3 refuses", FIX)
     if uri.startswith(("http://", "https://")):
         _check_reachable(uri)
+    else:
+        check_db_driver(uri, "tracking.uri")
     db = _sqlite_path(uri)
     if db is not None:
         db = db.resolve()  # a relative path (MLflow's own default, sqlite:///mlflow.db) is relative to the cwd
