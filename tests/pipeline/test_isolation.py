@@ -93,8 +93,9 @@ def test_each_stage_runs_its_own_thread_count_beside_the_other():
 
 def test_stage_cpu_time_is_measured_not_configured():
     """Same threads, three times the work: three times the CPU seconds (threads × wall would not see it)."""
-    stages = [StageSpec("heavy", Matmuls(6, hand_on=1), StageSettings(2, 1, 1)),
-              StageSpec("light", Matmuls(2), StageSettings(2, 1, 1))]
+    # enough work (~0.5 s and ~0.17 s of CPU) that a worker's fixed costs (start, messages) do not blur the ratio
+    stages = [StageSpec("heavy", Matmuls(30, hand_on=1), StageSettings(2, 1, 1)),
+              StageSpec("light", Matmuls(10), StageSettings(2, 1, 1))]
     with StageRunner(stages) as runner:
         result = runner.run(list(range(8)), np.zeros(8))
     cpu = result.stage_cpu_s()
