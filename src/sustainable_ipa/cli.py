@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import Callable
 
-from sustainable_ipa.config import CONFIG_DIR, group_options
+from sustainable_ipa.config import CONFIG_DIR, group_options, validate
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -126,6 +126,7 @@ def hydra_entry(work: Callable, from_mlflow: bool | None = None) -> None:
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def task(cfg: DictConfig):
         try:
+            validate(cfg)  # every setting, for every entry point, before anything is loaded or recorded
             return work(cfg)
         except UserError as err:
             fail(str(err))
