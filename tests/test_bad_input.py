@@ -28,7 +28,7 @@ def bad_inputs(tmp_path):
     (tmp_path / "notes.txt").write_text("not a database, just text\n" * 100)
     return {
         "unknown variant": (["adaptation.detector.variant=yolov5z"], "unknown detector variant 'yolov5z'"),
-        "batch size zero": (["adaptation.classifier.batch_size=0"], "batch_size must be a positive integer"),
+        "batch size zero": (["adaptation.classifier.batch_size=0"], "adaptation.classifier.batch_size=0 is not allowed"),
         "too many cores": (["adaptation.detector.replicas=3"], "needs 4 cores"),
         "missing dataset folder": (["dataset=coco", "dataset.root=/no/such/folder", "dataset.annotations=/x.json"],
                                    "dataset folder /no/such/folder does not exist"),
@@ -45,8 +45,9 @@ def bad_inputs(tmp_path):
         "store is not a database": ([f"tracking.uri=sqlite:///{tmp_path}/notes.txt"], "file is not a database"),
         "unreachable server": ([f"tracking.uri=http://127.0.0.1:{closed_port()}"], "cannot reach tracking server"),
         "server url with a bad port": (["tracking.uri=http://localhost:99999"], "has no valid port"),
-        "price not a number": (["hardware.price_usd_per_core_hour=abc"], "price_usd_per_core_hour must be a number"),
-        "sla not a number": (["trial.sla_s=soon"], "trial.sla_s must be a number more than 0"),
+        "price not a number": (["hardware.price_usd_per_core_hour=abc"],
+                               "hardware.price_usd_per_core_hour='abc' is not allowed: input should be a valid number"),
+        "sla not a number": (["trial.sla_s=soon"], "trial.sla_s='soon' is not allowed"),
     }
 
 
@@ -98,7 +99,7 @@ def test_a_good_coco_folder_runs(make_cfg, client, tmp_path):
     (["adaptation=nope"], "unknown adaptation 'nope'"),
     (["-m", "adaptation=default,nope"], "unknown adaptation 'nope'"),
     (["hardware=tpu"], "unknown hardware 'tpu'"),
-    (["adaptation.classifier.batch_size=-1"], "batch_size must be a positive integer"),
+    (["adaptation.classifier.batch_size=-1"], "adaptation.classifier.batch_size=-1 is not allowed"),
     (["dataset=coco", "dataset.root=/no/such/folder"], "dataset.annotations is not set"),
 ])
 def test_entry_point_prints_one_line_and_exits_2(args, problem, tmp_path):

@@ -95,9 +95,9 @@ def test_resnet_reference_accuracies_are_torchvision_v1_top1():
 
 @pytest.mark.parametrize("override,problem", [
     ("adaptation.detector.variant=yolov9", "unknown detector variant"),
-    ("adaptation.classifier.batch_size=0", "positive integer"),
+    ("adaptation.classifier.batch_size=0", "adaptation.classifier.batch_size=0 is not allowed"),
     ("adaptation.detector.threads=2", "needs 3 cores"),
-    ("trial.load=burst", "unknown trial.load"),
+    ("trial.load=burst", "trial.load='burst' is not allowed: input should be 'offline' or 'poisson'"),
 ])
 def test_validation_names_the_problem(override, problem):
     with pytest.raises(UserError, match=problem):

@@ -38,8 +38,7 @@ def available_cores(hardware: DictConfig) -> int:
     return int(hardware.cores) if hardware.cores is not None else len(os.sched_getaffinity(0))
 
 
-def is_number(value) -> bool:
-    """An int or float from the config (YAML and the command line give numbers as such; `true` is no number)."""
+def is_number(value) -> bool:  # TODO(schema): goes with search_job.validate_search, which schema.py replaces
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -63,44 +62,26 @@ def check_run_fits(cfg: DictConfig) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject an inconsistent run before anything is started or loaded."""
+    """Reject a config before anything is started or loaded: every setting against its declaration in
+    `schema.py`, then what only the whole config can tell (stages, the catalogue, the cores)."""
+    from sustainable_ipa.schema import check_settings
+
+    check_settings(cfg)
     catalogue = cfg.pipeline.variants
     for stage in cfg.pipeline.stages:
         if stage not in cfg.adaptation:
             raise UserError(f"adaptation '{cfg.adaptation.name}' has no '{stage}' stage",
                             f"add adaptation.{stage}.variant|batch_size|threads|replicas")
-        spec = cfg.adaptation[stage]
-        if spec.variant not in catalogue[stage]:
-            raise UserError(f"unknown {stage} variant '{spec.variant}'",
+        variant = cfg.adaptation[stage].variant
+        if variant not in catalogue[stage]:
+            raise UserError(f"unknown {stage} variant '{variant}'",
                             f"choose one of {', '.join(catalogue[stage])} for adaptation.{stage}.variant")
-        for key in ("batch_size", "threads", "replicas"):
-            value = spec[key]
-            if not is_positive_int(value):
-                raise UserError(f"adaptation.{stage}.{key} must be a positive integer, got {value!r}",
-                                f"pass adaptation.{stage}.{key}=1 or larger")
     cores = adaptation_cores(cfg)
     available = available_cores(cfg.hardware)
     if cores > available:
         raise UserError(f"adaptation '{cfg.adaptation.name}' needs {cores} cores (threads × replicas summed over "
                         f"stages) but hardware '{cfg.hardware.name}' has {available}",
                         "lower adaptation.<stage>.threads or .replicas, or set hardware.cores")
-    trial = cfg.trial
-    for key in ("requests", "repetitions"):
-        if not isinstance(trial[key], int) or trial[key] <= 0:
-            raise UserError(f"trial.{key} must be a positive integer, got {trial[key]!r}", f"pass trial.{key}=1 or larger")
-    if not isinstance(trial.warmup, int) or trial.warmup < 0:
-        raise UserError(f"trial.warmup must be 0 or a positive integer, got {trial.warmup!r}", "pass trial.warmup=0 or larger")
-    if trial.load not in ("offline", "poisson"):
-        raise UserError(f"unknown trial.load '{trial.load}'", "pass trial.load=offline or trial.load=poisson")
-    if trial.load == "poisson" and not (is_number(trial.rate_rps) and trial.rate_rps > 0):
-        raise UserError(f"trial.rate_rps must be a number more than 0 for poisson load, got {trial.rate_rps!r}",
-                        "pass trial.rate_rps=2.0")
-    if not (is_number(trial.sla_s) and trial.sla_s > 0):
-        raise UserError(f"trial.sla_s must be a number more than 0, got {trial.sla_s!r}", "pass trial.sla_s=6.89")
-    price = cfg.hardware.price_usd_per_core_hour
-    if not (is_number(price) and price >= 0):
-        raise UserError(f"hardware.price_usd_per_core_hour must be a number ≥ 0, got {price!r}",
-                        "pass hardware.price_usd_per_core_hour=0.0425 (USD per core-hour)")
     if cfg.hardware.device == "cuda":
         import torch
 

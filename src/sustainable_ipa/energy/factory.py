@@ -9,8 +9,7 @@ from omegaconf import DictConfig
 
 from sustainable_ipa.energy.meter import CounterMeter, Meter, MeterUnavailable
 from sustainable_ipa.errors import UserError
-
-METERS = ("auto", "rapl", "pyrapl", "nvml", "codecarbon", "estimate")
+from sustainable_ipa.schema import METERS  # the choices are declared with the setting
 
 
 def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[], Meter]]:

@@ -1,0 +1,437 @@
+"""Every setting of every config group, declared once: its type, its range, its choices.
+
+The YAML files under `conf/` hold the values; this module holds what a value may be. `check_settings(cfg)` runs
+once after Hydra composes, for every entry point, before anything is loaded, measured or recorded, and turns the
+first violation into one line naming the setting, the value, what is allowed and the fix. A setting added here is
+checked without a line of validation code; a setting missing here is refused (`extra="forbid"`), so nothing is
+read unchecked.
+
+The types below carry their own description, which is the "allowed" part of the message. Models are strict: YAML
+and Hydra's override grammar already give ints, floats and bools as such, so `true` is no count and `"abc"` no
+price; a float field takes an int (`pue=1`). Numbers are finite unless a type says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Literal, Optional, Union, get_args, get_origin, get_type_hints
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from sustainable_ipa.errors import UserError
+
+MISSING = "???"  # OmegaConf's mark of a mandatory value nobody gave
+
+
+def _writable(path: str) -> str:
+    """A file or folder this process can create or overwrite: it exists and is writable, or the nearest existing
+    folder above it is."""
+    target = Path(path).expanduser()
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe != target and not probe.is_dir():
+        raise ValueError(f"{probe} is a file, so nothing can be created under it")
+    if not os.access(probe, os.W_OK | (os.X_OK if probe.is_dir() else 0)):
+        raise ValueError(f"{probe} is not writable by this user")
+    return path
+
+
+def _local_writable(uri: str) -> str:
+    """Local artifact folders are checked; `s3://…`, `gs://…`, `mlflow-artifacts:…` are the store's business."""
+    if "://" not in uri or uri.startswith("file://"):
+        _writable(uri.removeprefix("file://"))
+    return uri
+
+
+def _name(value):
+    """A name typed as a number on the command line (`tracking.experiment=2026`) is still a name."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _described(kind, description: str, **constraints):
+    return Annotated[kind, Field(description=description, **constraints)]
+
+
+Count = _described(int, "an integer ≥ 1", ge=1)
+NonNegativeInt = _described(int, "an integer ≥ 0", ge=0)
+Seed = _described(int, "an integer in [0, 2**32) (numpy's seed range)", ge=0, lt=2**32)
+Positive = _described(float, "a finite number > 0", gt=0)
+NonNegative = _described(float, "a finite number ≥ 0", ge=0)
+Share = _described(float, "a share in (0, 1]", gt=0, le=1)
+Probability = _described(float, "a number in [0, 1]", ge=0, le=1)
+AtLeastOne = _described(float, "a finite number ≥ 1", ge=1)
+Name = Annotated[str, BeforeValidator(_name), Field(description="a non-empty name", min_length=1)]
+WritablePath = Annotated[str, AfterValidator(_writable), Field(description="a path this user can write")]
+WritableLocation = Annotated[str, AfterValidator(_local_writable),
+                             Field(description="a writable folder or an artifact store URI")]
+Switch = _described(bool, "true or false")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+
+# pipeline/ -------------------------------------------------------------------------------------------------------
+class DetectorParams(Settings):
+    image_size: Count
+    conf_threshold: Probability
+    iou_threshold: Probability
+    max_detections: Count
+
+
+class ClassifierParams(Settings):
+    crop_size: Count
+
+
+class Variant(Settings):
+    reference_accuracy: _described(float, "a percentage in [0, 100]", ge=0, le=100)
+
+
+class Pipeline(Settings):
+    name: Name
+    stages: Annotated[list[Name], Field(min_length=1, description="a non-empty list of stage names")]
+    detector: DetectorParams
+    classifier: ClassifierParams
+    variants: dict[str, dict[str, Variant]]
+
+
+# adaptation/ -----------------------------------------------------------------------------------------------------
+class StageChoice(Settings):
+    variant: Name
+    batch_size: Count
+    threads: Count
+    replicas: Count
+
+
+class Adaptation(Settings):
+    """`name`, then one StageChoice per stage of the pipeline (which stages: checked against pipeline.stages)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, StageChoice]
+    name: Name
+
+
+# hardware/ -------------------------------------------------------------------------------------------------------
+class EstimateConstants(Settings):
+    active_w_per_core: NonNegative
+    idle_w: NonNegative
+
+
+class CarbonRegion(Settings):
+    country_iso_code: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$", description="a 3-letter ISO country code")]
+    region: Optional[Name]
+
+
+class Hardware(Settings):
+    name: Name
+    device: Literal["cpu", "cuda"]
+    cores: Optional[Count]
+    price_usd_per_core_hour: NonNegative
+    estimate: EstimateConstants
+    pue: AtLeastOne
+    carbon: CarbonRegion
+    gpu_index: Optional[NonNegativeInt] = None
+    price_usd_per_gpu_hour: Optional[NonNegative] = None
+
+
+# trial/ ----------------------------------------------------------------------------------------------------------
+class Trial(Settings):
+    seed: Seed
+    repetitions: Count
+    warmup: NonNegativeInt
+    requests: Count
+    load: Literal["offline", "poisson"]
+    rate_rps: Positive
+    sla_s: Positive
+
+
+# dataset/ --------------------------------------------------------------------------------------------------------
+class DatasetBase(Settings):
+    target: Name = Field(alias="_target_")
+
+
+class SampleDataset(DatasetBase):
+    name: Literal["sample"]
+    root: Optional[str]
+    annotations: str
+
+
+class CocoDataset(DatasetBase):
+    name: Literal["coco"]
+    root: str
+    annotations: str
+    category: Name
+    n_images: Count
+    seed: Seed
+
+
+class VideoDataset(DatasetBase):
+    name: Literal["video"]
+    path: str
+    max_frames: Count
+    stride: Count
+
+
+Dataset = Annotated[Union[SampleDataset, CocoDataset, VideoDataset], Field(discriminator="name")]
+
+
+# tracking/ -------------------------------------------------------------------------------------------------------
+class Tracking(Settings):
+    uri: Name  # its form is checked by the store, which can say what is wrong with a URL
+    artifact_root: WritableLocation
+    experiment: Name
+
+
+# energy/ ---------------------------------------------------------------------------------------------------------
+METERS = ("auto", "rapl", "pyrapl", "nvml", "codecarbon", "estimate")
+
+
+class Energy(Settings):
+    meter: Literal[METERS]
+    fallback: Literal["estimate", "error"]
+    rapl_root: Name
+    gpu_indices: list[NonNegativeInt]
+    poll_interval_s: Positive
+    idle_s: NonNegative
+    idle_cache_s: NonNegative
+    idle_cache: WritablePath
+    carbon_intensity_g_per_kwh: Optional[NonNegative]
+    lock_path: WritablePath
+    lock_wait_s: NonNegative
+    cross_check_codecarbon: Switch
+
+
+# search/ and profiling/ ------------------------------------------------------------------------------------------
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "bruteforce")
+OBJECTIVES = ("accuracy", "energy_per_request", "cost", "cost_usd", "latency_p99", "emissions", "throughput")
+
+
+def _unique(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError("each value may be listed once")
+    return values
+
+
+class StageSpace(Settings):
+    variants: Annotated[list[Name], Field(min_length=1)]
+    batch_size: Annotated[list[Count], Field(min_length=1)]
+    threads: Annotated[list[Count], Field(min_length=1)]
+    replicas: Annotated[list[Count], Field(min_length=1)]
+
+
+class Search(Settings):
+    evaluator: Literal["profile", "run"]
+    n_trials: Count
+    sampler: Literal[SAMPLERS]
+    seed: Seed
+    objectives: Annotated[list[Literal[OBJECTIVES]], Field(min_length=1, description="a non-empty list of distinct "
+                                                         f"objectives among {', '.join(OBJECTIVES)}"),
+                          AfterValidator(_unique)]
+    storage: Name  # its form is checked where the storage opens, which names the driver or the fix
+    study_name: Name
+    heartbeat_s: Count
+    load_rps: Positive
+    space: dict[str, StageSpace]
+
+
+class Profiling(Settings):
+    repeats: Count
+    refresh: Switch
+    cache_dir: WritablePath
+    retries: NonNegativeInt
+    max_others_cpu_share: Share
+    max_steal_share: Share
+    max_p90_over_p50: AtLeastOne
+
+
+# report/ ---------------------------------------------------------------------------------------------------------
+class Report(Settings):
+    experiment: Optional[Name]
+    sweep_id: Optional[Name]
+    study: Optional[Name]
+    out_dir: WritablePath
+    request_rate_rps: Positive
+    regions: Annotated[list[Name], Field(min_length=1)]
+
+
+# adapt/ ----------------------------------------------------------------------------------------------------------
+class DeferrableJob(Settings):
+    duration_s: Positive
+    window_s: Positive
+
+
+class Adapt(Settings):
+    load: Name    # steady | bursty | diurnal | a CSV path: the trace reader names the choices
+    carbon: Name  # flat | diurnal | a CSV path
+    duration_s: Positive
+    step_s: Positive
+    mean_rps: Positive
+    max_cores: Count
+    accuracy: Literal["product", "sum"]
+    alpha: NonNegative   # a negative weight would reward cores or power
+    beta: NonNegative
+    delta_energy: NonNegative
+    delta_carbon: NonNegative
+    power_budget_w: Optional[Positive]
+    carbon_budget_g_per_h: Optional[Positive]
+    job: DeferrableJob
+
+
+# the whole config ------------------------------------------------------------------------------------------------
+class Config(Settings):
+    pipeline: Pipeline
+    adaptation: Adaptation
+    hardware: Hardware
+    trial: Trial
+    dataset: Dataset
+    tracking: Tracking
+    energy: Energy
+    search: Search
+    profiling: Profiling
+    report: Report
+    adapt: Adapt
+    weights: Name  # auto | pretrained | random | a folder: models/weights.py names the choices
+    weights_dir: Name
+
+
+def check_settings(cfg: DictConfig) -> Config:
+    """The composed config, typed; the first setting that is missing or not allowed raises one UserError."""
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as err:  # an interpolation that cannot resolve (`${oc.env:…}` without a default)
+        key = getattr(err, "full_key", None) or "a setting"
+        reason = str(err).splitlines()[0]  # OmegaConf appends the key and the node's type on lines of their own
+        raise UserError(f"{key} cannot be resolved: {reason}", f"pass {key}=… explicitly") from None
+    return check_values(values)
+
+
+def check_values(values: dict) -> Config:
+    """The plain values of a composed config (resolved), typed; or one UserError for the first bad setting."""
+    missing = _first_missing(values)
+    if missing:
+        raise UserError(f"{missing} is not set", f"pass {missing}=…")
+    try:
+        return Config.model_validate(values)
+    except ValidationError as err:
+        raise _one_line(err.errors()[0]) from None
+
+
+def _first_missing(node, prefix: str = "") -> str | None:
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return prefix[:-1] if node == MISSING else None
+    for key, value in items:
+        found = _first_missing(value, f"{prefix}{key}.")
+        if found:
+            return found
+    return None
+
+
+def _one_line(error: dict) -> UserError:
+    path = setting_path(error["loc"])
+    allowed = _allowed(error)
+    if error["type"] == "extra_forbidden":
+        return UserError(f"{path} is not a setting of this project",
+                         "check its spelling against the files under conf/ (a '+' override adds a key nobody reads)")
+    if error["type"] == "union_tag_invalid":  # the dataset's `name` picks its model
+        ctx = error["ctx"]
+        return UserError(f"{path}.{ctx['discriminator'].strip(chr(39))}={shown(ctx['tag'])} is not a kind of {path} this "
+                         f"project reads", f"choose one of {ctx['expected_tags']} (files in conf/{path}/)")
+    if error["type"] == "missing":
+        return UserError(f"{path} is not set", f"pass {path}=<{allowed}>")
+    reason = error["msg"].removeprefix("Value error, ")
+    setting = path.partition("[")[0]  # Hydra overrides a whole list, not one item
+    fix = f"pass {setting}=<{allowed}>" if setting == path else f"pass {setting}=[…] with each item {allowed}"
+    return UserError(f"{path}={shown(error['input'])} is not allowed: {reason[0].lower()}{reason[1:]}", fix)
+
+
+def setting_path(loc: tuple) -> str:
+    """Pydantic's error location as the dotted key a Hydra override names. The dataset's discriminator tag is
+    pydantic's, not a key; list positions are written `[i]`."""
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if i == 1 and loc[0] == "dataset" and part in ("sample", "coco", "video"):
+            continue
+        if isinstance(part, int):
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append("_target_" if part == "target" else str(part))
+    return ".".join(parts)
+
+
+def _allowed(error: dict) -> str:
+    """The description of the type that refused the value; pydantic's own wording where the type has none."""
+    description = _description_at(error["loc"])
+    if description:
+        return description
+    expected = error.get("ctx", {}).get("expected")
+    return f"one of {expected}" if expected else error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+
+
+def _description_at(loc: tuple) -> str | None:
+    """Walk the annotations along an error's location: model fields by name, dict values by key (a stage, a
+    variant), list items by position, the dataset union by its tag."""
+    annotation, description = Config, None
+    for part in loc:
+        annotation, description = _step(annotation, part)
+        if annotation is None:
+            return None
+    return description
+
+
+def _step(annotation, part):
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _step(args[0], part)
+    if origin in (Union, UnionType):
+        for arg in args:
+            found = _step(arg, part)
+            if found[0] is not None:
+                return found
+        return None, None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(part, str) and part in annotation.model_fields:
+            field = annotation.model_fields[part]
+            return field.annotation, field.description
+        extra = get_type_hints(annotation).get("__pydantic_extra__")
+        if extra is not None and get_origin(extra) is dict:  # typed extras: Adaptation's stages
+            return _value_type(get_args(extra)[1])
+        tag = annotation.model_fields.get("name")
+        return (annotation, None) if tag is not None and get_args(tag.annotation) == (part,) else (None, None)
+    if origin is dict:
+        return _value_type(args[1])
+    if origin is list and isinstance(part, int):
+        return _value_type(args[0])
+    return None, None
+
+
+def _value_type(annotation):
+    """An item type, with the description its Annotated alias carries."""
+    if get_origin(annotation) is Annotated:
+        for meta in get_args(annotation)[1:]:
+            if isinstance(meta, FieldInfo) and meta.description:
+                return annotation, meta.description
+    return annotation, None
+
+
+def shown(value) -> str:
+    """A value as it would be typed on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return repr(value) if isinstance(value, str) else str(value)
