@@ -29,6 +29,13 @@ def test_default_command_runs_and_prints_a_summary(tmp_path, client):
                                filter_string="tags.mlflow.parentRunId IS NULL")
     assert run.data.tags["weights_kind"] == "random" and "weights_note" in run.data.tags
     assert run.data.metrics["latency_p99_s_mean"] > 0  # default: 3 repetitions under one parent
+    assert "95 % CI of the mean" in out.stdout + out.stderr  # the intervals say what they are
+    # it ends saying where the run is and how to open it
+    uri, experiment_id = f"sqlite:///{tmp_path}/mlruns/mlflow.db", run.info.experiment_id
+    assert (out.stdout + out.stderr).strip().splitlines()[-2:] == [
+        f"run {run.info.run_id} in experiment 'sustainable-ipa' of {uri}",
+        f"open it: mlflow ui --backend-store-uri {uri}, then "
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run.info.run_id}"]
 
 
 def test_multirun_gives_each_job_its_own_run_grouped_by_sweep(tmp_path, client):
@@ -68,6 +75,8 @@ def test_mlflow_run_logs_into_the_run_it_made(tmp_path):
     assert outer.data.tags["adaptation"] == "yolov5n-resnet18" and "latency_p99_s_mean" in outer.data.metrics
     assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
     assert outer.info.status == "FINISHED"
+    # `mlflow run` chose the experiment before the project's code ran: the job says so and how to choose it
+    assert "made this run in experiment 'mlflow-run-test', not 'sustainable-ipa'" in out.stderr
 
 
 def test_mlflow_run_multirun_nests_every_job_under_the_outer_run(tmp_path):

@@ -30,6 +30,7 @@ from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
 from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
 from sustainable_ipa.progress import progress_bar
+from sustainable_ipa.tracking.links import where_to_look
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -160,6 +161,11 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         except Exception:
             raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
                             "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
+        chosen = client.get_experiment(experiment_id).name
+        if chosen != cfg.tracking.experiment:  # `mlflow run` picks the experiment before this code runs
+            console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
+                          f"'{cfg.tracking.experiment}': pass --experiment-name {cfg.tracking.experiment} to mlflow "
+                          f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there", soft_wrap=True)
     tags = {**common_tags(cfg.adaptation.name, job.plan.kind), **load_tags(cfg.trial.load)}
     if sweep_id:
         tags["sweep_id"] = sweep_id
@@ -203,6 +209,8 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             if repetitions > 1:
                 log(client, job_run, metrics=record)
     console.print(summary_table(name, record, repetitions, job.plan.kind))
+    for line in where_to_look(cfg.tracking.uri, client.get_experiment(experiment_id).name, experiment_id, job_run):
+        console.print(line, soft_wrap=True, highlight=False)  # whole lines: a URL cut by wrapping cannot be opened
     return JobOutcome(job_run, record, child_ids)
 
 
@@ -241,12 +249,14 @@ def summary_table(name: str, record: dict[str, float], repetitions: int, weights
     suffix = "_mean" if repetitions > 1 else ""
     table = Table(title=f"{name} — {repetitions} repetition(s), weights {weights_kind}")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("mean over repetitions" if repetitions > 1 else "value", justify="right")
+    if repetitions > 1:
+        table.add_column("95 % CI of the mean", justify="right")
     for metric in SUMMARY:
         value = record.get(metric + suffix)
         if value is None:
             continue
         low, high = record.get(f"{metric}_ci95_low"), record.get(f"{metric}_ci95_high")
-        text = f"{value:.4g}" + (f"  [{low:.4g}, {high:.4g}]" if low is not None else "")
-        table.add_row(metric, text)
+        interval = [f"{low:.4g} … {high:.4g}" if low is not None else ""] if repetitions > 1 else []
+        table.add_row(metric, f"{value:.4g}", *interval)
     return table

@@ -106,10 +106,17 @@ def test_idle_baseline_is_measured_then_cached_per_key_until_it_expires(tmp_path
 def test_the_machine_lock_refuses_a_second_run_naming_the_holder(tmp_path):
     import os
 
+    waiting = []
     with MachineLock(tmp_path / "energy.lock"):
         with pytest.raises(UserError) as err:
-            MachineLock(tmp_path / "energy.lock", wait_s=0.3).acquire()
-        assert f"pid {os.getpid()}" in str(err.value) and "one job at a time" in str(err.value)
+            MachineLock(tmp_path / "energy.lock", wait_s=0.5, on_wait=waiting.append, report_every_s=0.2).acquire()
+        message = str(err.value)
+        assert f"pid {os.getpid()}" in message and "one job at a time" in message
+        # both reasons and both settings that change what happens
+        assert "latency" in message and "energy counters" in message
+        assert "energy.lock_wait_s" in message and "energy.lock_path" in message and "\n" not in message
+    # the wait is said in lines (a log shows no spinner): at once, then every report_every_s
+    assert 2 <= len(waiting) <= 4 and all(f"held by pid {os.getpid()}" in line for line in waiting)
     with MachineLock(tmp_path / "energy.lock", wait_s=0.0):
         pass  # released: free again
 

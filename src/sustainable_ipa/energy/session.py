@@ -34,7 +34,7 @@ class EnergySession:
         self.cfg = energy
         self.hardware = hardware
         self.warn = warn
-        self.lock = MachineLock(energy.lock_path, float(energy.lock_wait_s))
+        self.lock = MachineLock(energy.lock_path, float(energy.lock_wait_s), on_wait=warn)
         self.meter: Meter | None = None
         self.cross_meter: Meter | None = None
         self.idle_power_w = 0.0
