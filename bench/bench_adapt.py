@@ -7,6 +7,7 @@ IPA's Gurobi program took 0.25–2 s per decision in its own scalability figure;
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import sys
 import time
@@ -40,7 +41,7 @@ def main() -> None:
         profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
     except UserError as err:  # no profile cache yet, or one of an older profiler
         raise SystemExit(f"error: {err}") from None
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
     stage_space = space.profile_grid()
     reference = reference_accuracies(cfg.pipeline.variants)
     a = cfg.adapt
@@ -62,7 +63,7 @@ def main() -> None:
         print(f"load {load:4.1f} rps: stage options (every option's p99 replayed) at a new load median "
               f"{statistics.median(cold) * 1e3:.1f} ms, at a load seen before {statistics.median(warm) * 1e3:.2f} ms")
         options = stage_options(profiles, stage_space, load, reference)
-        n = len(options["detector"]) * len(options["classifier"])
+        n = math.prod(len(stage) for stage in options.values())
         model = pipeline_p99_s(profiles, load)  # the end-to-end verdict, as src/adapt.py decides
         for name, w in weights.items():
             first_s = one_call_s(lambda: decide(options, cfg.trial.sla_s, int(a.max_cores), w, 370.0,
@@ -90,9 +91,8 @@ def main() -> None:
                   f"then MILP median {statistics.median(times) * 1e3:.2f} ms "
                   f"(p90 {sorted(times)[int(0.9 * len(times))] * 1e3:.2f} ms; HiGHS defaults {statistics.median(defaults) * 1e3:.2f} ms, "
                   f"{speedup:.2f}× paired), brute force {brute_s * 1e3:.1f} ms, "
-                  f"same optimum: {same}; choice {decision.choice.detector.variant} b{decision.choice.detector.batch_size} "
-                  f"r{decision.choice.detector.replicas} + {decision.choice.classifier.variant} "
-                  f"b{decision.choice.classifier.batch_size} r{decision.choice.classifier.replicas}, "
+                  f"same optimum: {same}; choice "
+                  f"{' + '.join(f'{c.variant} b{c.batch_size} r{c.replicas}' for c in decision.choice.stages().values())}, "
                   f"{decision.cores} cores, {decision.power_w:.1f} W")
 
 

@@ -48,7 +48,7 @@ CORES = 16  # the full space: up to 2 threads × 4 replicas per stage
 def setup(overrides):
     cfg = compose([f"hardware.cores={CORES}", *overrides])
     profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, CORES)
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, CORES)
     return cfg, profiles, space, ProfileEvaluator(profiles, cfg), resolve_objectives(cfg.search.objectives)
 
 
@@ -162,7 +162,7 @@ def validate_composition(cfg, profiles: ProfileTable, evaluator, args) -> None:
     candidates = [c for c in pipelines_in(profiles, cores)
                   if evaluator.evaluate(c)["throughput_rps"] >= 1.5 * cfg.search.load_rps]  # a steady queue
     if args.pipeline:
-        held_out = [parse_pipeline(text) for text in args.pipeline]
+        held_out = [parse_pipeline(text, list(cfg.pipeline.stages)) for text in args.pipeline]
     else:  # at least two that use more than one core in a stage, where this machine has the cores for them
         draw = random.Random(1)
         wide = [c for c in candidates if any(s.threads > 1 or s.replicas > 1 for s in c.stages().values())]
@@ -217,7 +217,8 @@ def pipelines_in(profiles: ProfileTable, cores: int):
 
     stages = {stage: [StageChoice(v, b, t, r) for (s, v, b, t) in profiles.rows if s == stage for r in (1, 2)]
               for stage in profiles.items_per_request}
-    return [c for c in (PipelineChoice(*combo) for combo in product(*stages.values())) if c.cores <= cores]
+    return [c for c in (PipelineChoice(**dict(zip(stages, combo))) for combo in product(*stages.values()))
+            if c.cores <= cores]
 
 
 def run_held_out(cfg, choice, requests: int, repetitions: int, seed: int, console) -> dict[str, float]:
@@ -254,8 +255,8 @@ def describe(choice) -> str:
     return " + ".join(f"{c.variant} b{c.batch_size} r{c.replicas} t{c.threads}" for c in choice.stages().values())
 
 
-def parse_pipeline(text: str):
-    """'yolov5s b1 r2 t1 + resnet18 b2' → that pipeline (replicas and threads default to 1)."""
+def parse_pipeline(text: str, stage_names: list[str]):
+    """'yolov5s b1 r2 t1 + resnet18 b2' → that pipeline (replicas and threads default to 1), a part per stage."""
     from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
     try:
@@ -264,7 +265,9 @@ def parse_pipeline(text: str):
             variant, *knobs = part.split()
             given = {k[0]: int(k[1:]) for k in knobs}
             stages.append(StageChoice(variant, given["b"], given.get("t", 1), given.get("r", 1)))
-        return PipelineChoice(*stages)
+        if len(stages) != len(stage_names):
+            raise ValueError
+        return PipelineChoice(**dict(zip(stage_names, stages)))
     except (ValueError, KeyError, TypeError):
         raise SystemExit(f"--pipeline {text!r}: write it as 'yolov5s b1 r1 t1 + resnet18 b2 r1 t1'") from None
 

@@ -180,7 +180,7 @@ def main() -> None:
         cfg = compose([f"hardware.cores={cores}", *overrides])
         objectives = resolve_objectives(cfg.search.objectives)
         directions = [o.direction for o in objectives]
-        space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, cores)
+        space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, cores)
         evaluator = ProfileEvaluator(profiles, cfg)
         fitting = space.all_choices()
         total = len(space.all_choices(check_cores=False))

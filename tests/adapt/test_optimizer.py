@@ -20,7 +20,9 @@ REFERENCE = {"detector": {"yolov5n": 45.7, "yolov5s": 56.8, "yolov5m": 64.1},
              "classifier": {"resnet18": 69.758, "resnet50": 76.13, "resnet152": 78.312}}
 
 
-def random_instance(seed: int):
+def random_instance(seed: int, spread: bool = False, crops: tuple[int, ...] = (3,)):
+    """Made-up profiles of the video pipeline's two stages: batch latencies alike but one 10 % slower, or with
+    `spread` each drawn; `crops` per frame, cycled."""
     rng = np.random.default_rng(seed)
     rows = []
     space = {}
@@ -32,9 +34,11 @@ def random_instance(seed: int):
                 for t in threads:
                     per_item = (0.05 + 0.1 * k) * rng.uniform(0.7, 1.3) / t ** 0.8
                     latency = per_item * b ** 0.85
-                    rows.append(StageProfile(stage, v, b, t, (latency,) * 19 + (latency * 1.1,),
+                    samples = tuple(latency * rng.uniform(0.8, 1.6, 20)) if spread else \
+                        (latency,) * 19 + (latency * 1.1,)
+                    rows.append(StageProfile(stage, v, b, t, samples,
                                              (1.0 + 2.0 * k) * rng.uniform(0.6, 1.0) / b ** 0.2, "estimate"))
-    return ProfileTable(rows, "cpu", {"detector": (1,), "classifier": (3,)}), space
+    return ProfileTable(rows, "cpu", {"detector": (1,), "classifier": crops}), space
 
 
 def brute_force(options, sla_s, max_cores, w, intensity, power_budget_w=None):
@@ -232,7 +236,7 @@ def test_one_extra_replica_is_the_only_way_to_meet_the_sla():
     classifier = options["classifier"][0]
     assert model(to_choice((one, classifier))) > 1.0 > model(to_choice((two, classifier)))
     decision = decide(options, 1.0, 16, Weights(), pipeline_p99_s=model)
-    assert decision.meets_sla and decision.choice.detector.replicas == 2
+    assert decision.meets_sla and decision.choice["detector"].replicas == 2
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -258,7 +262,7 @@ def test_a_pipeline_the_model_rejects_is_cut_and_the_next_best_taken():
     detector, cheap, dear = option("detector", 0.5, 1), option("classifier", 0.5, 1), option("classifier", 0.4, 2)
     verdicts = {1: 3.0, 2: 1.5}  # end-to-end p99 by the classifier's cores (its batch size here)
     decision = decide({"detector": [detector], "classifier": [cheap, dear]}, 2.0, 16, Weights(beta=1.0),
-                      pipeline_p99_s=lambda choice: verdicts[choice.classifier.batch_size])
+                      pipeline_p99_s=lambda choice: verdicts[choice["classifier"].batch_size])
     assert decision.meets_sla and decision.options[1] is dear and decision.latency_s == 1.5
 
 
@@ -279,5 +283,5 @@ def test_a_power_budget_holds_when_only_the_end_to_end_model_accepts_the_pick():
     detector = Option("detector", "v", 1, 1, 1, 50.0, 1.0, 1.0, 1, 1.0, 5.0)
     fast, slow = option(1, 0.5, 10.0), option(2, 1.5, 2.0)
     decision = decide({"detector": [detector], "classifier": [fast, slow]}, 2.0, 16, Weights(), power_budget_w=5.0,
-                      pipeline_p99_s=lambda choice: {1: 1.4, 2: 1.8}[choice.classifier.batch_size])
+                      pipeline_p99_s=lambda choice: {1: 1.4, 2: 1.8}[choice["classifier"].batch_size])
     assert decision.options[1] is slow and decision.power_w <= 5.0 and decision.meets_sla

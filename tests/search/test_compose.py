@@ -28,7 +28,7 @@ def table(detector_b1_s=(0.10,)):
 
 
 def test_prediction_follows_ipa_composition():
-    choice = PipelineChoice(StageChoice("yolov5n", 4, 1, 2), StageChoice("resnet18", 8, 1, 1))
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 4, 1, 2), classifier=StageChoice("resnet18", 8, 1, 1))
     m = predict(choice, table(), load_rps=5.0, sla_s=5.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.036)
     # detector: 2 replicas × 4 / 0.4 s = 20 req/s; classifier: 8 / 0.2 s = 40 crops/s = 10 req/s
     assert m["throughput_rps"] == pytest.approx(10.0)
@@ -45,7 +45,8 @@ def test_prediction_follows_ipa_composition():
 @pytest.mark.parametrize("replicas,latency", [(1, 0.10 + 4 * 0.05), (2, 0.10 + 2 * 0.05), (4, 0.10 + 0.05)])
 def test_latency_at_a_trickle_is_the_batches_in_a_row(replicas, latency):
     # at 0.01 req/s requests never meet: a frame (0.1 s), then its 4 crops one batch each on `replicas` replicas
-    choice = PipelineChoice(StageChoice("yolov5n", 1, 1, 1), StageChoice("resnet18", 1, 1, replicas))
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 1, 1, 1),
+                            classifier=StageChoice("resnet18", 1, 1, replicas))
     m = predict(choice, table(), load_rps=0.01, sla_s=5.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.0)
     assert m["latency_p50_s"] == pytest.approx(latency) and m["latency_p99_s"] == pytest.approx(latency)
 
@@ -54,7 +55,7 @@ def test_p50_and_p99_are_percentiles_of_the_replay_not_every_batch_at_its_worst(
     # 1 detector batch in 20 takes 1 s instead of 0.1 s. At a trickle each request meets one detector batch:
     # about 5 % of requests see the slow one, so the p50 stays fast and the p99 is slow. The old model ran every
     # batch at the profile's "p99" (here 0.83 s) and so called the median request slow too.
-    choice = PipelineChoice(StageChoice("yolov5n", 1, 1, 1), StageChoice("resnet18", 1, 1, 1))
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 1, 1, 1), classifier=StageChoice("resnet18", 1, 1, 1))
     p50, p99 = latency_s(choice, table(detector_b1_s=(0.10,) * 19 + (1.0,)), load_rps=0.01)
     assert p50 == pytest.approx(0.10 + 4 * 0.05) and p99 == pytest.approx(1.0 + 4 * 0.05)
 
@@ -62,14 +63,14 @@ def test_p50_and_p99_are_percentiles_of_the_replay_not_every_batch_at_its_worst(
 def test_a_trace_is_replayed_start_up_and_final_flush_included():
     # 3 frames at 0, 1, 2 s into detector batches of 4: the queue closes after the third, so the partial batch
     # runs at 2 s (0.4 s); its 12 crops make a batch of 8 (2.4–2.6 s) and a flushed batch of 4 (2.6–2.8 s)
-    choice = PipelineChoice(StageChoice("yolov5n", 4, 1, 1), StageChoice("resnet18", 8, 1, 1))
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 4, 1, 1), classifier=StageChoice("resnet18", 8, 1, 1))
     p50, p99 = latency_s(choice, table(), arrivals_s=np.array([0.0, 1.0, 2.0]))
     assert p50 == pytest.approx(1.6)  # latencies 2.6, 1.6, 0.8
     assert p99 == pytest.approx(np.percentile([2.6, 1.6, 0.8], 99))
 
 
 def test_prediction_flags_sla_and_load():
-    choice = PipelineChoice(StageChoice("yolov5n", 4, 1, 1), StageChoice("resnet18", 8, 1, 1))
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 4, 1, 1), classifier=StageChoice("resnet18", 8, 1, 1))
     m = predict(choice, table(), load_rps=20.0, sla_s=1.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.0)
     assert m["load_shortfall_rps"] == pytest.approx(10.0)  # detector serves 10 req/s
     assert m["sla_violation_s"] == pytest.approx(m["latency_p99_s"] - 1.0)
@@ -132,7 +133,7 @@ def test_behind_replicas_of_unequal_batch_times_no_request_leaves_before_it_ente
 
 
 def test_a_missing_profile_names_the_fix():
-    choice = PipelineChoice(StageChoice("yolov5n", 2, 1, 1), StageChoice("resnet18", 8, 1, 1))
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 2, 1, 1), classifier=StageChoice("resnet18", 8, 1, 1))
     with pytest.raises(UserError, match="no profile for detector yolov5n batch 2"):
         predict(choice, table(), 1.0, 1.0, REFERENCE, 0.0)
 
@@ -164,7 +165,7 @@ def test_a_profile_cache_of_another_dataset_names_the_refresh(tmp_path):
 
     cfg = compose([f"profiling.cache_dir={tmp_path}"])
     table().save(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))  # 4 crops per frame; the sample has 5, 4
-    with pytest.raises(UserError, match=r"other crops per frame \(4\) than dataset 'sample' \(5 4\)"):
+    with pytest.raises(UserError, match=r"other classifier items per request \(4\) than dataset 'sample' \(5 4\)"):
         profile_job(cfg)
 
 
@@ -176,7 +177,7 @@ def space_cfg(changes=None):
         space[stage][key] = value
     from omegaconf import OmegaConf
 
-    return OmegaConf.create(space), cfg.pipeline.variants
+    return OmegaConf.create(space), cfg.pipeline
 
 
 def test_space_enumerates_choices_within_the_core_budget():
@@ -213,6 +214,7 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
 
     from sustainable_ipa.data import load_dataset
     from sustainable_ipa.search.profiler import missing_profiles, profile_space
+    from sustainable_ipa.search.workload import video_workload
 
     cfg = compose()
     space = SearchSpace.from_config(*space_cfg({("detector", "variants"): ["yolov5n"],
@@ -227,7 +229,7 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
     def energy_window():  # 1 J above idle per batch
         yield SimpleNamespace(active_j=1.0)
 
-    table = profile_space(space, load_dataset(cfg.dataset), build, 3, energy_window, "estimate", "cpu",
+    table = profile_space(space, video_workload(load_dataset(cfg.dataset)), build, 3, energy_window, "estimate", "cpu",
                           on_batch=batches.append, retries=0)
     assert builds == [("detector", "yolov5n"), ("classifier", "resnet18")]
     # round after round (a warm-up round + 3 timed rounds), each timing one batch of all 4 profiles in turn

@@ -15,6 +15,7 @@ from sustainable_ipa.search.profiler import QualityLimits, profile_space
 from sustainable_ipa.search.profiles import CONTENDED, NOISY, OK, ProfileTable
 from sustainable_ipa.search.profiling_job import warn_flagged
 from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.search.workload import video_workload
 
 REPEATS = 4
 
@@ -39,15 +40,15 @@ def profile(machine: FakeMachine, retries: int):
     space = SearchSpace.from_config(OmegaConf.create({
         "detector": {"variants": ["yolov5n"], "batch_size": [1], "threads": [1], "replicas": [1]},
         "classifier": {"variants": ["resnet18"], "batch_size": [2], "threads": [1], "replicas": [1]}}),
-        cfg.pipeline.variants, max_cores=None)
+        cfg.pipeline, max_cores=None)
     batches, extra = [], []
 
     @contextmanager
     def energy_window():
         yield SimpleNamespace(active_j=1.0)
 
-    table = profile_space(space, load_dataset(cfg.dataset), lambda stage, variant: (lambda batch: None), REPEATS,
-                          energy_window, "estimate", "cpu", on_batch=batches.append, retries=retries,
+    table = profile_space(space, video_workload(load_dataset(cfg.dataset)), lambda stage, variant: (lambda batch: None),
+                          REPEATS, energy_window, "estimate", "cpu", on_batch=batches.append, retries=retries,
                           counters=machine, cores=2, limits=QualityLimits(max_p90_over_p50=float("inf")),
                           on_retry=extra.append)
     return table, batches, extra

@@ -76,7 +76,7 @@ def test_a_2_core_study_spends_every_trial_on_a_configuration_that_fits(search_c
         outcome = search_job(cfg)
         states = [t.state for t in outcome.study.trials]
         assert states == [optuna.trial.TrialState.COMPLETE] * 5, sampler
-        space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, 2)
+        space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, 2)
         for trial in outcome.study.trials:
             assert space.choice_from_params(trial.params).cores <= 2
             params = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.params
@@ -87,7 +87,7 @@ def test_a_2_core_study_spends_every_trial_on_a_configuration_that_fits(search_c
 def test_bruteforce_enumerates_exactly_the_configurations_that_fit(search_cfg):
     cfg = search_cfg(*CORE_KNOBS, "hardware.cores=3", "search.sampler=bruteforce", "search.n_trials=1000")
     outcome = search_job(cfg)  # the sampler stops the study once the space is exhausted
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, 3)
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, 3)
     fitting = space.all_choices()
     assert len(fitting) == 8 * 5  # 8 variant and batch combinations × 5 allocations of at most 3 cores
     assert [t.state for t in outcome.study.trials] == [optuna.trial.TrialState.COMPLETE] * len(fitting)

@@ -52,7 +52,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     a = cfg.adapt
     compared = policies(a)  # first: bad weights are told before minutes of profiling
     load, carbon = traces(cfg)
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
     profiles = profile_job(cfg, console, space)
     stage_space = space.profile_grid()
     reference = reference_accuracies(cfg.pipeline.variants)
@@ -80,7 +80,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
                      "options_precompute_s": precompute_s})
         client.log_text(run_id, table.to_csv(), "comparison.csv")
         for name, intervals in runs.items():
-            client.log_text(run_id, pd.DataFrame([i.__dict__ for i in intervals]).to_csv(index=False),
+            client.log_text(run_id, pd.DataFrame([i.row() for i in intervals]).to_csv(index=False),
                             f"intervals_{name}.csv")
         with tempfile.TemporaryDirectory() as folder:
             client.log_artifact(run_id, str(timeline(runs, Path(folder) / "timeline.png")))

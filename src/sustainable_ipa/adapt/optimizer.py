@@ -14,8 +14,9 @@ distribution one more replica can be what drains the queue in time. Each option 
 power as constants, so the program stays linear. Power is active power, item rate × idle-subtracted energy per
 item — it depends on the variant and the batch chosen, which is what IPA's attempt at an energy term lacked.
 Accuracy: `sum` of stage accuracies (linear) or `product` (IPA's PAS), linearised exactly with one continuous
-variable per pair of variants whose row and column sums equal the stages' variant choices (0/1 marginals force a
-0/1 pair).
+variable per combination of the stages' variants (one per pair in a two-stage pipeline), those holding a stage's
+variant summing to that stage's choice of it: 0/1 marginals force a 0/1 combination (in `decide`). The stages are
+those of `options`, in pipeline order, as many as the pipeline has.
 
 The per-stage sum is separable, which an integer program needs, but it is not the pipeline's latency: in the
 pipeline the classifier is fed by the detector's bursts. The SLA verdict is therefore the study's own model
@@ -110,7 +111,7 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
                   reference: dict[str, dict[str, float]], extra_replicas: int = EXTRA_REPLICAS) -> dict[str, list[Option]]:
     out: dict[str, list[Option]] = {}
     latency_load_rps = load_grid_rps(load_rps)
-    for stage, o in space.items():
+    for position, (stage, o) in enumerate(space.items()):  # `space` lists the stages in pipeline order
         items = profiles.mean_items(stage)
         rate = max(load_rps * items, 1e-9)
         options = []
@@ -120,7 +121,8 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
                     p = profiles.get(stage, v, b, t)
                     fewest = max(1, math.ceil(rate / p.throughput_items_s))
                     for replicas in range(fewest, fewest + extra_replicas + 1):
-                        latency_p99 = stage_latency_p99_s(stage, p, replicas, profiles, latency_load_rps)
+                        latency_p99 = stage_latency_p99_s(stage, position, p, replicas, profiles,
+                                                          latency_load_rps)
                         options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
                                               rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
                                               stage_capacity_rps(p, replicas, items)))
@@ -160,7 +162,8 @@ def undominated(options: list[Option]) -> list[Option]:
 
 
 def to_choice(options: tuple[Option, ...]) -> PipelineChoice:
-    return PipelineChoice(*(StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in options))
+    """The pipeline of one option per stage, in pipeline order."""
+    return PipelineChoice(**{o.stage: StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in options})
 
 
 def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]], sla_s: float,
@@ -194,11 +197,16 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     n_x = offsets[-1]
     flat = [o for s in stages for o in options[s]]
     product = w.accuracy == "product"
-    if product and len(stages) != 2:
-        raise ValueError("accuracy=product is linearised for two stages; use accuracy=sum")
     variants = [sorted({o.variant for o in options[st]}) for st in stages]
-    pairs = [(a, b) for a in variants[0] for b in variants[1]] if product else []
-    n = n_x + len(pairs) + 1  # x, variant-pair variables, SLA slack (s)
+    # The product of stage accuracies is not linear in the options. One continuous y ≥ 0 per combination of variants
+    # (a variant per stage), tied to the options by: for every stage k and variant v, Σ y over the combinations with
+    # v at k = [stage k chose v]. With exactly one variant chosen per stage, any combination holding an unchosen
+    # variant has y = 0, so all weight sits on the one combination chosen: y is its 0/1 indicator and Σ y·Π accuracy
+    # is the product exactly, for any number of stages. (A log of the product is no substitute: the objective adds
+    # cores and power to α × the product, and the log of a sum is not a sum of logs.) The combinations grow as the
+    # product of the stages' variant counts (125 for three stages of 5), the price of exactness.
+    combos = list(itertools.product(*variants)) if product else []
+    n = n_x + len(combos) + 1  # x, variant-combination variables, SLA slack (s)
     slack = n - 1
     per_g_h = intensity_g_per_kwh / 1000.0
     power = np.array([o.power_w for o in flat])
@@ -206,8 +214,8 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     c[:n_x] = w.beta * np.array([o.cores for o in flat]) + w.delta * power * (per_g_h if w.objective == "carbon" else 1.0)
     accuracy = {st: {o.variant: o.accuracy_pct / 100.0 for o in options[st]} for st in stages}
     if product:
-        for k, (a, b) in enumerate(pairs):
-            c[n_x + k] = -w.alpha * accuracy[stages[0]][a] * accuracy[stages[1]][b]
+        for j, combo in enumerate(combos):
+            c[n_x + j] = -w.alpha * math.prod(accuracy[st][v] for st, v in zip(stages, combo))
     else:
         c[:n_x] -= w.alpha * np.array([o.accuracy_pct for o in flat]) / 100.0
     c[slack] = SLACK_PENALTY
@@ -237,17 +245,17 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
         row = np.zeros(n)
         row[:n_x] = power * per_g_h
         add(row, -np.inf, carbon_budget_g_per_h)
-    if product:  # Σ_b y[a, b] = [stage 0 chose variant a], Σ_a y[a, b] = [stage 1 chose variant b]
+    if product:  # per stage k and variant v: Σ y[combos with v at k] = [stage k chose v]
         for k, side in enumerate(variants):
             for v in side:
                 row = np.zeros(n)
                 for i in range(offsets[k], offsets[k + 1]):
                     row[i] = -1.0 if flat[i].variant == v else 0.0
-                for j, pair in enumerate(pairs):
-                    row[n_x + j] = 1.0 if pair[k] == v else 0.0
+                for j, combo in enumerate(combos):
+                    row[n_x + j] = 1.0 if combo[k] == v else 0.0
                 add(row, 0, 0)
     integrality = np.zeros(n)
-    integrality[:n_x] = 1  # the pair variables and the slack may stay continuous
+    integrality[:n_x] = 1  # the combination variables and the slack may stay continuous
 
     def solve() -> np.ndarray | None:
         constraints = LinearConstraint(np.array(rows), low, high)

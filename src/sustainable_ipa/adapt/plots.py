@@ -1,4 +1,4 @@
-"""The adaptation timeline: load, carbon intensity, chosen variants and power, one line per policy."""
+"""The adaptation timeline: load, carbon intensity, the variants chosen per stage and power, one line per policy."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def timeline(runs: dict, path: Path) -> Path:
-    fig, axes = plt.subplots(5, 1, figsize=(8, 9), sharex=True)
     first = next(iter(runs.values()))
+    stages = [stage for stage, _ in first[0].stages]
+    fig, axes = plt.subplots(3 + len(stages), 1, figsize=(8, 5 + 2 * len(stages)), sharex=True)
     hours = [i.t_s / 3600 for i in first]
     axes[0].step(hours, [i.load_rps for i in first], where="post", label="actual")
     axes[0].step(hours, [i.predicted_rps for i in first], where="post", linestyle="--", label="predicted")
@@ -20,14 +21,15 @@ def timeline(runs: dict, path: Path) -> Path:
     axes[0].legend(fontsize=7)
     axes[1].step(hours, [i.carbon_intensity_g_per_kwh for i in first], where="post", color="tab:brown")
     axes[1].set_ylabel("gCO2/kWh")
+    power = axes[-1]
     for name, intervals in runs.items():
-        axes[2].step(hours, [i.detector for i in intervals], where="post", label=name)
-        axes[3].step(hours, [i.classifier for i in intervals], where="post", label=name)
-        axes[4].step(hours, [i.power_w for i in intervals], where="post", label=name)
-    axes[2].set_ylabel("detector")
-    axes[3].set_ylabel("classifier")
-    axes[4].set_ylabel("active power (W)")
-    axes[4].set_xlabel("hours")
+        for k, stage in enumerate(stages):
+            axes[2 + k].step(hours, [dict(i.stages)[stage] for i in intervals], where="post", label=name)
+        power.step(hours, [i.power_w for i in intervals], where="post", label=name)
+    for k, stage in enumerate(stages):
+        axes[2 + k].set_ylabel(stage)
+    power.set_ylabel("active power (W)")
+    power.set_xlabel("hours")
     for ax in axes[2:]:
         ax.legend(fontsize=7)
         ax.tick_params(axis="y", labelsize=7)

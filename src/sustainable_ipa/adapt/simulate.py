@@ -25,8 +25,7 @@ class Interval:
     load_rps: float
     predicted_rps: float
     carbon_intensity_g_per_kwh: float
-    detector: str
-    classifier: str
+    stages: tuple[tuple[str, str], ...]  # (stage, "variant bN") in pipeline order; "-" when nothing was chosen
     cores: int
     power_w: float
     accuracy: float
@@ -36,6 +35,16 @@ class Interval:
     core_s: float
     flagged: bool
     decision_ms: float
+
+    def row(self) -> dict[str, object]:
+        """The interval as a table row: its fields in order, `stages` spread into a column per stage (its name)."""
+        out: dict[str, object] = {}
+        for name, value in self.__dict__.items():
+            if name == "stages":
+                out.update(self.stages)
+            else:
+                out[name] = value
+        return out
 
 
 def precompute_options(profiles: ProfileTable, space: dict, reference: dict, load: Trace) -> float:
@@ -62,7 +71,8 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
                           intensity, pipeline_p99_s=pipeline_p99_s(profiles, predicted))
         decision_ms = (time.perf_counter() - began) * 1e3
         if decision.choice is None:
-            out.append(Interval(t, actual, predicted, intensity, "-", "-", 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,
+            nothing = tuple((stage, "-") for stage in space)
+            out.append(Interval(t, actual, predicted, intensity, nothing, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,
                                 decision_ms))
             predicted = actual
             continue
@@ -71,11 +81,10 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         attainment = 0.0 if not decision.meets_sla else (1.0 if actual <= capacity else capacity / actual)
         power = served * sum(o.energy_j_per_request for o in decision.options)
         energy = power * step_s
-        det, cls = decision.choice.detector, decision.choice.classifier
-        out.append(Interval(t, actual, predicted, intensity, f"{det.variant} b{det.batch_size}",
-                            f"{cls.variant} b{cls.batch_size}", decision.cores, power, decision.accuracy, attainment,
-                            energy, emissions_g(energy, intensity, pue), decision.cores * step_s, decision.flagged,
-                            decision_ms))
+        chosen = tuple((stage, f"{c.variant} b{c.batch_size}") for stage, c in decision.choice.stages().items())
+        out.append(Interval(t, actual, predicted, intensity, chosen, decision.cores, power, decision.accuracy,
+                            attainment, energy, emissions_g(energy, intensity, pue), decision.cores * step_s,
+                            decision.flagged, decision_ms))
         predicted = actual
     return out
 

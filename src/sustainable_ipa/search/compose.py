@@ -69,10 +69,11 @@ def stage_capacity_rps(p: StageProfile, replicas: int, mean_items_per_request: f
             else float("inf"))
 
 
-def stage_latency_p99_s(stage: str, p: StageProfile, replicas: int, profiles: ProfileTable, load_rps: float) -> float:
+def stage_latency_p99_s(stage: str, position: int, p: StageProfile, replicas: int, profiles: ProfileTable,
+                        load_rps: float) -> float:
     """p99 seconds a request spends in one stage fed straight by the arrivals: the separable per-stage figure an
-    integer program can add up. Only a guide for the adapter's search; its SLA verdict is `latency_s`."""
-    position = list(profiles.items_per_request).index(stage)  # draws as the stage's place in the pipeline does
+    integer program can add up. Only a guide for the adapter's search; its SLA verdict is `latency_s`. `position`:
+    the stage's place in the pipeline, which seeds its draws as in the end-to-end replay."""
     return _stage_p99_s((profiles.items_per_request[stage], p.batch_size, replicas, p.latency_samples_s), position,
                         load_rps)
 

@@ -73,7 +73,7 @@ class RunEvaluator:
             for stage, c in choice.stages().items():
                 cfg.adaptation[stage] = {"variant": c.variant, "batch_size": c.batch_size, "threads": c.threads,
                                          "replicas": c.replicas}
-            cfg.adaptation.name = f"search-{choice.detector.variant}-{choice.classifier.variant}"
+            cfg.adaptation.name = "search-" + "-".join(c.variant for c in choice.stages().values())
             cfg.trial.repetitions = 1
             cfg.trial.rate_rps = self.cfg.search.load_rps  # measured at the load the study is for, as composed
         return run_job(cfg, outer_run_id=parent_run_id, nest_under_outer=True).metrics

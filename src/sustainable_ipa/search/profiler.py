@@ -11,27 +11,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sustainable_ipa.data import Dataset
-from sustainable_ipa.models.classifier import crop
 from sustainable_ipa.search.machine_load import CpuCounters, LoadTally, machine_cores, read_counters, reference_batch_s
 from sustainable_ipa.search.profiles import CONTENDED, NOISY, OK, ProfileTable, StageProfile
 from sustainable_ipa.search.space import SearchSpace
-
-
-def frame_crops(dataset: Dataset) -> list[list[np.ndarray]]:
-    """Each frame's ground-truth crops: what the classifier gets from it with random detector weights."""
-    return [[c for gt in f.ground_truth if (c := crop(f.image_bgr, gt.box_xyxy)) is not None] for f in dataset.frames]
-
-
-def stage_inputs(dataset: Dataset) -> dict[str, list[np.ndarray]]:
-    return {"detector": [f.image_bgr for f in dataset.frames],
-            "classifier": [c for crops in frame_crops(dataset) for c in crops]}
-
-
-def items_per_request(dataset: Dataset) -> dict[str, tuple[int, ...]]:
-    """Per request, in the order requests cycle over the frames: 1 frame; that frame's crops."""
-    return {"detector": (1,), "classifier": tuple(len(crops) for crops in frame_crops(dataset))}
-
+from sustainable_ipa.search.workload import Workload
 
 ProfileKey = tuple[str, str, int, int]  # stage, variant, batch size, threads
 
@@ -52,13 +35,14 @@ class QualityLimits:
         return OK
 
 
-def profile_space(space: SearchSpace, dataset: Dataset, build: Callable[[str, str], Callable], repeats: int,
+def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, str], Callable], repeats: int,
                   energy_window, source: str, hardware: str, cached: ProfileTable | None = None,
                   on_batch: Callable[[ProfileKey], None] | None = None, limits: QualityLimits = QualityLimits(),
                   retries: int = 1, counters: Callable[[], CpuCounters] = lambda: read_counters(time.perf_counter),
                   cores: int | None = None, on_retry: Callable[[int], None] | None = None,
                   reference: Callable[[], float] = reference_batch_s) -> ProfileTable:
-    """Every (stage, variant, batch, threads) of the space that `cached` lacks, measured in rounds.
+    """Every (stage, variant, batch, threads) of the space that `cached` lacks, measured in rounds on batches cut
+    from `workload`'s items for the stage, whatever the pipeline's stages are.
 
     Round 0 warms every profile up (first-call allocations, kernel selection); each of the `repeats` rounds
     after it times one batch of every profile. Spreading a profile's batches over the whole run means a burst
@@ -71,7 +55,7 @@ def profile_space(space: SearchSpace, dataset: Dataset, build: Callable[[str, st
     of batches a re-measurement adds. `reference()` times a fixed piece of work before each attempt, recorded with
     the profiles it preceded, so that later runs can tell how far the machine's speed has drifted since.
     """
-    inputs = stage_inputs(dataset)
+    inputs = workload.inputs
     todo = missing_profiles(space, cached)
     models = {model: build(*model) for model in dict.fromkeys(key[:2] for key in todo)}  # one build per model
     batches = {key: list(islice(cycle(inputs[key[0]]), key[2])) for key in todo}
@@ -99,7 +83,7 @@ def profile_space(space: SearchSpace, dataset: Dataset, build: Callable[[str, st
             on_retry(len(remeasure) * repeats)
     rows = dict(cached.rows) if cached else {}
     rows.update(measured)
-    return ProfileTable(list(rows.values()), hardware, items_per_request(dataset))
+    return ProfileTable(list(rows.values()), hardware, workload.items_per_request())
 
 
 def _measure(keys: list[ProfileKey], models: dict, batches: dict, repeats: int, energy_window, on_batch,

@@ -66,8 +66,9 @@ class ProfileTable:
     def __init__(self, rows: list[StageProfile], hardware: str, items_per_request: dict[str, tuple[int, ...]]):
         self.rows = {r.key: r for r in rows}
         self.hardware = hardware
-        # Items each request brings to a stage, in request order (requests cycle over the dataset's frames):
-        # detector (1,), classifier the crops of each frame. The order decides how batches fill.
+        # Per stage, in pipeline order: the items each request brings it, in request order (requests cycle over the
+        # dataset; `search.workload`): the first stage 1, the next what the items before hand on (a frame's crops).
+        # The order decides how batches fill.
         self.items_per_request = {stage: tuple(int(n) for n in cycle) for stage, cycle in items_per_request.items()}
 
     def mean_items(self, stage: str) -> float:

@@ -16,10 +16,10 @@ from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.progress import progress_bar
-from sustainable_ipa.search.profiler import (QualityLimits, cache_path, items_per_request, missing_profiles,
-                                             profile_space)
+from sustainable_ipa.search.profiler import QualityLimits, cache_path, missing_profiles, profile_space
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.search.workload import pipeline_workload
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -45,16 +45,20 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
 
     console = console or Console(stderr=True)
     validate(cfg)
-    space = space or SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, max_cores=None)
+    space = space or SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
     dataset = load_dataset(cfg.dataset)
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
     cached = ProfileTable.load(path) if path.is_file() and not cfg.profiling.refresh else None
-    expected_items = items_per_request(dataset)
+    workload = pipeline_workload(cfg.pipeline, dataset)
+    expected_items = workload.items_per_request()
     if cached is not None and cached.items_per_request != expected_items:
-        # the latency replay runs on the cached crops per frame: another dataset's would compose silently wrong
-        raise UserError(f"the profile cache {path} was measured on a dataset with other crops per frame "
-                        f"({' '.join(map(str, cached.items_per_request.get('classifier', ())))}) than dataset "
-                        f"'{cfg.dataset.name}' ({' '.join(map(str, expected_items['classifier']))})",
+        # the latency replay runs on the cached items per request (crops per frame): another dataset's would
+        # compose silently wrong
+        stage = next(s for s in {**expected_items, **cached.items_per_request}
+                     if cached.items_per_request.get(s) != expected_items.get(s))
+        raise UserError(f"the profile cache {path} was measured on a dataset with other {stage} items per request "
+                        f"({' '.join(map(str, cached.items_per_request.get(stage, ())))}) than dataset "
+                        f"'{cfg.dataset.name}' ({' '.join(map(str, expected_items.get(stage, ())))})",
                         "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
     if int(cfg.profiling.repeats) < 20:
         console.print(f"[yellow]warning[/]: profiling.repeats={cfg.profiling.repeats}: with fewer than 20 timed batches "
@@ -91,7 +95,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
                     stage, variant, batch_size, threads = key
                     progress.update(task, advance=1, what=f"{stage} {variant} b{batch_size} t{threads}")
 
-                table = profile_space(space, dataset, build_stage_model(cfg), int(cfg.profiling.repeats),
+                table = profile_space(space, workload, build_stage_model(cfg), int(cfg.profiling.repeats),
                                       energy_window, energy.source_tag, cfg.hardware.name, cached, done,
                                       quality_limits(cfg.profiling), int(cfg.profiling.retries),
                                       on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n))

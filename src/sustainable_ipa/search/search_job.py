@@ -31,7 +31,7 @@ def search_job(cfg: DictConfig, console: Console | None = None) -> StudyOutcome:
     validate(cfg)
     objectives = resolve_objectives(cfg.search.objectives)
     validate_search(cfg.search)
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, available_cores(cfg.hardware))
     open_study(cfg, objectives)  # the storage, the sampler, a stored study of other objectives
     if cfg.search.evaluator == "profile":
         from sustainable_ipa.search.profiling_job import profile_job

@@ -1,4 +1,7 @@
-"""The adaptation space: per stage, the variants, batch sizes, threads and replicas to choose from."""
+"""The adaptation space: per stage, the variants, batch sizes, threads and replicas to choose from.
+
+The stages and their order are the pipeline's (`pipeline.stages`); nothing here names a stage.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +25,18 @@ class StageChoice:
 
 @dataclass(frozen=True)
 class PipelineChoice:
-    detector: StageChoice
-    classifier: StageChoice
+    """One choice per stage, in pipeline order: `PipelineChoice(detector=…, classifier=…)`; `choice["detector"]`."""
+
+    by_stage: tuple[tuple[str, StageChoice], ...]
+
+    def __init__(self, **by_stage: StageChoice):
+        object.__setattr__(self, "by_stage", tuple(by_stage.items()))  # keyword order is pipeline order
 
     def stages(self) -> dict[str, StageChoice]:
-        return {"detector": self.detector, "classifier": self.classifier}
+        return dict(self.by_stage)
+
+    def __getitem__(self, stage: str) -> StageChoice:
+        return self.stages()[stage]
 
     @property
     def cores(self) -> int:
@@ -62,9 +72,12 @@ class SearchSpace:
     max_cores: int | None = None
 
     @classmethod
-    def from_config(cls, space: DictConfig, catalogue: DictConfig, max_cores: int | None) -> "SearchSpace":
+    def from_config(cls, space: DictConfig, pipeline: DictConfig, max_cores: int | None) -> "SearchSpace":
+        """`space`: search.space; `pipeline`: the pipeline config, whose `stages` name the stages in order and whose
+        `variants` are each stage's catalogue."""
+        catalogue = pipeline.variants
         stages = {}
-        for stage in ("detector", "classifier"):
+        for stage in pipeline.stages:
             if stage not in space:
                 raise UserError(f"search.space has no '{stage}' stage", f"add search.space.{stage}")
             spec = space[stage]
@@ -74,6 +87,8 @@ class SearchSpace:
             for key, values in options.items():
                 if not values:
                     raise UserError(f"search.space.{stage}.{key} is empty", f"list at least one value in search.space.{stage}.{key}")
+            if stage not in catalogue:
+                raise UserError(f"pipeline.variants has no '{stage}' catalogue", f"add pipeline.variants.{stage}")
             unknown = [v for v in options["variants"] if v not in catalogue[stage]]
             if unknown:
                 raise UserError(f"search.space.{stage}.variants has unknown {', '.join(unknown)}",
@@ -126,8 +141,8 @@ class SearchSpace:
                                  for stage, tr in allocation.items()})
 
     def all_choices(self, check_cores: bool = True) -> list[PipelineChoice]:
-        choices = [PipelineChoice(d, c) for d, c in
-                   itertools.product(self.stage_choices("detector"), self.stage_choices("classifier"))]
+        choices = [PipelineChoice(**dict(zip(self.stages, combo)))
+                   for combo in itertools.product(*(self.stage_choices(stage) for stage in self.stages))]
         if check_cores and self.max_cores is not None:
             choices = [c for c in choices if c.cores <= self.max_cores]
         return choices

@@ -75,7 +75,7 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
     # What the threads and replicas parameters mean depends on the cores (`suggest`): a study keeps its own.
     cores = available_cores(cfg.hardware)
     allocations = [allocation_label(a) for a in
-                   SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, cores).allocations()]
+                   SearchSpace.from_config(cfg.search.space, cfg.pipeline, cores).allocations()]
     stored_cores = study.user_attrs.get("max_cores")
     if stored_cores is None and study.get_trials(deepcopy=False):
         raise UserError(f"study '{cfg.search.study_name}' was made by an older search (it pruned configurations "
@@ -96,7 +96,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     workers: rerunning the same command resumes it. Every trial fits the cores (`suggest`), so each one counts."""
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline.variants, available_cores(cfg.hardware))
+    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, available_cores(cfg.hardware))
     study = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _close_stale(study, client)
@@ -312,9 +312,9 @@ def pareto_csv(pareto, objectives, space: SearchSpace) -> str:
 
 def pareto_table(pareto, objectives, space: SearchSpace) -> Table:
     table = Table(title=f"Pareto set ({len(pareto)} configurations meeting the SLA)")
-    for column in ["trial", "detector", "classifier", *(o.name for o in objectives)]:
+    for column in ["trial", *space.stages, *(o.name for o in objectives)]:
         table.add_column(column)
     for t in pareto:
-        det, cls = describe(space.choice_from_params(t.params)).split(" + ")
-        table.add_row(str(t.number), det, cls, *(f"{v:.4g}" for v in t.values))
+        table.add_row(str(t.number), *describe(space.choice_from_params(t.params)).split(" + "),
+                      *(f"{v:.4g}" for v in t.values))
     return table
