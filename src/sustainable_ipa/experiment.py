@@ -21,10 +21,12 @@ from sustainable_ipa.data import Dataset, load_dataset
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.energy.timeseries import plot_power, power_csv
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.metrics.accuracy import mapped_top1, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
+from sustainable_ipa.models.precision import emulated_stages
 from sustainable_ipa.models.weights import RANDOM, plan_weights
 from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
@@ -87,9 +89,31 @@ def build_models(cfg: DictConfig, plan):
     torch.manual_seed(cfg.trial.seed)  # random weights are the same for the same seed
     det, cls = cfg.pipeline.detector, cfg.pipeline.classifier
     detector = Detector(cfg.adaptation.detector.variant, plan.detector_file, det.image_size, det.conf_threshold,
-                        det.iou_threshold, det.max_detections, cfg.hardware.device)
-    classifier = Classifier(cfg.adaptation.classifier.variant, plan.classifier_file, cls.crop_size, cfg.hardware.device)
+                        det.iou_threshold, det.max_detections, cfg.hardware.device, cfg.adaptation.detector.precision)
+    classifier = Classifier(cfg.adaptation.classifier.variant, plan.classifier_file, cls.crop_size, cfg.hardware.device,
+                            cfg.adaptation.classifier.precision)
     return detector, classifier
+
+
+def fidelity_metrics(detector, classifier, dataset: Dataset) -> dict[str, float]:
+    """Each stage below fp32 against fp32 with the same weights on this dataset's inputs: the detector on the
+    frames, the classifier on the ground truth's crops (else the fp32 detector's)."""
+    from sustainable_ipa.models.classifier import crop
+    from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity, fp32_twin
+
+    metrics: dict[str, float] = {}
+    frames = [f.image_bgr for f in dataset.frames]
+    if detector.precision != "fp32":
+        metrics.update(detector_fidelity(detector, frames))
+    if classifier.precision != "fp32":
+        boxes = [[gt.box_xyxy for gt in f.ground_truth] for f in dataset.frames]
+        if not any(boxes):
+            boxes = [[d[:4] for d in det] for det in fp32_twin(detector)(frames)]
+        crops = [c for frame, frame_boxes in zip(frames, boxes) for b in frame_boxes
+                 if (c := crop(frame, b)) is not None]
+        if crops:
+            metrics.update(classifier_fidelity(classifier, crops))
+    return metrics
 
 
 def stage_settings(cfg: DictConfig, stage: str) -> StageSettings:
@@ -107,6 +131,8 @@ class Prepared:
     plan: object
     measured: bool  # pretrained weights: accuracy is measured, not only referenced
     params: dict[str, object]
+    fidelity: dict[str, float]  # stages below fp32 against fp32, same weights and inputs
+    emulated: list[str]  # stages whose precision this CPU emulates (hardware.allow_emulated)
 
 
 def prepare(cfg: DictConfig, console: Console) -> Prepared:
@@ -116,9 +142,12 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
 
     validate(cfg)
     check_run_fits(cfg)
+    stages = list(cfg.pipeline.stages)
+    emulated = emulated_stages({s: cfg.adaptation[s].precision for s in stages}, this_machine(),
+                               cfg.hardware.allow_emulated)
     dataset = load_dataset(cfg.dataset)
     replicas.prestart()  # the stage workers' forkserver imports torch and the models while the models are built
-    adaptation, stages = cfg.adaptation, list(cfg.pipeline.stages)
+    adaptation = cfg.adaptation
     plan = plan_weights(cfg.weights, cfg.weights_dir, adaptation.detector.variant, adaptation.classifier.variant)
     if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
         console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
@@ -127,6 +156,11 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     with console.status(f"building {adaptation.detector.variant} + {adaptation.classifier.variant}"):
         detector, classifier = build_models(cfg, plan)
     measured = plan.kind != RANDOM
+    if emulated:
+        console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
+                      "native instructions, so latency and energy measure an emulation (tag emulated=true)")
+    with console.status("fidelity of the low-precision stages against fp32"):
+        fidelity = fidelity_metrics(detector, classifier, dataset)
     has_ground_truth = any(f.ground_truth for f in dataset.frames)
     if not measured and not has_ground_truth:
         console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")
@@ -142,7 +176,7 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     params = flatten(cfg)
     params.update({"detector.params": detector.params, "detector.gmacs_per_image": round(detector.gmacs_per_image, 4),
                    "classifier.params": classifier.params, "classifier.gmacs_per_crop": classifier.gmacs_per_crop})
-    return Prepared(runner, ctx, dataset.frames, plan, measured, params)
+    return Prepared(runner, ctx, dataset.frames, plan, measured, params, fidelity, emulated)
 
 
 def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
@@ -171,6 +205,8 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         tags["sweep_id"] = sweep_id
     if job.plan.reason:
         tags["weights_note"] = job.plan.reason
+    if job.emulated:
+        tags.update({"emulated": "true", "emulated_stages": ",".join(job.emulated)})
     repetitions = cfg.trial.repetitions
     name = f"{cfg.adaptation.name}-{cfg.hardware.name}"
     adopt = outer_run_id if outer_run_id and not nest_under_outer else None
@@ -190,7 +226,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         console.print(f"energy: {energy.source_tag}{note}; idle {energy.idle_power_w:.1f} W ({tags['idle_baseline']})")
         with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt,
                          tags=tags) as job_run:
-            log(client, job_run, params=job.params)
+            log(client, job_run, params=job.params, metrics=job.fidelity)
             client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             with progress_bar(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                               TimeElapsedColumn()) as progress:

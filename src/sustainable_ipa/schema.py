@@ -105,11 +105,15 @@ class Pipeline(Settings):
 
 
 # adaptation/ -----------------------------------------------------------------------------------------------------
+PRECISIONS = ("fp32", "bf16")  # int8 (OpenVINO + NNCF) is issue 18's next step
+
+
 class StageChoice(Settings):
     variant: Name
     batch_size: Count
     threads: Count
     replicas: Count
+    precision: Literal[PRECISIONS]
 
 
 class Adaptation(Settings):
@@ -139,6 +143,7 @@ class Hardware(Settings):
     estimate: EstimateConstants
     pue: AtLeastOne
     carbon: CarbonRegion
+    allow_emulated: Switch  # run a precision this CPU lacks natively (emulated, slower); tagged emulated=true
     gpu_index: Optional[NonNegativeInt] = None
     price_usd_per_gpu_hour: Optional[NonNegative] = None
 

@@ -94,7 +94,8 @@ class EnergySession:
         return "cached" if self.idle_cached else "measured"
 
     def tags(self) -> dict[str, str]:
-        tags = {"energy_source": self.source_tag, "idle_baseline": self.idle_baseline}
+        tags = {"energy_source": self.source_tag, "idle_baseline": self.idle_baseline,
+                "machine": this_machine().key}  # what the figures were measured on: CPU model, its flags, cores
         if self.meter.fallback_reason:
             tags["energy_fallback"] = self.meter.fallback_reason
         return tags

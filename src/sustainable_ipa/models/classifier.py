@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import torch
 
+from sustainable_ipa.models.precision import forward_context
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -22,7 +24,8 @@ def classifier_meta(variant: str) -> dict:
 class Classifier:
     """Crops (BGR uint8, any size) → top-1 ImageNet class index per crop."""
 
-    def __init__(self, variant: str, weights_file: Path | None, crop_size: int = 224, device: str = "cpu"):
+    def __init__(self, variant: str, weights_file: Path | None, crop_size: int = 224, device: str = "cpu",
+                 precision: str = "fp32"):
         from torchvision.models import get_model
 
         model = get_model(variant, weights=None)
@@ -35,6 +38,7 @@ class Classifier:
         self.variant = variant
         self.device = torch.device(device)
         self.crop_size = crop_size
+        self.precision = precision
         # channels_last lets oneDNN pick its fastest convolution kernels on CPU.
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         for p in self.model.parameters():
@@ -49,8 +53,12 @@ class Classifier:
         return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with forward_context(self.precision, self.device):
+            return self.model(x).float()
+
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).argmax(dim=1)
+        return self.logits(x).argmax(dim=1)
 
     def __call__(self, crops: list[np.ndarray]) -> list[int]:
         return self.infer(self.preprocess(crops)).tolist()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sustainable_ipa.models.precision import forward_context
 from sustainable_ipa.models.yolo_env import configure_ultralytics
 
 configure_ultralytics()
@@ -17,7 +18,7 @@ class Detector:
     """Frames (BGR uint8) → per-frame detections `(n, 6)`: x1, y1, x2, y2 in frame pixels, confidence, class index."""
 
     def __init__(self, variant: str, weights_file: Path | None, image_size: int = 640, conf_threshold: float = 0.25,
-                 iou_threshold: float = 0.45, max_detections: int = 100, device: str = "cpu"):
+                 iou_threshold: float = 0.45, max_detections: int = 100, device: str = "cpu", precision: str = "fp32"):
         from ultralytics import YOLO
         from ultralytics.data.augment import LetterBox
         from ultralytics.utils.torch_utils import get_flops, get_num_params
@@ -34,6 +35,7 @@ class Detector:
         decode_one_shape_at_a_time(self.model.model[-1])
         self.variant = variant
         self.device = torch.device(device)
+        self.precision = precision
         self.image_size = image_size
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
@@ -59,8 +61,10 @@ class Detector:
 
     @torch.inference_mode()
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out[0] if isinstance(out, (list, tuple)) else out  # (B, 4 + classes, anchors)
+        """The head's raw output, (B, 4 + classes, anchors), in fp32 whatever the forward ran in (NMS needs it)."""
+        with forward_context(self.precision, self.device):
+            out = self.model(x)
+        return (out[0] if isinstance(out, (list, tuple)) else out).float()
 
     def postprocess(self, raw: torch.Tensor, input_shape: tuple[int, int],
                     frame_shapes: list[tuple[int, int]]) -> list[np.ndarray]:

@@ -1,0 +1,44 @@
+"""How far a low-precision stage strays from fp32 with the same weights on the same inputs. Computed with random
+weights too (it needs no ground truth); a measurement of agreement, not of accuracy."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+
+def fp32_twin(stage):
+    """The same model, weights shared, run in fp32 (autocast precisions keep fp32 weights)."""
+    twin = copy.copy(stage)
+    twin.precision = "fp32"
+    return twin
+
+
+def _cosines(low: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per item: the cosine between the flattened outputs."""
+    return torch.nn.functional.cosine_similarity(low.flatten(1).double(), reference.flatten(1).double(), dim=1)
+
+
+def classifier_fidelity(classifier, crops: list[np.ndarray]) -> dict[str, float]:
+    """Top-1 agreement and the mean cosine of logits against fp32, over `crops`."""
+    x = classifier.preprocess(crops)
+    low, reference = classifier.logits(x), fp32_twin(classifier).logits(x)
+    return {"fidelity_classifier_top1_agreement": float((low.argmax(1) == reference.argmax(1)).double().mean()),
+            "fidelity_classifier_logit_cosine_mean": float(_cosines(low, reference).mean()),
+            "fidelity_classifier_items": float(len(crops))}
+
+
+def detector_fidelity(detector, frames: list[np.ndarray]) -> dict[str, float]:
+    """The mean cosine of the raw head output against fp32, per frame, for the boxes and for the class scores apart:
+    box coordinates are hundreds of pixels and scores below 1, so one cosine over both would see only the boxes."""
+    boxes, scores = [], []
+    for frame in frames:  # one at a time: frames of other shapes do not stack
+        x = detector.preprocess([frame])
+        low, reference = detector.infer(x), fp32_twin(detector).infer(x)  # (1, 4 + classes, anchors)
+        boxes.append(_cosines(low[:, :4], reference[:, :4]))
+        scores.append(_cosines(low[:, 4:], reference[:, 4:]))
+    return {"fidelity_detector_box_cosine_mean": float(torch.cat(boxes).mean()),
+            "fidelity_detector_score_cosine_mean": float(torch.cat(scores).mean()),
+            "fidelity_detector_items": float(len(frames))}
