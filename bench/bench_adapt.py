@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from sustainable_ipa.adapt.optimizer import Weights, decide, pipeline_p99_s, score, stage_options, to_choice  # noqa: E402
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.errors import UserError  # noqa: E402
+from sustainable_ipa.fingerprint import this_machine  # noqa: E402
 from sustainable_ipa.metrics.accuracy import reference_accuracies  # noqa: E402
 from sustainable_ipa.search.profiler import cache_path  # noqa: E402
 from sustainable_ipa.search.profiles import ProfileTable  # noqa: E402
@@ -38,7 +39,7 @@ def one_call_s(call) -> float:
 def main() -> None:
     cfg = compose(sys.argv[1:])
     try:
-        profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
+        profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name, this_machine()))
     except UserError as err:  # no profile cache yet, or one of an older profiler
         raise SystemExit(f"error: {err}") from None
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)

@@ -33,6 +33,7 @@ import optuna  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.errors import UserError  # noqa: E402
+from sustainable_ipa.fingerprint import this_machine  # noqa: E402
 from sustainable_ipa.search.evaluators import ProfileEvaluator  # noqa: E402
 from sustainable_ipa.search.hypervolume import hypervolume, reference_point  # noqa: E402
 from sustainable_ipa.search.objectives import resolve_objectives  # noqa: E402
@@ -47,7 +48,7 @@ CORES = 16  # the full space: up to 2 threads × 4 replicas per stage
 
 def setup(overrides):
     cfg = compose([f"hardware.cores={CORES}", *overrides])
-    profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))
+    profiles = ProfileTable.load(cache_path(cfg.profiling.cache_dir, cfg.hardware.name, this_machine()))
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, CORES)
     return cfg, profiles, space, ProfileEvaluator(profiles, cfg), resolve_objectives(cfg.search.objectives)
 

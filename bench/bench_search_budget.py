@@ -43,6 +43,7 @@ import optuna  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.errors import UserError  # noqa: E402
+from sustainable_ipa.fingerprint import this_machine  # noqa: E402
 from sustainable_ipa.search.evaluators import ProfileEvaluator  # noqa: E402
 from sustainable_ipa.search.hypervolume import hypervolume, hypervolume_history, reference_point  # noqa: E402
 from sustainable_ipa.search.objectives import resolve_objectives  # noqa: E402
@@ -60,7 +61,7 @@ CHECKPOINTS = (10, 25, 50, 100, 200, 400)
 def load_profiles(cfg) -> tuple[ProfileTable, str]:
     """The cached table as the search reads it or, when the search refuses it (older profiler), the same rows
     read into an in-memory table. Returns the table and a line saying which."""
-    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
+    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name, this_machine())
     try:
         return ProfileTable.load(path), f"profile cache {path} as the search reads it"
     except UserError as err:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from sustainable_ipa.adapt.adapt_job import adapt_job, comparison_table
+from sustainable_ipa.fingerprint import this_machine
+from sustainable_ipa.search.profiler import cache_path
 from sustainable_ipa.search.profiles import ProfileTable
 
 TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
@@ -24,8 +26,9 @@ def test_the_adapt_job_records_the_three_policies_in_one_finished_run(make_cfg, 
     assert run.data.metrics["energy_energy_j"] == table.loc["energy", "energy_j"]
     assert {"options_precompute_s", "ipa_decision_ms_p50", "job_saved_fraction"} <= set(run.data.metrics)
     # profiles taken on a busy machine are used, never silently: the run says how many
-    flagged = ProfileTable.load(tmp_path / "profiles" / "cpu.csv").flagged()
+    flagged = ProfileTable.load(cache_path(tmp_path / "profiles", "cpu", this_machine())).flagged()
     assert run.data.tags["profiles_flagged"] == str(len(flagged))
+    assert run.data.tags["profiles_fingerprint"] == this_machine().key  # the machine the profiles are of
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"comparison.csv", "intervals_ipa.csv", "intervals_energy.csv", "intervals_carbon.csv",
             "timeline.png"} <= artifacts

@@ -160,11 +160,14 @@ def test_a_profile_cache_of_an_older_profiler_names_the_refresh(tmp_path):
 
 
 def test_a_profile_cache_of_another_dataset_names_the_refresh(tmp_path):
+    from sustainable_ipa.fingerprint import this_machine
     from sustainable_ipa.search.profiler import cache_path
     from sustainable_ipa.search.profiling_job import profile_job
 
     cfg = compose([f"profiling.cache_dir={tmp_path}"])
-    table().save(cache_path(cfg.profiling.cache_dir, cfg.hardware.name))  # 4 crops per frame; the sample has 5, 4
+    cached = table()
+    cached.fingerprint = this_machine().key  # measured here, on another dataset: 4 crops per frame; the sample has 5, 4
+    cached.save(cache_path(cfg.profiling.cache_dir, cfg.hardware.name, this_machine()))
     with pytest.raises(UserError, match=r"other classifier items per request \(4\) than dataset 'sample' \(5 4\)"):
         profile_job(cfg)
 

@@ -15,6 +15,8 @@ import pytest
 from helpers import runs_by_status, store_overrides
 from sustainable_ipa.config import PROJECT_ROOT
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.fingerprint import this_machine
+from sustainable_ipa.search.profiler import cache_path
 from sustainable_ipa.search.search_job import search_job
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.search.study import MLFLOW_RUN_ATTR, TRIAL_RUN_ATTR
@@ -56,7 +58,8 @@ def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, clie
     child = children[0]
     assert {"detector.variant", "classifier.batch_size"} <= set(child.data.params)
     assert {"objective_accuracy", "objective_energy_per_request", "objective_cost", "sla_violation_s"} <= set(child.data.metrics)
-    assert (tmp_path / "profiles" / "cpu.csv").is_file()
+    assert cache_path(tmp_path / "profiles", "cpu", this_machine()).is_file()
+    assert parent.data.tags["profiles_fingerprint"] == child.data.tags["profiles_fingerprint"] == this_machine().key
     profiling_runs = client.search_runs([parent.info.experiment_id], filter_string="tags.adaptation = 'profiling'")
     assert len(profiling_runs) == 1
     search_job(search_cfg("search.n_trials=8", "search.study_name=again"))  # profiles come from the cache
@@ -97,7 +100,7 @@ def test_bruteforce_enumerates_exactly_the_configurations_that_fit(search_cfg):
 
 def test_trial_runs_say_which_evaluator_made_their_figures_and_where_energy_came_from(search_cfg, client, tmp_path):
     outcome = search_job(search_cfg("search.n_trials=3"))
-    with open(tmp_path / "profiles" / "cpu.csv") as f:
+    with open(cache_path(tmp_path / "profiles", "cpu", this_machine())) as f:
         sources = {row["energy_source"] for row in csv.DictReader(f)}
     for trial in outcome.study.trials:
         tags = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.tags

@@ -73,7 +73,8 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     table["accuracy_given_up_vs_ipa"] = base["accuracy_mean"] - table["accuracy_mean"]
     table["sla_attainment_given_up_vs_ipa"] = base["sla_attainment"] - table["sla_attainment"]
     tags = {**common_tags("adapt", "profiles"), "load_trace": load.name, "carbon_trace": carbon.name,
-            "profiles_flagged": str(len(profiles.flagged()))}  # measured under contention or too noisy
+            "profiles_flagged": str(len(profiles.flagged())),  # measured under contention or too noisy
+            "profiles_fingerprint": profiles.fingerprint or "unknown"}  # the machine they were measured on
     with tracked_run(client, experiment_id, f"adapt-{load.name}-{carbon.name}", tags=tags) as run_id:
         log(client, run_id, params={f"adapt.{k}": v for k, v in a.items() if k != "job"},
             metrics={**{f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()}, **job,

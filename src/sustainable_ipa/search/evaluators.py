@@ -26,6 +26,9 @@ class Evaluator(Protocol):
         """Tags for the trial's run after `evaluate`: `evaluator` (profile | run), `energy_source` and `figures`
         (composed | measured), so that a report can tell predictions and estimates from measurements."""
 
+    def study_tags(self) -> dict[str, str]:
+        """Tags for the study's parent run: where the evaluator's figures come from."""
+
 
 class ProfileEvaluator:
     """Composes metrics from stage profiles: no model runs, well under a millisecond per choice."""
@@ -54,7 +57,10 @@ class ProfileEvaluator:
         # composed from stage profiles: a prediction of the pipeline, not a measurement of it, always under Poisson
         # arrivals at search.load_rps
         return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "composed",
-                **load_tags("poisson")}
+                **load_tags("poisson"), **self.study_tags()}
+
+    def study_tags(self) -> dict[str, str]:
+        return {"profiles_fingerprint": self.profiles.fingerprint or "unknown"}  # the machine the profiles are of
 
 
 class RunEvaluator:
@@ -87,3 +93,6 @@ class RunEvaluator:
         sources = {r.data.tags.get("energy_source", "unknown") for r in runs} or {"unknown"}
         return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "measured",
                 **load_tags(self.cfg.trial.load)}
+
+    def study_tags(self) -> dict[str, str]:
+        return {}  # each trial's pipeline run records its own machine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from itertools import cycle, islice
@@ -11,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sustainable_ipa.fingerprint import Fingerprint
 from sustainable_ipa.search.machine_load import CpuCounters, LoadTally, machine_cores, read_counters, reference_batch_s
 from sustainable_ipa.search.profiles import CONTENDED, NOISY, OK, ProfileTable, StageProfile
 from sustainable_ipa.search.space import SearchSpace
@@ -40,7 +42,7 @@ def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, 
                   on_batch: Callable[[ProfileKey], None] | None = None, limits: QualityLimits = QualityLimits(),
                   retries: int = 1, counters: Callable[[], CpuCounters] = lambda: read_counters(time.perf_counter),
                   cores: int | None = None, on_retry: Callable[[int], None] | None = None,
-                  reference: Callable[[], float] = reference_batch_s) -> ProfileTable:
+                  reference: Callable[[], float] = reference_batch_s, fingerprint: str = "") -> ProfileTable:
     """Every (stage, variant, batch, threads) of the space that `cached` lacks, measured in rounds on batches cut
     from `workload`'s items for the stage, whatever the pipeline's stages are.
 
@@ -54,6 +56,7 @@ def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, 
     (idle-subtracted joules over the window). `on_batch` is called after every batch, `on_retry` with the number
     of batches a re-measurement adds. `reference()` times a fixed piece of work before each attempt, recorded with
     the profiles it preceded, so that later runs can tell how far the machine's speed has drifted since.
+    `fingerprint`: the key of the machine measuring (`Fingerprint.key`), recorded with the table.
     """
     inputs = workload.inputs
     todo = missing_profiles(space, cached)
@@ -83,7 +86,7 @@ def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, 
             on_retry(len(remeasure) * repeats)
     rows = dict(cached.rows) if cached else {}
     rows.update(measured)
-    return ProfileTable(list(rows.values()), hardware, workload.items_per_request())
+    return ProfileTable(list(rows.values()), hardware, workload.items_per_request(), fingerprint)
 
 
 def _measure(keys: list[ProfileKey], models: dict, batches: dict, repeats: int, energy_window, on_batch,
@@ -116,5 +119,21 @@ def missing_profiles(space: SearchSpace, cached: ProfileTable | None) -> list[Pr
             for b in o["batch_size"] for t in o["threads"] if cached is None or (stage, v, b, t) not in cached.rows]
 
 
-def cache_path(cache_dir: str | Path, hardware: str) -> Path:
-    return Path(cache_dir) / f"{hardware}.csv"
+def cache_path(cache_dir: str | Path, hardware: str, machine: Fingerprint) -> Path:
+    """Where the profiles of `hardware` (its device and settings) measured on `machine` are cached: keyed by the
+    machine's fingerprint, never by the hardware config's name alone, since one name runs on other CPUs and cores
+    from one day to the next."""
+    return Path(cache_dir) / f"{hardware}-{hashlib.sha256(machine.key.encode()).hexdigest()[:12]}.csv"
+
+
+def read_cache(path: Path, machine: Fingerprint, warn: Callable[[str], None]) -> ProfileTable | None:
+    """The cached table at `path` if it was measured on `machine`, else None (`warn` told why): a file copied from
+    another machine, or written before tables recorded their machine, is never read as this one's."""
+    if not path.is_file():
+        return None
+    table = ProfileTable.load(path, warn)
+    if table.fingerprint != machine.key:
+        warn(f"the profile cache {path} was measured on {table.fingerprint or 'an unrecorded machine'}, not on this "
+             f"one ({machine.key}): profiling again")
+        return None
+    return table

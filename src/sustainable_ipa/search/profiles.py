@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -63,9 +65,11 @@ DERIVED = ("latency_p50_s", "latency_p99_s", "throughput_items_s")
 
 
 class ProfileTable:
-    def __init__(self, rows: list[StageProfile], hardware: str, items_per_request: dict[str, tuple[int, ...]]):
+    def __init__(self, rows: list[StageProfile], hardware: str, items_per_request: dict[str, tuple[int, ...]],
+                 fingerprint: str = ""):
         self.rows = {r.key: r for r in rows}
         self.hardware = hardware
+        self.fingerprint = fingerprint  # `Fingerprint.key` of the machine the profiles were measured on ("": unknown)
         # Per stage, in pipeline order: the items each request brings it, in request order (requests cycle over the
         # dataset; `search.workload`): the first stage 1, the next what the items before hand on (a frame's crops).
         # The order decides how batches fill.
@@ -89,13 +93,14 @@ class ProfileTable:
     def to_csv(self) -> str:
         buffer = io.StringIO()
         names = [f.name for f in fields(StageProfile)]
-        writer = csv.DictWriter(buffer, fieldnames=["profiler_version", "hardware", *names, *DERIVED,
+        writer = csv.DictWriter(buffer, fieldnames=["profiler_version", "hardware", "fingerprint", *names, *DERIVED,
                                                     "items_per_request"])
         writer.writeheader()
         for row in self.rows.values():
             values = {f.name: getattr(row, f.name) for f in fields(StageProfile)}
             values["latency_samples_s"] = " ".join(repr(float(s)) for s in row.latency_samples_s)  # exact
-            writer.writerow({"profiler_version": PROFILER_VERSION, "hardware": self.hardware, **values,
+            writer.writerow({"profiler_version": PROFILER_VERSION, "hardware": self.hardware,
+                             "fingerprint": self.fingerprint, **values,
                              **{name: f"{getattr(row, name):.6g}" for name in DERIVED},
                              "items_per_request": " ".join(map(str, self.items_per_request[row.stage]))})
         return buffer.getvalue()
@@ -105,10 +110,12 @@ class ProfileTable:
         path.write_text(self.to_csv())
 
     @classmethod
-    def load(cls, path: Path) -> "ProfileTable":
+    def load(cls, path: Path, warn: Callable[[str], None] | None = None) -> "ProfileTable":
+        """The table saved at `path`. A row whose latency or energy no measurement gives (not finite, a latency not
+        above 0, a negative energy) is left out, and `warn` told: the profiler then measures it again."""
         if not Path(path).is_file():
             raise UserError(f"no stage profiles at {path}", "run `python src/profiling.py`")
-        rows, hardware, items = [], "", {}
+        rows, hardware, fingerprint, items, insane = [], "", "", {}, []
         with open(path, newline="") as f:
             for raw in csv.DictReader(f):
                 version = raw.get("profiler_version") or "1"
@@ -116,11 +123,24 @@ class ProfileTable:
                     raise UserError(f"profile cache {path} was measured by profiler version {version}, "
                                     f"this one is {PROFILER_VERSION} and measures stages differently",
                                     "rerun `python src/profiling.py profiling.refresh=true`")
-                hardware = raw["hardware"]
+                hardware, fingerprint = raw["hardware"], raw.get("fingerprint") or ""
                 items[raw["stage"]] = tuple(int(n) for n in raw["items_per_request"].split())
-                rows.append(StageProfile(raw["stage"], raw["variant"], int(raw["batch_size"]), int(raw["threads"]),
-                                         tuple(float(s) for s in raw["latency_samples_s"].split()),
-                                         float(raw["energy_j_per_item"]), raw["energy_source"],
-                                         float(raw["others_cpu_share"]), float(raw["steal_share"]), raw["quality"],
-                                         float(raw["reference_batch_s"])))
-        return cls(rows, hardware, items)
+                row = StageProfile(raw["stage"], raw["variant"], int(raw["batch_size"]), int(raw["threads"]),
+                                   tuple(float(s) for s in raw["latency_samples_s"].split()),
+                                   float(raw["energy_j_per_item"]), raw["energy_source"],
+                                   float(raw["others_cpu_share"]), float(raw["steal_share"]), raw["quality"],
+                                   float(raw["reference_batch_s"]))
+                (rows if plausible(row) else insane).append(row)
+        if insane and warn:
+            names = ", ".join(f"{p.stage} {p.variant} b{p.batch_size} t{p.threads}" for p in insane[:5])
+            more = f" and {len(insane) - 5} more" if len(insane) > 5 else ""
+            warn(f"{len(insane)} rows of the profile cache {path} have a latency or energy no measurement gives "
+                 f"(not finite, or negative): {names}{more}. They are ignored and measured again")
+        return cls(rows, hardware, items, fingerprint)
+
+
+def plausible(p: StageProfile) -> bool:
+    """Whether a profile's figures are ones a measurement can give: batch latencies finite and above 0 (the
+    throughput divides by them), energy per item finite and not negative."""
+    return (len(p.latency_samples_s) > 0 and all(math.isfinite(s) and s > 0 for s in p.latency_samples_s)
+            and math.isfinite(p.energy_j_per_item) and p.energy_j_per_item >= 0)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from sustainable_ipa.config import validate
@@ -16,7 +17,8 @@ from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.progress import progress_bar
-from sustainable_ipa.search.profiler import QualityLimits, cache_path, missing_profiles, profile_space
+from sustainable_ipa.fingerprint import this_machine
+from sustainable_ipa.search.profiler import QualityLimits, cache_path, missing_profiles, profile_space, read_cache
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.search.workload import pipeline_workload
@@ -47,8 +49,9 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     validate(cfg)
     space = space or SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
     dataset = load_dataset(cfg.dataset)
-    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name)
-    cached = ProfileTable.load(path) if path.is_file() and not cfg.profiling.refresh else None
+    machine = this_machine()
+    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name, machine)
+    cached = None if cfg.profiling.refresh else read_cache(path, machine, lambda line: warn(console, line))
     workload = pipeline_workload(cfg.pipeline, dataset)
     expected_items = workload.items_per_request()
     if cached is not None and cached.items_per_request != expected_items:
@@ -65,7 +68,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
                       "a profile's p99 is about its slowest batch, and composed p99 latencies are rough")
     todo = len(missing_profiles(space, cached))
     if todo == 0:
-        console.print(f"profiles: all {len(cached.rows)} rows from the cache {path}")
+        console.print(f"profiles: all {len(cached.rows)} rows from the cache {path} (measured on {escape(machine.key)})")
         warn_flagged(cached, console)
         return cached
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
@@ -73,7 +76,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     # A window per batch, tens of ms each: CodeCarbon's cross-check would start and stop its own tracker inside
     # every one and bill that to the batch. The cross-check belongs to whole runs.
     energy_cfg = OmegaConf.merge(cfg.energy, {"cross_check_codecarbon": False})
-    with EnergySession(energy_cfg, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
+    with EnergySession(energy_cfg, cfg.hardware, lambda line: warn(console, line)) as energy:
         @contextmanager
         def energy_window():
             holder = SimpleNamespace(active_j=float("nan"))
@@ -82,7 +85,8 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
             m = window.measurement
             holder.active_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
 
-        tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name}
+        tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name,
+                "fingerprint": machine.key}
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
             log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo,
                                         "profiling.retries": cfg.profiling.retries})
@@ -98,13 +102,14 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
                 table = profile_space(space, workload, build_stage_model(cfg), int(cfg.profiling.repeats),
                                       energy_window, energy.source_tag, cfg.hardware.name, cached, done,
                                       quality_limits(cfg.profiling), int(cfg.profiling.retries),
-                                      on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n))
+                                      on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n),
+                                      fingerprint=machine.key)
             table.save(path)
             client.log_text(run_id, table.to_csv(), "profiles.csv")
             flagged = table.flagged()
             log(client, run_id, metrics={"profiles_flagged": len(flagged)},
                 tags={"profiles_quality": "flagged" if flagged else "ok"})
-    console.print(f"profiles: {todo} measured, {len(table.rows)} in {path}")
+    console.print(f"profiles: {todo} measured, {len(table.rows)} in {path} (this machine: {escape(machine.key)})")
     warn_flagged(table, console)
     return table
 
@@ -112,6 +117,10 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
 def quality_limits(profiling: DictConfig) -> QualityLimits:
     return QualityLimits(float(profiling.max_others_cpu_share), float(profiling.max_steal_share),
                          float(profiling.max_p90_over_p50))
+
+
+def warn(console: Console, line: str) -> None:
+    console.print(f"[yellow]warning[/]: {escape(line)}")  # plain text: a fingerprint's [flags] are no markup
 
 
 def warn_flagged(table: ProfileTable, console: Console) -> None:

@@ -100,7 +100,8 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     study = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _close_stale(study, client)
-    tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler}
+    tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler,
+            **evaluator.study_tags()}
     with ParentRun.opened(study, client, experiment_id, tags) as parent:
         log(client, parent.run_id, params={"search.objectives": ",".join(o.name for o in objectives),
                                            "search.space_size": len(space.all_choices())})
