@@ -27,7 +27,8 @@ from sustainable_ipa.tracking.store import open_store
 
 
 def build_stage_model(cfg: DictConfig):
-    """Random-weight stage models: profiles measure compute and energy, which weights do not change."""
+    """Random-weight models of the video pipeline's stages (the only pipeline with a workload, `search/workload.py`):
+    profiles measure compute and energy, which weights do not change."""
     from sustainable_ipa.models.classifier import Classifier
     from sustainable_ipa.models.detector import Detector
 
@@ -37,7 +38,9 @@ def build_stage_model(cfg: DictConfig):
             d = cfg.pipeline.detector
             return Detector(variant, None, d.image_size, d.conf_threshold, d.iou_threshold, d.max_detections,
                             cfg.hardware.device)
-        return Classifier(variant, None, cfg.pipeline.classifier.crop_size, cfg.hardware.device)
+        if stage == "classifier":
+            return Classifier(variant, None, cfg.pipeline.classifier.crop_size, cfg.hardware.device)
+        raise UserError(f"no model to profile for stage '{stage}'", "profile a pipeline whose stages have models")
 
     return build
 
