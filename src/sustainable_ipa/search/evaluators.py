@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Protocol
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh, emissions_g
 from sustainable_ipa.metrics.accuracy import reference_accuracies
@@ -77,8 +77,9 @@ class RunEvaluator:
         cfg = copy.deepcopy(self.cfg)
         with open_dict(cfg):
             for stage, c in choice.stages().items():
-                cfg.adaptation[stage] = {"variant": c.variant, "batch_size": c.batch_size, "threads": c.threads,
-                                         "replicas": c.replicas}
+                # the searched knobs over the configured stage: what the space does not search (its precision) stays
+                cfg.adaptation[stage] = OmegaConf.merge(cfg.adaptation.get(stage) or {}, {
+                    "variant": c.variant, "batch_size": c.batch_size, "threads": c.threads, "replicas": c.replicas})
             cfg.adaptation.name = "search-" + "-".join(c.variant for c in choice.stages().values())
             cfg.trial.repetitions = 1
             cfg.trial.rate_rps = self.cfg.search.load_rps  # measured at the load the study is for, as composed
