@@ -29,4 +29,4 @@ def work(cfg) -> float | None:
 
 
 if __name__ == "__main__":
-    hydra_entry(work, from_mlflow=OUTER_RUN_ID is not None)
+    hydra_entry(work, from_mlflow=OUTER_RUN_ID is not None, mlflow_run_id=OUTER_RUN_ID)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from sustainable_ipa.config import CONFIG_DIR, group_options, validate
 
@@ -105,23 +105,19 @@ def normalize_argv(argv: list[str]) -> list[str]:
     return kept + options
 
 
-def hydra_entry(work: Callable, from_mlflow: bool | None = None) -> None:
+def hydra_entry(work: Callable, from_mlflow: bool | None = None, mlflow_run_id: str | None = None) -> None:
     """Run `work(cfg)` under `@hydra.main` with the project's config: bad input → one line and exit 2;
-    Ctrl-C / SIGTERM → the open runs end KILLED and the process exits 130 / 143. `from_mlflow`: started by
-    `mlflow run` (default: it exported the id of the run it made), whose argv is normalised first."""
+    Ctrl-C / SIGTERM → the open runs end KILLED and the process exits 130 / 143, whatever other signals follow.
+    `from_mlflow`: started by `mlflow run` (default: it exported the id of the run it made), whose argv is
+    normalised first. `mlflow_run_id`: the run `mlflow run` made (default: MLFLOW_RUN_ID), which a signal ends
+    KILLED before `mlflow run` can mark it FAILED."""
     import hydra
     from omegaconf import DictConfig
 
     from sustainable_ipa.errors import UserError
-    from sustainable_ipa.tracking.runs import Terminated
+    from sustainable_ipa.tracking import signals
 
-    def terminate(signum, frame):
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, terminate)
-    if from_mlflow if from_mlflow is not None else "MLFLOW_RUN_ID" in os.environ:
-        sys.argv[1:] = normalize_argv(sys.argv[1:])
-    check_group_choices(sys.argv[1:])
+    signals.install_stop_handlers()
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def task(cfg: DictConfig):
@@ -131,11 +127,53 @@ def hydra_entry(work: Callable, from_mlflow: bool | None = None) -> None:
         except UserError as err:
             fail(str(err))
 
+    stopped, outer_run_id = None, None
     try:
+        if from_mlflow if from_mlflow is not None else "MLFLOW_RUN_ID" in os.environ:
+            sys.argv[1:] = normalize_argv(sys.argv[1:])
+        outer_run_id = mlflow_run_id or os.environ.get("MLFLOW_RUN_ID")
+        if outer_run_id and os.environ.get("MLFLOW_TRACKING_URI"):  # both exported by `mlflow run`
+            from mlflow.tracking import MlflowClient
+
+            from sustainable_ipa.tracking.runs import end_on_stop
+
+            end_on_stop(MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]), outer_run_id)
+        check_group_choices(sys.argv[1:])
         task()
-    except (KeyboardInterrupt, Terminated) as stopped:
-        what, code = ("interrupted", 130) if isinstance(stopped, KeyboardInterrupt) else ("terminated", 143)
-        print(f"error: {what}: the open MLflow runs were ended KILLED", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # The runs are closed; skip interpreter teardown, where torch's native worker threads can abort the process.
-        os._exit(code)
+    except (KeyboardInterrupt, signals.Terminated) as err:
+        stopped = err
+    if stopped is not None:
+        stop(stopped, outer_run_id)
+
+
+def stop(stopped: BaseException, mlflow_run_id: str | None = None) -> NoReturn:
+    """After Ctrl-C or SIGTERM: the runs still open end KILLED, one true line says so, exit 130 or 143.
+
+    Runs end as the error unwinds (`tracked_run`); this ends any that are left (the outer run of `mlflow run`, one
+    whose end failed)."""
+    from sustainable_ipa.tracking import signals
+    from sustainable_ipa.tracking.runs import end_open_runs, killed_runs, open_runs
+
+    signals.begin_stop()
+    try:
+        failed = end_open_runs()
+    except (KeyboardInterrupt, signals.Terminated):  # a store call hung past signals.HANG_S and a signal broke it
+        failed = {run_id: "the store did not answer" for run_id in open_runs()}
+    signum = signals.first_signal(stopped)
+    what = "interrupted" if signum == signal.SIGINT else "terminated"
+    if failed:
+        reasons = "; ".join(f"{run_id}: {reason}" for run_id, reason in failed.items())
+        line = (f"{what}, but {len(failed)} MLflow run(s) could not be ended ({reasons}); the next start in their "
+                f"experiment on this host ends them KILLED")
+    elif killed_runs():
+        line = f"{what}: the open MLflow runs were ended KILLED ({len(killed_runs())})"
+    else:
+        line = f"{what} (no MLflow run was open)"
+    if mlflow_run_id in killed_runs():  # `mlflow run` will overwrite it FAILED once this process has exited
+        from sustainable_ipa.tracking.mlflow_run import restore_killed_later
+
+        restore_killed_later(os.environ["MLFLOW_TRACKING_URI"], mlflow_run_id)
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # The runs are closed; skip interpreter teardown, where torch's native worker threads can abort the process.
+    os._exit(signals.EXIT_CODES[signum])

@@ -1,10 +1,17 @@
-"""Run lifecycle and logging through MlflowClient (explicit run ids: no fluent global run stack to leak)."""
+"""Run lifecycle and logging through MlflowClient (explicit run ids: no fluent global run stack to leak).
+
+Every run this process starts is tagged with its owner (host, pid, the pid's start) and ends exactly once, even when
+signals come in bursts; a run whose owner died RUNNING is ended KILLED by the next start (`end_stale_runs`)."""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import subprocess
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -12,12 +19,17 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_GIT_COMMIT
 
 from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.tracking.signals import Terminated, signals_held
 
 BATCH_LIMIT = 100  # MLflow's log_batch accepts at most this many params per call
+KILLED = RunStatus.to_string(RunStatus.KILLED)
+# The process that owns a run: a run RUNNING whose owner no longer exists is ended KILLED by the next start.
+OWNER_HOST, OWNER_PID, OWNER_STARTED = "owner_host", "owner_pid", "owner_pid_started"
 
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: which boot a start tick counts from
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that open runs end KILLED."""
+_open: dict[str, MlflowClient] = {}  # runs to end KILLED if a signal stops this process, oldest first
+_ended: dict[str, str] = {}  # runs this process ended, and how
 
 
 def git_commit() -> str:
@@ -33,23 +45,72 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
                 existing_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[str]:
     """A run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM.
 
-    `existing_run_id` adopts a run made by someone else (the one `mlflow run` creates).
+    `existing_run_id` adopts a run made by someone else (the one `mlflow run` creates). The run is tagged with this
+    process as its owner (`owner_tags`). Its start and its end hold SIGINT and SIGTERM back (`signals_held`), and
+    until it ends `end_open_runs` knows it: no signal, however timed, leaves it RUNNING.
     """
-    all_tags = dict(tags or {})
+    all_tags = {**(tags or {}), **owner_tags()}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    if existing_run_id:
-        run_id = existing_run_id
-        client.update_run(run_id, status="RUNNING")
-        log(client, run_id, tags={MLFLOW_RUN_NAME: run_name, **all_tags})
-    else:
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+    run_id = None
     try:
+        with signals_held():  # created and known to end_open_runs, or neither
+            if existing_run_id:
+                client.update_run(existing_run_id, status="RUNNING")
+                run_id = existing_run_id
+                end_on_stop(client, run_id)
+                log(client, run_id, tags={MLFLOW_RUN_NAME: run_name, **all_tags})
+            else:
+                run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+                end_on_stop(client, run_id)
         yield run_id
     except BaseException as err:
-        client.set_terminated(run_id, ending_status(err))
+        if run_id is not None:
+            try:
+                end_run(client, run_id, ending_status(err))
+            except Exception as end_error:  # the error that stopped the run is the one to report
+                logging.getLogger(__name__).warning("could not end run %s: %s", run_id, end_error)
         raise
-    client.set_terminated(run_id, ending_status(None))
+    end_run(client, run_id, ending_status(None))
+
+
+def end_on_stop(client: MlflowClient, run_id: str) -> None:
+    """Have `end_open_runs` end this run KILLED should a signal stop the process before the run is ended here.
+    For a run whose normal end belongs to someone else (the outer run of `mlflow run -m …`)."""
+    _ended.pop(run_id, None)  # a run ended earlier and resumed now ends again
+    _open[run_id] = client
+
+
+def end_run(client: MlflowClient, run_id: str, status: str) -> None:
+    """End a run once (a later call does nothing); a signal meanwhile waits until it is ended."""
+    with signals_held():
+        if run_id in _ended:
+            return
+        client.set_terminated(run_id, status)
+        _ended[run_id] = status
+        _open.pop(run_id, None)
+
+
+def end_open_runs(status: str = KILLED) -> dict[str, str]:
+    """End the runs this process has open (the newest first, nested runs before their parent). Returns those that
+    could not be ended, with the store's reason; they stay open."""
+    failed = {}
+    for run_id, client in reversed(list(_open.items())):
+        try:
+            end_run(client, run_id, status)
+        except Exception as err:
+            failed[run_id] = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return failed
+
+
+def open_runs() -> list[str]:
+    """The runs `end_open_runs` would end."""
+    return list(_open)
+
+
+def killed_runs() -> list[str]:
+    """The runs this process ended KILLED."""
+    return [run_id for run_id, status in _ended.items() if status == KILLED]
 
 
 def ending_status(error: BaseException | None) -> str:
@@ -57,29 +118,100 @@ def ending_status(error: BaseException | None) -> str:
     if error is None:
         return RunStatus.to_string(RunStatus.FINISHED)
     if isinstance(error, (KeyboardInterrupt, Terminated)):
-        return RunStatus.to_string(RunStatus.KILLED)
+        return KILLED
     return RunStatus.to_string(RunStatus.FAILED)
 
 
+def owner_tags() -> dict[str, str]:
+    """This process as a run's owner: host, pid, and when the pid started (a reused pid is another process)."""
+    pid = os.getpid()
+    return {OWNER_HOST: socket.gethostname(), OWNER_PID: str(pid), OWNER_STARTED: process_started(pid) or ""}
+
+
+def process_started(pid: int) -> str | None:
+    """When process `pid` started, in a form no clock change alters. Linux: `boot id:pid namespace:start tick` (the
+    tick since boot, field 22 of /proc/PID/stat, in this process's pid namespace); elsewhere psutil's create time.
+    None when no such process runs (a zombie has ended)."""
+    if _BOOT_ID.exists():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold ") "
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        if fields[0] in ("Z", "X"):
+            return None
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+        return f"{_BOOT_ID.read_text().strip()}:{namespace}:{fields[19]}"
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else f"{process.create_time():.3f}"
+    except psutil.NoSuchProcess:
+        return None
+
+
+def owner_state(tags: Mapping[str, str]) -> str:
+    """`alive` or `gone` for a run whose owner ran on this host (hosts are told apart by name); `unknown` for a run
+    of another host, of another pid namespace on this kernel (a container), or of no recorded owner."""
+    host, pid, started = tags.get(OWNER_HOST), tags.get(OWNER_PID, ""), tags.get(OWNER_STARTED)
+    if host != socket.gethostname() or not pid.isdigit() or not started:
+        return "unknown"
+    boot, namespace = _boot_and_namespace(started)
+    my_boot, my_namespace = _boot_and_namespace(process_started(os.getpid()) or "")
+    if boot != my_boot:
+        return "gone"  # a process of an earlier boot of this host
+    if namespace != my_namespace:
+        return "unknown"  # its pid means another process here
+    return "alive" if process_started(int(pid)) == started else "gone"
+
+
+def _boot_and_namespace(started: str) -> tuple[str, str]:
+    parts = started.split(":")
+    return (parts[0], parts[1]) if len(parts) == 3 else ("", "")
+
+
+def end_stale_runs(client: MlflowClient, experiment_id: str) -> dict[str, list[str]]:
+    """End KILLED, with their nested runs, the runs of the experiment that a process of this host left RUNNING and
+    that no longer exists (SIGKILL, a crash, power loss). Returns the ids ended, by the owner's pid."""
+    query = f"attributes.status = 'RUNNING' and tags.{OWNER_HOST} = '{socket.gethostname()}'"
+    found, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token)
+        found += page
+        token = page.token
+        if not token:
+            break
+    ended: dict[str, list[str]] = {}
+    for run in found:
+        if owner_state(run.data.tags) == "gone" and client.get_run(run.info.run_id).info.status == "RUNNING":
+            kill_run_tree(client, run.info.run_id)
+            ended.setdefault(run.data.tags[OWNER_PID], []).append(run.info.run_id)
+    return ended
+
+
 def kill_run_tree(client: MlflowClient, run_id: str) -> None:
-    """End a run left RUNNING by a process that died (SIGKILL, power loss), and its nested runs, KILLED."""
+    """End a run left RUNNING by a process that died (SIGKILL, power loss), and its nested runs, KILLED. A nested
+    run whose owner on this host still runs is left to it."""
     run = client.get_run(run_id)
     children = client.search_runs([run.info.experiment_id], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{run_id}'")
     for child in children:
-        kill_run_tree(client, child.info.run_id)
+        if owner_state(child.data.tags) != "alive":
+            kill_run_tree(client, child.info.run_id)
     if run.info.status == "RUNNING":
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        client.set_terminated(run_id, KILLED)
 
 
 def log(client: MlflowClient, run_id: str, metrics: Mapping[str, float] | None = None,
         params: Mapping[str, object] | None = None, tags: Mapping[str, str] | None = None) -> None:
+    """Metrics, params and tags in batches; a signal meanwhile waits until they are written."""
     now_ms = int(time.time() * 1000)
     metric_list = [Metric(k, float(v), now_ms, 0) for k, v in (metrics or {}).items()]
     param_list = [Param(k, str(v)) for k, v in (params or {}).items()]
     tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    for i in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), BATCH_LIMIT):
-        client.log_batch(run_id, metrics=metric_list[i:i + BATCH_LIMIT], params=param_list[i:i + BATCH_LIMIT],
-                         tags=tag_list[i:i + BATCH_LIMIT])
+    with signals_held():
+        for i in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), BATCH_LIMIT):
+            client.log_batch(run_id, metrics=metric_list[i:i + BATCH_LIMIT], params=param_list[i:i + BATCH_LIMIT],
+                             tags=tag_list[i:i + BATCH_LIMIT])
 
 
 def common_tags(adaptation: str, weights_kind: str) -> dict[str, str]:

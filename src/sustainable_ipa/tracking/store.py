@@ -1,10 +1,12 @@
-"""Opening the tracking store; a bad URL or an unwritable store is one clear line."""
+"""Opening the tracking store; a bad URL or an unwritable store is one clear line; runs that a dead process left
+RUNNING end KILLED."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -43,6 +45,8 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 
+    from sustainable_ipa.tracking.runs import end_stale_runs
+
     if "://" not in uri:
         raise UserError(f"tracking.uri '{uri}' is not a URL (MLflow 3 refuses a bare folder as a file store)", FIX)
     if uri.startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
@@ -66,15 +70,20 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
         client = MlflowClient(tracking_uri=uri)  # MLflow 3.17.2 opens the store here: a refused one raises
         found = client.get_experiment_by_name(experiment)
         if found is not None:
-            return found.experiment_id
-        location = None
-        if artifact_root:
-            folder = Path(artifact_root)
-            folder.mkdir(parents=True, exist_ok=True)
-            location = (folder / experiment).resolve().as_uri()
-        return client.create_experiment(experiment, artifact_location=location)
+            experiment_id = found.experiment_id
+        else:
+            location = None
+            if artifact_root:
+                folder = Path(artifact_root)
+                folder.mkdir(parents=True, exist_ok=True)
+                location = (folder / experiment).resolve().as_uri()
+            experiment_id = client.create_experiment(experiment, artifact_location=location)
     except UserError:
         raise
     except Exception as err:  # MLflow raises several types (REST, SQLAlchemy, OSError) for an unusable store
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot open tracking store {uri} ({reason})", FIX) from None
+    for pid, run_ids in end_stale_runs(client, experiment_id).items():
+        print(f"warning: ended {len(run_ids)} MLflow run(s) KILLED that process {pid} of this host left RUNNING and "
+              f"no longer runs: {', '.join(run_ids)}", file=sys.stderr)
+    return experiment_id
