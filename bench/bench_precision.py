@@ -1,9 +1,11 @@
-"""bf16 against fp32, per stage variant, on one thread of this CPU, measured in one run.
+"""Precision and runtime against torch fp32, per stage variant, on one thread of this CPU, measured in one run.
 
-For each model and batch: the median wall time and CPU time per item over alternating rounds (fp32, bf16, fp32,
-…, so drift hits both), their ratio, the energy per item as the `estimate` meter would give it (active power per
-core × CPU time: it follows CPU time by construction, so its ratio is the CPU-time ratio, not a measurement), and
-the fidelity against fp32 on the same inputs (random weights: see README, Precision).
+For each model and batch, every combination the stage can run (classifier: torch fp32 | bf16, OpenVINO fp32 | bf16 |
+int8; detector: torch fp32 | bf16), in alternating rounds so that drift hits all of them: the median wall time and
+CPU time per item, the CPU-time ratio to torch fp32, the energy per item as the `estimate` meter would give it
+(active power per core × CPU time: it follows CPU time by construction, so its ratio is the CPU-time ratio, not a
+measurement), and the fidelity against torch fp32 on the same inputs (random weights: see README, Precision).
+Exports go to a temporary folder; their one-off cost is printed apart.
 
     python bench/bench_precision.py [--rounds 7]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,20 +29,37 @@ from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
 from sustainable_ipa.models.classifier import Classifier  # noqa: E402
 from sustainable_ipa.models.detector import Detector  # noqa: E402
-from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity, fp32_twin  # noqa: E402
+from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity  # noqa: E402
 
-CASES = [("classifier", "resnet18", 8), ("classifier", "resnet50", 8), ("classifier", "resnet152", 8),
-         ("detector", "yolov5n", 1), ("detector", "yolov5s", 1), ("detector", "yolov5x", 1)]
+CLASSIFIERS = [("resnet18", 8), ("resnet50", 8), ("resnet152", 8)]
+DETECTORS = [("yolov5n", 1), ("yolov5s", 1), ("yolov5x", 1)]
+CLASSIFIER_COMBOS = [("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
+                     ("openvino", "int8")]
+DETECTOR_COMBOS = [("torch", "fp32"), ("torch", "bf16")]
 
 
-def per_item_s(call, items: int, rounds: int) -> tuple[list[float], list[float]]:
-    wall, cpu = [], []
+def timed(call, items: int) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return (time.perf_counter() - wall) / items, (time.process_time() - cpu) / items
+
+
+def compare(name: str, batch: int, models: dict, x, fidelity, rounds: int, active_w: float) -> None:
+    """Alternating rounds over `models`, then one line per combination against the first (torch fp32)."""
+    for model in models.values():
+        model.infer(x)  # warm-up: kernel selection, OpenVINO's first inference
+    samples = {combo: ([], []) for combo in models}
     for _ in range(rounds):
-        w, c = time.perf_counter(), time.process_time()
-        call()
-        wall.append((time.perf_counter() - w) / items)
-        cpu.append((time.process_time() - c) / items)
-    return wall, cpu
+        for combo, model in models.items():
+            wall, cpu = timed(lambda: model.infer(x), batch)
+            samples[combo][0].append(wall)
+            samples[combo][1].append(cpu)
+    medians = {combo: (statistics.median(w), statistics.median(c)) for combo, (w, c) in samples.items()}
+    base_wall, base_cpu = next(iter(medians.values()))
+    for combo, (wall, cpu) in medians.items():
+        shown = "baseline" if combo == next(iter(models)) else fidelity(models[combo])
+        print(f"{name:<10} {batch:>5} {'+'.join(combo):<14} {wall * 1e3:>9.1f} {cpu * 1e3:>9.1f} "
+              f"{base_wall / wall:>8.2f}× {cpu / base_cpu:>9.2f} {active_w * cpu:>9.3f}  {shown}")
 
 
 def main() -> None:
@@ -51,35 +71,45 @@ def main() -> None:
     active_w = float(cfg.hardware.estimate.active_w_per_core)
     frames = [cv2.imread(str(ASSETS / "bus.jpg")), cv2.imread(str(ASSETS / "zidane.jpg"))]
     crops = [f[i * 50:i * 50 + 200, i * 60:i * 60 + 180] for f in frames for i in range(4)]
-    print(f"CPU: {this_machine().key}; torch {torch.__version__}, 1 thread, random weights, {args.rounds} rounds")
-    print(f"{'model':<10} {'batch':>5} {'fp32 ms/item':>12} {'bf16 ms/item':>12} {'wall ratio':>10} "
-          f"{'CPU ratio':>9} {'est. J/item fp32→bf16':>22}  fidelity (bf16 vs fp32)")
-    for stage, variant, batch in CASES:
-        torch.manual_seed(0)
-        if stage == "classifier":
-            low = Classifier(variant, None, cfg.pipeline.classifier.crop_size, "cpu", "bf16")
-            x = low.preprocess((crops * batch)[:batch])
-            fidelity = classifier_fidelity(low, crops)
-            shown = f"top-1 agreement {fidelity['fidelity_classifier_top1_agreement']:.3f}, logit cosine " \
-                    f"{fidelity['fidelity_classifier_logit_cosine_mean']:.6f}"
-        else:
-            low = Detector(variant, None, cfg.pipeline.detector.image_size, device="cpu", precision="bf16")
-            x = low.preprocess(frames[:1] * batch)
-            fidelity = detector_fidelity(low, frames)
-            shown = f"box cosine {fidelity['fidelity_detector_box_cosine_mean']:.6f}, score cosine " \
-                    f"{fidelity['fidelity_detector_score_cosine_mean']:.6f}"
-        high = fp32_twin(low)
-        runs = {"fp32": ([], []), "bf16": ([], [])}
-        for model in (high, low):
-            model.infer(x)  # warm-up: kernel selection
-        for _ in range(args.rounds):
-            for name, model in (("fp32", high), ("bf16", low)):
-                wall, cpu = per_item_s(lambda: model.infer(x), batch, 1)
-                runs[name][0].extend(wall)
-                runs[name][1].extend(cpu)
-        (w32, c32), (w16, c16) = [(statistics.median(w), statistics.median(c)) for w, c in runs.values()]
-        print(f"{variant:<10} {batch:>5} {w32 * 1e3:>12.1f} {w16 * 1e3:>12.1f} {w32 / w16:>9.2f}× {c32 / c16:>8.2f}× "
-              f"{active_w * c32:>10.3f} → {active_w * c16:.3f}  {shown}")
+    export_dir = Path(tempfile.mkdtemp(prefix="bench-exports-"))
+    print(f"CPU: {this_machine().key}; torch {torch.__version__}, 1 thread, random weights, {args.rounds} rounds; "
+          f"int8 calibrated on {len(crops)} crops")
+    print(f"{'model':<10} {'batch':>5} {'runtime+prec':<14} {'ms/item':>9} {'CPU ms':>9} {'speed-up':>9} "
+          f"{'CPU ratio':>9} {'est. J':>9}  fidelity against torch fp32")
+    exports = []
+    for variant, batch in CLASSIFIERS:
+        models = {}
+        for runtime, precision in CLASSIFIER_COMBOS:
+            torch.manual_seed(0)  # the same weights in every combination
+            model = Classifier(variant, None, cfg.pipeline.classifier.crop_size, "cpu", precision)
+            if runtime == "openvino":
+                made = model.use_openvino(export_dir, crops)
+                if not made.cached:
+                    exports.append(f"{variant} {made.key.precision}: {made.wall_s:.1f} s wall, {made.cpu_s:.1f} s CPU")
+            models[(runtime, precision)] = model
+        x = next(iter(models.values())).preprocess((crops * batch)[:batch])
+
+        def fidelity(model):
+            f = classifier_fidelity(model, crops)
+            return f"top-1 agreement {f['fidelity_classifier_top1_agreement']:.3f}, logit cosine " \
+                   f"{f['fidelity_classifier_logit_cosine_mean']:.6f}"
+
+        compare(variant, batch, models, x, fidelity, args.rounds, active_w)
+    for variant, batch in DETECTORS:
+        models = {}
+        for runtime, precision in DETECTOR_COMBOS:
+            torch.manual_seed(0)
+            models[(runtime, precision)] = Detector(variant, None, cfg.pipeline.detector.image_size, device="cpu",
+                                                    precision=precision)
+        x = models[("torch", "fp32")].preprocess(frames[:1] * batch)
+
+        def fidelity(model):
+            f = detector_fidelity(model, frames)
+            return f"box cosine {f['fidelity_detector_box_cosine_mean']:.6f}, score cosine " \
+                   f"{f['fidelity_detector_score_cosine_mean']:.6f}"
+
+        compare(variant, batch, models, x, fidelity, args.rounds, active_w)
+    print("exports (one-off, not in any per-item figure): " + "; ".join(exports))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import pytest
 import torch
@@ -92,3 +94,93 @@ def test_a_precision_the_cpu_lacks_is_refused_before_any_run(make_cfg, client, m
     with pytest.raises(UserError, match="needs avx512_bf16 or amx_bf16"):
         experiment.run_job(make_cfg("adaptation=default-bf16"))
     assert not runs_by_status(client, "RUNNING") and not runs_by_status(client, "FINISHED")
+
+
+# int8 and the OpenVINO runtime (the classifier's) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+def resnet18(precision: str) -> Classifier:
+    torch.manual_seed(0)  # the same random weights every time: the same export key
+    return Classifier("resnet18", None, 224, "cpu", precision)
+
+
+def test_an_export_is_made_once_reused_and_remade_when_a_library_changes(export_dir, monkeypatch):
+    from sustainable_ipa.models import openvino_runtime
+
+    first = resnet18("int8").use_openvino(export_dir, crops())
+    again = resnet18("int8").use_openvino(export_dir, crops())
+    assert not first.cached and first.cpu_s > 0 and again.cached and again.xml == first.xml
+    assert again.key.calibration_items == 1 and again.key.precision == "int8"  # 8 crops: one batch
+    versions = openvino_runtime.library_versions()
+    monkeypatch.setattr(openvino_runtime, "library_versions", lambda: {**versions, "nncf": "0.0.1"})
+    other = resnet18("int8").use_openvino(export_dir, crops())
+    assert not other.cached and other.xml != first.xml
+    torch.manual_seed(1)  # other weights: another key (not exported here: the key alone decides)
+    assert openvino_runtime.weights_digest(Classifier("resnet18", None, 224, "cpu", "int8").model) != first.key.weights
+
+
+def test_int8_on_openvino_stays_close_to_fp32_and_a_broken_input_path_would_show(export_dir, monkeypatch):
+    low = resnet18("int8")
+    low.use_openvino(export_dir, crops())
+    fidelity = classifier_fidelity(low, crops())
+    assert fidelity["fidelity_classifier_top1_agreement"] == 1.0
+    assert fidelity["fidelity_classifier_logit_cosine_mean"] >= 0.999
+    compiled = low._openvino
+    low._openvino = lambda x: compiled(x + 2.0)  # an export fed a mis-normalised input
+    assert classifier_fidelity(low, crops())["fidelity_classifier_logit_cosine_mean"] < 0.99
+
+
+def test_int8_needs_vnni_or_amx():
+    with pytest.raises(UserError, match="adaptation.classifier.precision=int8 needs avx512_vnni or avx_vnni or amx_int8"):
+        emulated_stages({"classifier": "int8"}, OLD, allow_emulated=False)
+    assert emulated_stages({"classifier": "int8"}, AMD, allow_emulated=False) == []
+
+
+@pytest.mark.parametrize("overrides,problem", [
+    (["adaptation.classifier.precision=int8"], "precision=int8 runs on OpenVINO"),
+    (["adaptation.detector.runtime=openvino"], "adaptation.detector.runtime=openvino is not built yet"),
+    (["adaptation.classifier.runtime=onnx"], "adaptation.classifier.runtime='onnx' is not allowed"),
+    (["adaptation.classifier.precision=fp8"], "adaptation.classifier.precision='fp8' is not allowed"),
+])
+def test_knob_combinations_that_cannot_run_are_one_line(overrides, problem):
+    from sustainable_ipa.config import compose, validate
+
+    with pytest.raises(UserError, match=problem) as err:
+        validate(compose(["hardware.cores=2", *overrides]))
+    assert "\n" not in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_a_failed_export_is_one_line_and_leaves_no_cache_entry(tmp_path, monkeypatch):
+    import openvino
+
+    def half_written(model, path, *args, **kwargs):  # the IR's first file lands, then the disk fills
+        Path(path).write_text("<?xml")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(openvino, "convert_model", lambda *args, **kwargs: object())  # skip the slow trace
+    monkeypatch.setattr(openvino, "save_model", half_written)
+    with pytest.raises(UserError, match="exporting resnet18 to OpenVINO fp32 failed: RuntimeError: disk full"):
+        resnet18("fp32").use_openvino(tmp_path, crops())
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UserError, match="needs calibration inputs"):
+        resnet18("int8").use_openvino(tmp_path, [])
+
+
+def test_a_classifier_on_openvino_int8_runs_end_to_end(make_cfg, client, tmp_path):
+    from sustainable_ipa.experiment import run_job
+
+    overrides = ["adaptation.classifier.precision=int8", "adaptation.classifier.runtime=openvino",
+                 f"export_dir={tmp_path}/exports", "trial.requests=2", "trial.warmup=0"]
+    if "avx512_vnni" not in this_machine().flags and "avx_vnni" not in this_machine().flags and \
+            "amx_int8" not in this_machine().flags:
+        overrides.append("hardware.allow_emulated=true")
+    built = client.get_run(run_job(make_cfg(*overrides)).run_id)
+    assert built.info.status == "FINISHED" and built.data.tags["export_classifier"] == "built"
+    assert built.data.metrics["export_classifier_cpu_s"] > 0  # the one-off cost, logged apart
+    assert built.data.metrics["calibration_classifier_items"] > 0
+    assert built.data.metrics["fidelity_classifier_logit_cosine_mean"] >= 0.999
+    again = client.get_run(run_job(make_cfg(*overrides)).run_id)
+    assert again.data.tags["export_classifier"] == "cached" and "export_classifier_cpu_s" not in again.data.metrics

@@ -32,18 +32,14 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+# Stages whose model can run on OpenVINO so far (the detector's export is issue 18's next step).
+OPENVINO_STAGES = ("classifier",)
+
+
 def available_cores(hardware: DictConfig) -> int:
     """`hardware.cores`, else the cores this process may run on (its affinity, as a container or `taskset` sets it;
     not `os.cpu_count()`, the machine's): the stage workers are pinned within them."""
     return int(hardware.cores) if hardware.cores is not None else len(os.sched_getaffinity(0))
-
-
-def is_number(value) -> bool:  # TODO(schema): goes with search_job.validate_search, which schema.py replaces
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def is_positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def adaptation_cores(cfg: DictConfig) -> int:
@@ -72,10 +68,17 @@ def validate(cfg: DictConfig) -> None:
         if stage not in cfg.adaptation:
             raise UserError(f"adaptation '{cfg.adaptation.name}' has no '{stage}' stage",
                             f"add adaptation.{stage}.variant|batch_size|threads|replicas")
-        variant = cfg.adaptation[stage].variant
-        if variant not in catalogue[stage]:
-            raise UserError(f"unknown {stage} variant '{variant}'",
+        choice = cfg.adaptation[stage]
+        if choice.variant not in catalogue[stage]:
+            raise UserError(f"unknown {stage} variant '{choice.variant}'",
                             f"choose one of {', '.join(catalogue[stage])} for adaptation.{stage}.variant")
+        if choice.precision == "int8" and choice.runtime != "openvino":
+            raise UserError(f"adaptation.{stage}.precision=int8 runs on OpenVINO (NNCF's post-training "
+                            f"quantisation), not on runtime={choice.runtime}",
+                            f"pass adaptation.{stage}.runtime=openvino")
+        if choice.runtime == "openvino" and stage not in OPENVINO_STAGES:
+            raise UserError(f"adaptation.{stage}.runtime=openvino is not built yet (only for "
+                            f"{', '.join(OPENVINO_STAGES)})", f"pass adaptation.{stage}.runtime=torch")
     cores = adaptation_cores(cfg)
     available = available_cores(cfg.hardware)
     if cores > available:

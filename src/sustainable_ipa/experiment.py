@@ -27,6 +27,7 @@ from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
 from sustainable_ipa.models.precision import emulated_stages
+from sustainable_ipa.models.runtimes import fidelity_metrics, needs_crops, stage_crops, use_runtimes
 from sustainable_ipa.models.weights import RANDOM, plan_weights
 from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
@@ -95,27 +96,6 @@ def build_models(cfg: DictConfig, plan):
     return detector, classifier
 
 
-def fidelity_metrics(detector, classifier, dataset: Dataset) -> dict[str, float]:
-    """Each stage below fp32 against fp32 with the same weights on this dataset's inputs: the detector on the
-    frames, the classifier on the ground truth's crops (else the fp32 detector's)."""
-    from sustainable_ipa.models.classifier import crop
-    from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity, fp32_twin
-
-    metrics: dict[str, float] = {}
-    frames = [f.image_bgr for f in dataset.frames]
-    if detector.precision != "fp32":
-        metrics.update(detector_fidelity(detector, frames))
-    if classifier.precision != "fp32":
-        boxes = [[gt.box_xyxy for gt in f.ground_truth] for f in dataset.frames]
-        if not any(boxes):
-            boxes = [[d[:4] for d in det] for det in fp32_twin(detector)(frames)]
-        crops = [c for frame, frame_boxes in zip(frames, boxes) for b in frame_boxes
-                 if (c := crop(frame, b)) is not None]
-        if crops:
-            metrics.update(classifier_fidelity(classifier, crops))
-    return metrics
-
-
 def stage_settings(cfg: DictConfig, stage: str) -> StageSettings:
     s = cfg.adaptation[stage]
     return StageSettings(s.batch_size, s.threads, s.replicas)
@@ -133,6 +113,7 @@ class Prepared:
     params: dict[str, object]
     fidelity: dict[str, float]  # stages below fp32 against fp32, same weights and inputs
     emulated: list[str]  # stages whose precision this CPU emulates (hardware.allow_emulated)
+    export_tags: dict[str, str]  # exported models: built or cached, where
 
 
 def prepare(cfg: DictConfig, console: Console) -> Prepared:
@@ -159,8 +140,11 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     if emulated:
         console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
                       "native instructions, so latency and energy measure an emulation (tag emulated=true)")
+    crops = stage_crops(detector, dataset) if needs_crops(cfg) else []
+    export_metrics, export_tags = use_runtimes(cfg, classifier, crops, console)
     with console.status("fidelity of the low-precision stages against fp32"):
-        fidelity = fidelity_metrics(detector, classifier, dataset)
+        fidelity = {**fidelity_metrics(detector, classifier, [f.image_bgr for f in dataset.frames], crops),
+                    **export_metrics}
     has_ground_truth = any(f.ground_truth for f in dataset.frames)
     if not measured and not has_ground_truth:
         console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")
@@ -176,7 +160,7 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     params = flatten(cfg)
     params.update({"detector.params": detector.params, "detector.gmacs_per_image": round(detector.gmacs_per_image, 4),
                    "classifier.params": classifier.params, "classifier.gmacs_per_crop": classifier.gmacs_per_crop})
-    return Prepared(runner, ctx, dataset.frames, plan, measured, params, fidelity, emulated)
+    return Prepared(runner, ctx, dataset.frames, plan, measured, params, fidelity, emulated, export_tags)
 
 
 def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
@@ -205,6 +189,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         tags["sweep_id"] = sweep_id
     if job.plan.reason:
         tags["weights_note"] = job.plan.reason
+    tags.update(job.export_tags)
     if job.emulated:
         tags.update({"emulated": "true", "emulated_stages": ",".join(job.emulated)})
     repetitions = cfg.trial.repetitions

@@ -105,7 +105,8 @@ class Pipeline(Settings):
 
 
 # adaptation/ -----------------------------------------------------------------------------------------------------
-PRECISIONS = ("fp32", "bf16")  # int8 (OpenVINO + NNCF) is issue 18's next step
+PRECISIONS = ("fp32", "bf16", "int8")
+RUNTIMES = ("torch", "openvino")
 
 
 class StageChoice(Settings):
@@ -114,6 +115,7 @@ class StageChoice(Settings):
     threads: Count
     replicas: Count
     precision: Literal[PRECISIONS]
+    runtime: Literal[RUNTIMES]
 
 
 class Adaptation(Settings):
@@ -306,6 +308,7 @@ class Config(Settings):
     adapt: Adapt
     weights: Name  # auto | pretrained | random | a folder: models/weights.py names the choices
     weights_dir: Name
+    export_dir: WritablePath  # exported models (OpenVINO IR), one folder per key of what they depend on
 
 
 def check_settings(cfg: DictConfig) -> Config:

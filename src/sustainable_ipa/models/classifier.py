@@ -39,6 +39,8 @@ class Classifier:
         self.device = torch.device(device)
         self.crop_size = crop_size
         self.precision = precision
+        self.runtime = "torch"
+        self._openvino = None  # CompiledStage once `use_openvino` ran
         # channels_last lets oneDNN pick its fastest convolution kernels on CPU.
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         for p in self.model.parameters():
@@ -54,8 +56,26 @@ class Classifier:
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.runtime == "openvino":
+            return self._openvino(x).float()
         with forward_context(self.precision, self.device):
             return self.model(x).float()
+
+    def use_openvino(self, cache_dir: Path, calibration_crops: list[np.ndarray]):
+        """Run on OpenVINO from now on: this model in its precision, exported (int8: quantised on the crops) or
+        taken from the cache. Returns the Export (where, and what it cost)."""
+        from sustainable_ipa.models.openvino_runtime import (CompiledStage, ExportKey, export, inputs_digest,
+                                                             library_versions, weights_digest)
+
+        batches = [self.preprocess(calibration_crops[i:i + 8]).contiguous().numpy()
+                   for i in range(0, len(calibration_crops), 8)] if self.precision == "int8" else []
+        ir_precision = "int8" if self.precision == "int8" else "fp32"  # bf16 is a compile-time hint on the fp32 IR
+        key = ExportKey(self.variant, ir_precision, weights_digest(self.model), inputs_digest(batches),
+                        len(batches), tuple(sorted(library_versions().items())))
+        example = self.preprocess(calibration_crops[:1] or [np.zeros((8, 8, 3), np.uint8)]).contiguous()
+        made = export(self.model, example, key, cache_dir, batches)
+        self.runtime, self._openvino = "openvino", CompiledStage(made.xml, self.precision)
+        return made
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x).argmax(dim=1)

@@ -10,9 +10,12 @@ import torch
 
 
 def fp32_twin(stage):
-    """The same model, weights shared, run in fp32 (autocast precisions keep fp32 weights)."""
+    """The same model, weights shared, run by torch in fp32 (autocast keeps fp32 weights; an OpenVINO stage keeps
+    its torch model beside the IR)."""
     twin = copy.copy(stage)
     twin.precision = "fp32"
+    if hasattr(twin, "runtime"):
+        twin.runtime = "torch"
     return twin
 
 

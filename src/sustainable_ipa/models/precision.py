@@ -2,7 +2,8 @@
 
 bf16 is `torch.autocast`: weights stay fp32, oneDNN runs convolutions and matmuls in bf16 on CPUs that have
 `avx512_bf16` or `amx_bf16` and emulates them (slower than fp32) on others, so those are refused unless the user
-opts in (`hardware.allow_emulated`, tagged `emulated=true`). int8 (OpenVINO + NNCF) is not built yet (issue 18)."""
+opts in (`hardware.allow_emulated`, tagged `emulated=true`). int8 is NNCF's post-training quantisation run by
+OpenVINO (`openvino_runtime.py`), native with VNNI or AMX."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import Fingerprint
 
 # Any one of these flags runs the precision natively.
-NATIVE_FLAGS = {"fp32": (), "bf16": ("avx512_bf16", "amx_bf16")}
+NATIVE_FLAGS = {"fp32": (), "bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
 
 
 def missing_feature(precision: str, machine: Fingerprint) -> str | None:
