@@ -267,11 +267,11 @@ def test_a_pipeline_the_model_rejects_is_cut_and_the_next_best_taken():
 
 
 def test_a_negative_weight_names_itself():
-    from sustainable_ipa.adapt.adapt_job import policies
-    from sustainable_ipa.config import compose
+    """A negative weight would reward cores or power (and make dropping dominated options inexact)."""
+    from sustainable_ipa.config import compose, validate
 
-    with pytest.raises(UserError, match=r"adapt.beta is -1.0: the weights must be ≥ 0"):
-        policies(compose(["adapt.beta=-1.0"]).adapt)
+    with pytest.raises(UserError, match=r"adapt.beta=-1.0 is not allowed: input should be greater than or equal to 0"):
+        validate(compose(["adapt.beta=-1.0"]))
 
 
 def test_a_power_budget_holds_when_only_the_end_to_end_model_accepts_the_pick():

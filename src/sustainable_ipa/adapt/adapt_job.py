@@ -16,7 +16,6 @@ from sustainable_ipa.adapt.plots import timeline
 from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_options, simulate, totals
 from sustainable_ipa.adapt.traces import CARBON_COLUMNS, LOAD_COLUMNS, generate_carbon, generate_load, read_trace
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
-from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.accuracy import reference_accuracies
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
@@ -24,10 +23,6 @@ from sustainable_ipa.tracking.store import open_store
 
 
 def policies(a: DictConfig) -> list[Policy]:
-    negative = [name for name in ("alpha", "beta", "delta_energy", "delta_carbon") if float(a[name]) < 0]
-    if negative:  # a negative weight would reward cores or power (and make dropping dominated options inexact)
-        raise UserError(f"adapt.{negative[0]} is {a[negative[0]]}: the weights must be ≥ 0",
-                        f"set adapt.{negative[0]} to 0 or more")
     common = dict(alpha=a.alpha, beta=a.beta, accuracy=a.accuracy)
     return [Policy("ipa", Weights(delta=0.0, **common)),
             Policy("energy", Weights(delta=a.delta_energy, objective="power", **common)),
@@ -50,7 +45,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
 
     console = console or Console(stderr=True)
     a = cfg.adapt
-    compared = policies(a)  # first: bad weights are told before minutes of profiling
+    compared = policies(a)
     load, carbon = traces(cfg)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
     profiles = profile_job(cfg, console, space)

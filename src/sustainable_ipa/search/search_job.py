@@ -6,8 +6,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
 
-from sustainable_ipa.config import available_cores, is_number, is_positive_int, validate
-from sustainable_ipa.errors import UserError
+from sustainable_ipa.config import available_cores, validate
 from sustainable_ipa.search.evaluators import ProfileEvaluator, RunEvaluator
 from sustainable_ipa.search.objectives import resolve_objectives
 from sustainable_ipa.search.space import SearchSpace
@@ -15,22 +14,11 @@ from sustainable_ipa.search.study import StudyOutcome, open_study, run_study
 from sustainable_ipa.tracking.store import open_store
 
 
-def validate_search(search: DictConfig) -> None:
-    if search.evaluator not in ("profile", "run"):
-        raise UserError(f"unknown search.evaluator '{search.evaluator}'", "pass search.evaluator=profile or run")
-    if not is_positive_int(search.n_trials):
-        raise UserError(f"search.n_trials must be a positive integer, got {search.n_trials!r}", "pass search.n_trials=100")
-    if not (is_number(search.load_rps) and search.load_rps > 0):
-        raise UserError(f"search.load_rps must be a number more than 0, got {search.load_rps!r}",
-                        "pass search.load_rps=2.0 (requests per second)")
-
-
 def search_job(cfg: DictConfig, console: Console | None = None) -> StudyOutcome:
     console = console or Console(stderr=True)
     # Bad input fails before anything is measured: profiling the space takes minutes.
     validate(cfg)
     objectives = resolve_objectives(cfg.search.objectives)
-    validate_search(cfg.search)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, available_cores(cfg.hardware))
     open_study(cfg, objectives)  # the storage, the sampler, a stored study of other objectives
     if cfg.search.evaluator == "profile":
