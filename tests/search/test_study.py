@@ -46,6 +46,10 @@ def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, clie
     assert len(finished(outcome)) == 8 and outcome.pareto
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["evaluator"] == "profile"
+    import os
+
+    # owned like every run, so that a next start ends it KILLED should this process die with it RUNNING
+    assert parent.data.tags["owner_pid"] == str(os.getpid())
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
     plots = {a.path for a in client.list_artifacts(outcome.parent_run_id, "plots")}
     assert "pareto.csv" in artifacts

@@ -31,7 +31,9 @@ from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
 from sustainable_ipa.search.space import ALLOCATION, PipelineChoice, SearchSpace, allocation_label
 from sustainable_ipa.search.storage import make_storage
-from sustainable_ipa.tracking.runs import ending_status, kill_run_tree, log, tracked_run
+from sustainable_ipa.tracking.runs import (end_on_stop, end_run, ending_status, kill_run_tree, log, owner_tags,
+                                           tracked_run)
+from sustainable_ipa.tracking.signals import signals_held
 
 MLFLOW_RUN_ATTR = "mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
@@ -197,15 +199,19 @@ class ParentRun:
         found = recorded_parent(study)
         if found is not None:
             return cls(study, client, experiment_id, found, created=None)
-        mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
+        with signals_held():  # made and known to end_open_runs, or neither
+            mine = client.create_run(experiment_id, run_name=f"study-{study.study_name}",
+                                     tags={**tags, **owner_tags()}).info.run_id
+            end_on_stop(client, mine)
         try:
             found = recorded_parent(study)  # making the run takes long enough for another worker to record one
             if found is None:
                 study.set_user_attr(MLFLOW_RUN_ATTR, mine)
                 return cls(study, client, experiment_id, mine, created=mine)
         except BaseException as err:
-            client.set_terminated(mine, ending_status(err))
+            end_run(client, mine, ending_status(err))
             raise
+        end_run(client, mine, ending_status(None))  # lost the race: ended, then deleted, never left open
         client.delete_run(mine)
         return cls(study, client, experiment_id, found, created=None)
 
@@ -228,7 +234,9 @@ class ParentRun:
 
     def _close(self, status: str) -> None:
         self.follow()
-        self.client.set_terminated(self.run_id, status)
+        if self.run_id != self.created:  # another worker's run: this process ends it too, but does not own it
+            end_on_stop(self.client, self.run_id)
+        end_run(self.client, self.run_id, status)
         if self.created not in (None, self.run_id):  # this worker's run lost: what others put under it since moves
             self._move_children(self.created, self.run_id)
 
