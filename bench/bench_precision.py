@@ -1,7 +1,7 @@
 """Precision and runtime against torch fp32, per stage variant, on one thread of this CPU, measured in one run.
 
 For each model and batch, every combination the stage can run (classifier: torch fp32 | bf16, OpenVINO fp32 | bf16 |
-int8; detector: torch fp32 | bf16), in alternating rounds so that drift hits all of them: the median wall time and
+int8; detector: the same), in alternating rounds so that drift hits all of them: the median wall time and
 CPU time per item, the CPU-time ratio to torch fp32, the energy per item as the `estimate` meter would give it
 (active power per core × CPU time: it follows CPU time by construction, so its ratio is the CPU-time ratio, not a
 measurement), and the fidelity against torch fp32 on the same inputs (random weights: see README, Precision).
@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
-from ultralytics.utils import ASSETS  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
@@ -35,7 +34,7 @@ CLASSIFIERS = [("resnet18", 8), ("resnet50", 8), ("resnet152", 8)]
 DETECTORS = [("yolov5n", 1), ("yolov5s", 1), ("yolov5x", 1)]
 CLASSIFIER_COMBOS = [("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
                      ("openvino", "int8")]
-DETECTOR_COMBOS = [("torch", "fp32"), ("torch", "bf16")]
+DETECTOR_COMBOS = CLASSIFIER_COMBOS
 
 
 def timed(call, items: int) -> tuple[float, float]:
@@ -66,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    from ultralytics.utils import ASSETS  # after sustainable_ipa: its import sets ultralytics' quiet, offline env
+
     torch.set_num_threads(1)
     cfg = compose()
     active_w = float(cfg.hardware.estimate.active_w_per_core)
@@ -73,7 +74,7 @@ def main() -> None:
     crops = [f[i * 50:i * 50 + 200, i * 60:i * 60 + 180] for f in frames for i in range(4)]
     export_dir = Path(tempfile.mkdtemp(prefix="bench-exports-"))
     print(f"CPU: {this_machine().key}; torch {torch.__version__}, 1 thread, random weights, {args.rounds} rounds; "
-          f"int8 calibrated on {len(crops)} crops")
+          f"int8 calibrated on {len(crops)} crops (classifier), {len(frames)} frames (detector)")
     print(f"{'model':<10} {'batch':>5} {'runtime+prec':<14} {'ms/item':>9} {'CPU ms':>9} {'speed-up':>9} "
           f"{'CPU ratio':>9} {'est. J':>9}  fidelity against torch fp32")
     exports = []
@@ -99,14 +100,19 @@ def main() -> None:
         models = {}
         for runtime, precision in DETECTOR_COMBOS:
             torch.manual_seed(0)
-            models[(runtime, precision)] = Detector(variant, None, cfg.pipeline.detector.image_size, device="cpu",
-                                                    precision=precision)
+            model = Detector(variant, None, cfg.pipeline.detector.image_size, device="cpu", precision=precision)
+            if runtime == "openvino":
+                made = model.use_openvino(export_dir, frames)
+                if not made.cached:
+                    exports.append(f"{variant} {made.key.precision}: {made.wall_s:.1f} s wall, {made.cpu_s:.1f} s CPU")
+            models[(runtime, precision)] = model
         x = models[("torch", "fp32")].preprocess(frames[:1] * batch)
 
         def fidelity(model):
             f = detector_fidelity(model, frames)
             return f"box cosine {f['fidelity_detector_box_cosine_mean']:.6f}, score cosine " \
-                   f"{f['fidelity_detector_score_cosine_mean']:.6f}"
+                   f"{f['fidelity_detector_score_cosine_mean']:.6f}, score correlation " \
+                   f"{f['fidelity_detector_score_correlation_mean']:.6f}"
 
         compare(variant, batch, models, x, fidelity, args.rounds, active_w)
     print("exports (one-off, not in any per-item figure): " + "; ".join(exports))

@@ -32,8 +32,8 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-# Stages whose model can run on OpenVINO so far (the detector's export is issue 18's next step).
-OPENVINO_STAGES = ("classifier",)
+# Stages whose model can run on OpenVINO.
+OPENVINO_STAGES = ("detector", "classifier")
 
 
 def available_cores(hardware: DictConfig) -> int:

@@ -141,7 +141,9 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
         console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
                       "native instructions, so latency and energy measure an emulation (tag emulated=true)")
     crops = stage_crops(detector, dataset) if needs_crops(cfg) else []
-    export_metrics, export_tags = use_runtimes(cfg, classifier, crops, console)
+    export_metrics, export_tags = use_runtimes(cfg, {"detector": detector, "classifier": classifier},
+                                               {"detector": [f.image_bgr for f in dataset.frames], "classifier": crops},
+                                               console)
     with console.status("fidelity of the low-precision stages against fp32"):
         fidelity = {**fidelity_metrics(detector, classifier, [f.image_bgr for f in dataset.frames], crops),
                     **export_metrics}

@@ -64,8 +64,8 @@ class Classifier:
     def use_openvino(self, cache_dir: Path, calibration_crops: list[np.ndarray]):
         """Run on OpenVINO from now on: this model in its precision, exported (int8: quantised on the crops) or
         taken from the cache. Returns the Export (where, and what it cost)."""
-        from sustainable_ipa.models.openvino_runtime import (CompiledStage, ExportKey, export, inputs_digest,
-                                                             library_versions, weights_digest)
+        from sustainable_ipa.models.openvino_runtime import (CompiledStage, ExportKey, convert_torch, export,
+                                                             inputs_digest, library_versions, weights_digest)
 
         batches = [self.preprocess(calibration_crops[i:i + 8]).contiguous().numpy()
                    for i in range(0, len(calibration_crops), 8)] if self.precision == "int8" else []
@@ -73,7 +73,7 @@ class Classifier:
         key = ExportKey(self.variant, ir_precision, weights_digest(self.model), inputs_digest(batches),
                         len(batches), tuple(sorted(library_versions().items())))
         example = self.preprocess(calibration_crops[:1] or [np.zeros((8, 8, 3), np.uint8)]).contiguous()
-        made = export(self.model, example, key, cache_dir, batches)
+        made = export(key, cache_dir, convert_torch(self.model, example, ir_precision, batches))
         self.runtime, self._openvino = "openvino", CompiledStage(made.xml, self.precision)
         return made
 

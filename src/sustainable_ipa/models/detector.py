@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class Detector:
         self.variant = variant
         self.device = torch.device(device)
         self.precision = precision
+        self.runtime = "torch"
+        self._openvino = None  # CompiledStage once `use_openvino` ran
         self.image_size = image_size
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
@@ -52,19 +55,44 @@ class Detector:
         heights, widths = zip(*((h * s / max(h, w), w * s / max(h, w)) for h, w in frame_shapes))
         return (int(np.ceil(max(heights) / stride) * stride), int(np.ceil(max(widths) / stride) * stride))
 
-    def preprocess(self, frames: list[np.ndarray]) -> torch.Tensor:
+    def letterboxed(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """The batch at its rectangle, RGB uint8, B × 3 × H × W."""
         shape = self.input_shape([f.shape[:2] for f in frames])
         letterbox = self._letterbox(new_shape=shape, auto=False, scaleup=True, stride=32)
         boxed = np.stack([letterbox(image=f) for f in frames])  # B × H × W × 3, BGR
-        x = torch.from_numpy(np.ascontiguousarray(boxed[..., ::-1])).to(self.device)  # RGB
-        return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        return torch.from_numpy(np.ascontiguousarray(boxed[..., ::-1])).to(self.device).permute(0, 3, 1, 2)
+
+    def preprocess(self, frames: list[np.ndarray]) -> torch.Tensor:
+        x = self.letterboxed(frames)
+        return x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """The head's raw output, (B, 4 + classes, anchors), in fp32 whatever the forward ran in (NMS needs it)."""
+        if self.runtime == "openvino":
+            return self._openvino(x).float()
         with forward_context(self.precision, self.device):
             out = self.model(x)
         return (out[0] if isinstance(out, (list, tuple)) else out).float()
+
+    def use_openvino(self, cache_dir: Path, calibration_frames: list[np.ndarray]):
+        """Run on OpenVINO from now on: this model exported by ultralytics (int8: quantised on the frames), or taken
+        from the cache. Returns the Export (where, and what it cost)."""
+        import ultralytics
+
+        from sustainable_ipa.models.openvino_runtime import (CompiledStage, ExportKey, export, inputs_digest,
+                                                             library_versions, weights_digest)
+
+        # One frame per calibration item, letterboxed to its own rectangle exactly as at run time.
+        items = [self.letterboxed([f]).cpu().contiguous() for f in calibration_frames] \
+            if self.precision == "int8" else []
+        ir_precision = "int8" if self.precision == "int8" else "fp32"  # bf16 is a compile-time hint on the fp32 IR
+        versions = {**library_versions(), "ultralytics": ultralytics.__version__}  # the exporter shapes the graph
+        key = ExportKey(self.variant, ir_precision, weights_digest(self.model),
+                        inputs_digest([i.numpy() for i in items]), len(items), tuple(sorted(versions.items())))
+        made = export(key, cache_dir, ultralytics_openvino(self.model, self.variant, self.image_size, items))
+        self.runtime, self._openvino = "openvino", CompiledStage(made.xml, self.precision)
+        return made
 
     def postprocess(self, raw: torch.Tensor, input_shape: tuple[int, int],
                     frame_shapes: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -91,6 +119,43 @@ class Detector:
             for i, det in zip(group, detections):
                 results[i] = det
         return results
+
+
+def ultralytics_openvino(model: torch.nn.Module, variant: str, image_size: int, calibration: list[torch.Tensor]):
+    """A `build` for `openvino_runtime.export`: ultralytics' own `export(format="openvino", dynamic=True,
+    quantize=8)`, which readies the model (Detect in export mode, shape-dependent anchors), traces and converts it
+    with dynamic batch and H × W, and for int8 runs NNCF (MIXED preset) with the whole Detect head (its convs, the
+    DFL, the sigmoid, box decoding) kept in float, as ultralytics does since its PR #25306. Its output is the torch
+    path's raw head output, (B, 4 + classes, anchors), so NMS and postprocessing are shared.
+
+    Calibration bypasses ultralytics' `data=` YAML: its dataset check calls `check_font`, which fetches Arial.ttf
+    over the network whatever YOLO_OFFLINE says, and its loader letterboxes to the square only. The exporter is
+    handed the run's own frames instead, as uint8 batches its `_transform_fn` scales to [0, 1], like its loader's."""
+
+    def build(folder: Path) -> None:
+        from ultralytics.engine.exporter import Exporter
+
+        class RunFramesExporter(Exporter):
+            def get_int8_calibration_dataloader(self, prefix=""):
+                return calibration
+
+        previous = model.__dict__.get("pt_path")
+        model.pt_path = str(folder / f"{variant}.pt")  # the exporter writes its folder beside this path
+        try:
+            produced = Path(RunFramesExporter(overrides={
+                "format": "openvino", "dynamic": True, "quantize": 8 if calibration else None, "imgsz": image_size,
+                "batch": 1, "device": "cpu", "nms": None, "data": "the run's frames", "verbose": False})(model=model))
+        finally:
+            if previous is None:
+                del model.pt_path
+            else:
+                model.pt_path = previous
+        xml = next(produced.glob("*.xml"))
+        xml.rename(folder / "model.xml")  # the IR finds its weights by the xml's name
+        xml.with_suffix(".bin").rename(folder / "model.bin")
+        shutil.rmtree(produced)
+
+    return build
 
 
 def decode_one_shape_at_a_time(head) -> None:

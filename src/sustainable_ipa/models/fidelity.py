@@ -35,13 +35,22 @@ def classifier_fidelity(classifier, crops: list[np.ndarray]) -> dict[str, float]
 
 def detector_fidelity(detector, frames: list[np.ndarray]) -> dict[str, float]:
     """The mean cosine of the raw head output against fp32, per frame, for the boxes and for the class scores apart:
-    box coordinates are hundreds of pixels and scores below 1, so one cosine over both would see only the boxes."""
-    boxes, scores = [], []
+    box coordinates are hundreds of pixels and scores below 1, so one cosine over both would see only the boxes.
+    Scores also get their correlation (the cosine once each frame's mean score is taken off): they sit on a common
+    offset (the head's prior bias, or 0.5), which keeps the plain cosine near 1 whatever the network computes."""
+    boxes, scores, correlations = [], [], []
     for frame in frames:  # one at a time: frames of other shapes do not stack
         x = detector.preprocess([frame])
         low, reference = detector.infer(x), fp32_twin(detector).infer(x)  # (1, 4 + classes, anchors)
         boxes.append(_cosines(low[:, :4], reference[:, :4]))
         scores.append(_cosines(low[:, 4:], reference[:, 4:]))
+        correlations.append(_cosines(_centred(low[:, 4:]), _centred(reference[:, 4:])))
     return {"fidelity_detector_box_cosine_mean": float(torch.cat(boxes).mean()),
             "fidelity_detector_score_cosine_mean": float(torch.cat(scores).mean()),
+            "fidelity_detector_score_correlation_mean": float(torch.cat(correlations).mean()),
             "fidelity_detector_items": float(len(frames))}
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1).double()
+    return flat - flat.mean(dim=1, keepdim=True)

@@ -1,6 +1,7 @@
 """The OpenVINO runtime for a stage: the torch model converted once (for int8, quantised post-training by NNCF on
 calibration inputs), cached on disk under a key of everything the file depends on, compiled in the process that
-runs it with that process's thread count.
+runs it with that process's thread count. How a stage is converted is its own `build` (the classifier:
+`convert_torch`; the detector: ultralytics' exporter, `detector.ultralytics_openvino`); the cache is shared.
 
 The cache entry is written into a temporary folder and renamed into place, so a failed or interrupted export leaves
 nothing a later run could read. Library versions are part of the key: an IR written by another OpenVINO or NNCF is
@@ -17,6 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +33,9 @@ def library_versions() -> dict[str, str]:
     import nncf
     import openvino
 
-    return {"openvino": openvino.__version__, "nncf": nncf.__version__, "torch": torch.__version__}
+    # "export" is this module's own layout: bumped when what an entry holds changes (2: fp32 weights no longer
+    # stored as fp16), so that older entries are not reused.
+    return {"openvino": openvino.__version__, "nncf": nncf.__version__, "torch": torch.__version__, "export": "2"}
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -78,31 +82,25 @@ class Export:
     cpu_s: float
 
 
-def export(model: torch.nn.Module, example: torch.Tensor, key: ExportKey, cache_dir: Path,
-           calibration: list[np.ndarray] | None) -> Export:
-    """The cached IR for `key`, or a new one: converted from `model` (dynamic batch and image size), quantised to
-    int8 on `calibration` when the key says int8."""
-    import openvino as ov
-
+def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None]) -> Export:
+    """The cached IR for `key`, or a new one: `build(folder)` writes `model.xml` and `model.bin` into an empty
+    staging folder, which becomes the cache entry only once complete."""
     folder = Path(cache_dir) / key.folder_name
     xml = folder / "model.xml"
     if xml.is_file():
         return Export(xml, key, True, 0.0, 0.0)
-    if key.precision == "int8" and not calibration:
+    if key.precision == "int8" and not key.calibration_items:
         raise UserError(f"{key.variant} in int8 needs calibration inputs and the dataset gave none",
-                        "use a dataset with images (the classifier calibrates on crops of its ground truth or of "
-                        "the fp32 detector's boxes), or pass adaptation.<stage>.precision=fp32")
+                        "use a dataset with images (the detector calibrates on its frames, the classifier on crops "
+                        "of the ground truth or of the fp32 detector's boxes), or pass "
+                        "adaptation.<stage>.precision=fp32")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     wall, cpu = time.perf_counter(), time.process_time()
     staging = Path(tempfile.mkdtemp(prefix=f".{key.folder_name}-", dir=cache_dir))
     try:
-        channels = example.shape[1]
-        converted = ov.convert_model(model.eval(), example_input=example, input=[(-1, channels, -1, -1)])
-        if key.precision == "int8":
-            import nncf
-
-            converted = nncf.quantize(converted, nncf.Dataset(calibration), subset_size=key.calibration_items)
-        ov.save_model(converted, staging / "model.xml")
+        build(staging)
+        if not (staging / "model.xml").is_file():
+            raise RuntimeError("the export wrote no model.xml")
         (staging / "key.json").write_text(json.dumps(asdict(key), indent=1))
         try:
             os.rename(staging, folder)  # atomic: a reader sees the whole entry or none
@@ -119,6 +117,26 @@ def export(model: torch.nn.Module, example: torch.Tensor, key: ExportKey, cache_
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return Export(xml, key, False, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def convert_torch(model: torch.nn.Module, example: torch.Tensor, precision: str,
+                  calibration: list[np.ndarray]) -> Callable[[Path], None]:
+    """A `build` for `export`: the model converted by `ov.convert_model` (dynamic batch and image size) and, for
+    int8, quantised by NNCF on `calibration` (one item per batch)."""
+
+    def build(folder: Path) -> None:
+        import openvino as ov
+
+        channels = example.shape[1]
+        converted = ov.convert_model(model.eval(), example_input=example, input=[(-1, channels, -1, -1)])
+        if precision == "int8":
+            import nncf
+
+            converted = nncf.quantize(converted, nncf.Dataset(calibration), subset_size=len(calibration))
+        # save_model rounds weights to fp16 unless told not to: the fp32 IR must hold the fp32 weights.
+        ov.save_model(converted, folder / "model.xml", compress_to_fp16=False)
+
+    return build
 
 
 class CompiledStage:
@@ -138,7 +156,7 @@ class CompiledStage:
                 "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[self.precision],
                 "INFERENCE_NUM_THREADS": torch.get_num_threads(),
                 "ENABLE_CPU_PINNING": False})  # the worker is pinned by its affinity; OpenVINO must stay inside it
-        return torch.from_numpy(self._compiled(x.contiguous().numpy())[0])
+        return torch.from_numpy(self._compiled(x.detach().cpu().contiguous().numpy())[0])  # OpenVINO runs on the CPU
 
     def __getstate__(self) -> dict:
         return {"xml": self.xml, "precision": self.precision, "_compiled": None}

@@ -38,26 +38,38 @@ def fidelity_metrics(detector, classifier, frames: list[np.ndarray], crops: list
     from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity
 
     metrics: dict[str, float] = {}
-    if detector.precision != "fp32":
+    if detector.precision != "fp32" or detector.runtime != "torch":
         metrics.update(detector_fidelity(detector, frames))
     if (classifier.precision != "fp32" or classifier.runtime != "torch") and crops:
         metrics.update(classifier_fidelity(classifier, crops))
     return metrics
 
 
-def use_runtimes(cfg: DictConfig, classifier, crops: list[np.ndarray], console: Console) -> tuple[dict, dict]:
-    """Stages on OpenVINO get their exported model (made now, or from `export_dir`); the export's one-off cost is
-    logged apart (never in per-request figures). Returns (metrics, tags)."""
-    if cfg.adaptation.classifier.runtime != "openvino":
-        return {}, {}
-    with console.status(f"OpenVINO: exporting {classifier.variant} {classifier.precision} (or reading the cache)"):
-        made = classifier.use_openvino(Path(cfg.export_dir), crops)
-    metrics = {} if made.cached else {"export_classifier_wall_s": made.wall_s, "export_classifier_cpu_s": made.cpu_s}
-    if made.key.precision == "int8":
-        metrics["calibration_classifier_items"] = float(len(crops))
-        if len(crops) < CALIBRATION_ENOUGH:
-            console.print(f"[yellow]warning[/]: int8 calibrated on {len(crops)} crops: too few for accuracy claims "
-                          f"(ultralytics and NNCF advise ≥ {CALIBRATION_ENOUGH}); latency and energy are unaffected")
-    return metrics, {"export_classifier": "cached" if made.cached else "built",
-                     "export_classifier_dir": str(made.xml.parent)}
+# What each stage calibrates int8 on, as the warning names it.
+CALIBRATION_ITEMS = {"detector": "frames", "classifier": "crops"}
 
+
+def use_runtimes(cfg: DictConfig, models: dict, calibration: dict[str, list[np.ndarray]],
+                 console: Console) -> tuple[dict, dict]:
+    """Stages on OpenVINO get their exported model (made now, or from `export_dir`), `models` and `calibration`
+    (the detector's frames, the classifier's crops) by stage name; each export's one-off cost is logged apart
+    (never in per-request figures). Returns (metrics, tags)."""
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for stage, model in models.items():
+        if cfg.adaptation[stage].runtime != "openvino":
+            continue
+        inputs = calibration[stage]
+        with console.status(f"OpenVINO: exporting {model.variant} {model.precision} (or reading the cache)"):
+            made = model.use_openvino(Path(cfg.export_dir), inputs)
+        if not made.cached:
+            metrics.update({f"export_{stage}_wall_s": made.wall_s, f"export_{stage}_cpu_s": made.cpu_s})
+        if made.key.precision == "int8":
+            metrics[f"calibration_{stage}_items"] = float(len(inputs))
+            if len(inputs) < CALIBRATION_ENOUGH:
+                console.print(f"[yellow]warning[/]: {stage} int8 calibrated on {len(inputs)} "
+                              f"{CALIBRATION_ITEMS[stage]}: too few for accuracy claims (ultralytics and NNCF advise "
+                              f"≥ {CALIBRATION_ENOUGH}); latency and energy are unaffected")
+        tags.update({f"export_{stage}": "cached" if made.cached else "built",
+                     f"export_{stage}_dir": str(made.xml.parent)})
+    return metrics, tags
