@@ -92,8 +92,20 @@ class ClassifierParams(Settings):
     crop_size: Count
 
 
+class PrecisionChange(Settings):
+    """A published change of a variant's accuracy in a precision against fp32, with where it was published."""
+
+    points: _described(float, "a finite change in percentage points (negative: a loss)", ge=-100, le=100)
+    # published: measured for this model in this precision; nearest_published: none exists, so the figure of the
+    # nearest model that has one (named in `source`)
+    basis: Literal["published", "nearest_published"]
+    source: Name
+
+
 class Variant(Settings):
     reference_accuracy: _described(float, "a percentage in [0, 100]", ge=0, le=100)
+    # accuracy in a precision = reference_accuracy + points (metrics/accuracy.py); fp32 is the reference itself
+    precision_change: dict[Literal["bf16", "int8"], PrecisionChange] = Field(default_factory=dict)
 
 
 class Pipeline(Settings):
@@ -233,6 +245,13 @@ class StageSpace(Settings):
     batch_size: Annotated[list[Count], Field(min_length=1)]
     threads: Annotated[list[Count], Field(min_length=1)]
     replicas: Annotated[list[Count], Field(min_length=1)]
+    # searched as pairs: those a run refuses, and precisions the CPU lacks, are left out (search/space.py)
+    precision: Annotated[list[Literal[PRECISIONS]], Field(min_length=1, description="a non-empty list of distinct "
+                                                          f"precisions among {', '.join(PRECISIONS)}"),
+                         AfterValidator(_unique)]
+    runtime: Annotated[list[Literal[RUNTIMES]], Field(min_length=1, description="a non-empty list of distinct "
+                                                      f"runtimes among {', '.join(RUNTIMES)}"),
+                       AfterValidator(_unique)]
 
 
 class Search(Settings):

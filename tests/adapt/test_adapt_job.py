@@ -9,7 +9,9 @@ from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.search.profiler import cache_path
 from sustainable_ipa.search.profiles import ProfileTable
 
-TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
+TINY = ["search.space.detector.precision=[fp32]", "search.space.classifier.precision=[fp32]",
+        "search.space.detector.runtime=[torch]", "search.space.classifier.runtime=[torch]",
+        "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
         "search.space.detector.batch_size=[1,2]", "search.space.classifier.batch_size=[1,4]",
         "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]", "profiling.repeats=1",
         "adapt.duration_s=7200", "adapt.step_s=900", "adapt.mean_rps=1.0", "adapt.carbon=diurnal",

@@ -8,7 +8,8 @@ from sustainable_ipa.search.profiling_job import profile_job
 
 ONE_PROFILE_PER_STAGE = [f"search.space.{stage}.{key}={value}" for stage, variant in
                          (("detector", "yolov5n"), ("classifier", "resnet18"))
-                         for key, value in (("variants", f"[{variant}]"), ("batch_size", "[1]"), ("threads", "[1]"))]
+                         for key, value in (("variants", f"[{variant}]"), ("batch_size", "[1]"), ("threads", "[1]"),
+                                            ("precision", "[fp32]"), ("runtime", "[torch]"))]
 
 
 def test_profiling_with_rapl_starts_no_cross_check_meter_per_batch(make_cfg, tmp_path, monkeypatch):

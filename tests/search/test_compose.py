@@ -155,8 +155,38 @@ def test_a_profile_cache_of_an_older_profiler_names_the_refresh(tmp_path):
     header, *rows = path.read_text().splitlines()
     assert header.startswith("profiler_version,")
     path.write_text("\n".join(line.split(",", 1)[1] for line in [header, *rows]) + "\n")  # as version 1 wrote it
-    with pytest.raises(UserError, match=r"measured by profiler version 1, this one is 3.*profiling.refresh=true"):
+    with pytest.raises(UserError, match=r"measured by profiler version 1, this one is 4.*profiling.refresh=true"):
         ProfileTable.load(path)
+
+
+def test_a_profile_cache_of_version_3_without_precision_and_runtime_is_not_read(tmp_path):
+    """Version 3 measured every stage in fp32 on torch and keyed rows without the numerics: refused, not read as
+    fp32/torch rows of this version."""
+    path = tmp_path / "p.csv"
+    table().save(path)
+    header, *rows = path.read_text().splitlines()
+    columns = header.split(",")
+    drop = [columns.index("precision"), columns.index("runtime")]
+    old = [",".join(v for i, v in enumerate(line.split(",")) if i not in drop) for line in [header, *rows]]
+    old = [old[0]] + [line.replace("4,", "3,", 1) for line in old[1:]]
+    path.write_text("\n".join(old) + "\n")
+    with pytest.raises(UserError, match=r"measured by profiler version 3, this one is 4"):
+        ProfileTable.load(path)
+
+
+def test_the_profile_key_holds_precision_and_runtime(tmp_path):
+    rows = [StageProfile("classifier", "resnet18", 8, 1, (0.20,) * 20, 0.5, "estimate"),
+            StageProfile("classifier", "resnet18", 8, 1, (0.05,) * 20, 0.1, "estimate", precision="int8",
+                         runtime="openvino")]
+    t = ProfileTable(rows, "cpu", {"detector": (1,), "classifier": (4,)})
+    assert set(t.rows) == {("classifier", "resnet18", 8, 1, "fp32", "torch"),
+                           ("classifier", "resnet18", 8, 1, "int8", "openvino")}
+    t.save(tmp_path / "p.csv")
+    loaded = ProfileTable.load(tmp_path / "p.csv")
+    assert loaded.get("classifier", "resnet18", 8, 1, "int8", "openvino").energy_j_per_item == 0.1
+    assert loaded.get("classifier", "resnet18", 8, 1).energy_j_per_item == 0.5  # fp32 on torch by default
+    with pytest.raises(UserError, match="no profile for classifier resnet18 batch 8 threads 1 bf16/torch"):
+        loaded.get("classifier", "resnet18", 8, 1, "bf16", "torch")
 
 
 def test_a_profile_cache_of_another_dataset_names_the_refresh(tmp_path):
@@ -224,7 +254,7 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
                                                 ("classifier", "batch_size"): [2, 4]}), max_cores=None)
     builds, batches = [], []
 
-    def build(stage, variant):
+    def build(stage, variant, precision, runtime):
         builds.append((stage, variant))
         return lambda batch: None
 
@@ -237,5 +267,5 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
     assert builds == [("detector", "yolov5n"), ("classifier", "resnet18")]
     # round after round (a warm-up round + 3 timed rounds), each timing one batch of all 4 profiles in turn
     assert batches == missing_profiles(space, None) * (3 + 1) and len(set(batches)) == 4
-    assert table.rows[("classifier", "resnet18", 4, 1)].energy_j_per_item == pytest.approx(3 * 1.0 / (3 * 4))
+    assert table.rows[("classifier", "resnet18", 4, 1, "fp32", "torch")].energy_j_per_item == pytest.approx(3 * 1.0 / (3 * 4))
     assert table.items_per_request == {"detector": (1,), "classifier": (5, 4)}  # bus.jpg, zidane.jpg

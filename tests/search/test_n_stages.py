@@ -114,7 +114,7 @@ def test_three_stages_are_profiled_with_their_fan_out_and_cached(tmp_path):
     workload = Workload({"a": ["frame"], "b": ["part", "part"], "c": ["piece"]}, HANDOFFS)
     builds, batches = [], []
 
-    def build(stage, variant):
+    def build(stage, variant, precision, runtime):
         builds.append((stage, variant))
         return lambda batch: batches.append(list(batch))
 
@@ -126,7 +126,7 @@ def test_three_stages_are_profiled_with_their_fan_out_and_cached(tmp_path):
     assert builds == [(s, v) for s in STAGES for v in list(REFERENCE[s])[:2]]
     assert len(table.rows) == 3 * 2 * 2 and table.items_per_request == ITEMS_PER_REQUEST
     assert ["piece", "piece"] in batches and ["frame", "frame"] in batches  # each stage's own items, cycled
-    assert table.rows[("c", "c2", 2, 1)].energy_j_per_item == pytest.approx(2 * 1.0 / (2 * 2))
+    assert table.rows[("c", "c2", 2, 1, "fp32", "torch")].energy_j_per_item == pytest.approx(2 * 1.0 / (2 * 2))
     table.save(tmp_path / "chain.csv")
     loaded = ProfileTable.load(tmp_path / "chain.csv")
     assert loaded.rows == table.rows and loaded.items_per_request == ITEMS_PER_REQUEST

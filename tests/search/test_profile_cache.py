@@ -18,7 +18,9 @@ from sustainable_ipa.search.space import SearchSpace
 HERE = Fingerprint("AMD EPYC 7B13 64-Core Processor", ("avx2", "avx512f"), 2)
 MORE_CORES = Fingerprint(HERE.cpu_model, HERE.flags, 16)
 OTHER_CPU = Fingerprint("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", ("avx2", "avx512f", "amx_bf16"), 2)
-TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18]",
+TINY = ["search.space.detector.precision=[fp32]", "search.space.classifier.precision=[fp32]",
+        "search.space.detector.runtime=[torch]", "search.space.classifier.runtime=[torch]",
+        "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18]",
         "search.space.detector.batch_size=[1]", "search.space.classifier.batch_size=[1]",
         "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]"]
 ROWS = [StageProfile("detector", "yolov5n", 1, 1, (0.10,) * 20, 1.0, "estimate"),
@@ -81,7 +83,7 @@ def test_implausible_cached_rows_are_ignored_with_a_warning_and_measured_again(t
     assert list(table.rows.values()) == ROWS
     [line] = warnings
     assert line.startswith(f"4 rows of the profile cache {path} have a latency or energy no measurement gives")
-    assert "detector yolov5n b2 t1, detector yolov5n b4 t1, classifier resnet18 b2 t1" in line
+    assert "detector yolov5n b2 t1 fp32/torch, detector yolov5n b4 t1 fp32/torch, classifier resnet18 b2 t1 fp32/torch" in line
     space = SearchSpace.from_config(*_space(), max_cores=None)
     assert sorted(missing_profiles(space, table)) == sorted(p.key for p in insane)
 

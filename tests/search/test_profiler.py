@@ -47,7 +47,7 @@ def profile(machine: FakeMachine, retries: int):
     def energy_window():
         yield SimpleNamespace(active_j=1.0)
 
-    table = profile_space(space, video_workload(load_dataset(cfg.dataset)), lambda stage, variant: (lambda batch: None),
+    table = profile_space(space, video_workload(load_dataset(cfg.dataset)), lambda stage, variant, precision, runtime: (lambda batch: None),
                           REPEATS, energy_window, "estimate", "cpu", on_batch=batches.append, retries=retries,
                           counters=machine, cores=2, limits=QualityLimits(max_p90_over_p50=float("inf")),
                           on_retry=extra.append)

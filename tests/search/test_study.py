@@ -21,7 +21,9 @@ from sustainable_ipa.search.search_job import search_job
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.search.study import MLFLOW_RUN_ATTR, TRIAL_RUN_ATTR
 
-TINY = ["search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
+TINY = ["search.space.detector.precision=[fp32]", "search.space.classifier.precision=[fp32]",
+        "search.space.detector.runtime=[torch]", "search.space.classifier.runtime=[torch]",
+        "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
         "search.space.detector.batch_size=[1,2]", "search.space.classifier.batch_size=[1,4]",
         "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
         "search.space.detector.replicas=[1,2]", "search.space.classifier.replicas=[1]",
@@ -246,7 +248,7 @@ def test_an_sla_nothing_meets_is_reported_with_what_the_trials_show_and_trials_a
         search_job(search_cfg("search.n_trials=3", "trial.sla_s=0.0001"))
     message = str(err.value)
     assert "3 of 3 trials completed" in message and "of the 16 configurations that fit tried" in message
-    assert re.search(r"best p99 \d[\d.e+-]* s \(trial \d: yolov5n b\d t1 r\d \+ resnet\d+ b\d t1 r1\)", message)
+    assert re.search(r"best p99 \d[\d.e+-]* s \(trial \d: yolov5n b\d t1 r\d fp32/torch \+ resnet\d+ b\d t1 r1 fp32/torch\)", message)
     assert "Fix: run more trials (search.n_trials > 3) or raise trial.sla_s" in message  # all keep up at 0.5 rps
     assert "\n" not in message
     study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")

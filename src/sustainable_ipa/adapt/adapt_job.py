@@ -16,8 +16,8 @@ from sustainable_ipa.adapt.plots import timeline
 from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_options, simulate, totals
 from sustainable_ipa.adapt.traces import CARBON_COLUMNS, LOAD_COLUMNS, generate_carbon, generate_load, read_trace
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
-from sustainable_ipa.metrics.accuracy import reference_accuracies
-from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.metrics.accuracy import option_accuracies
+from sustainable_ipa.search.space import configured_space
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -47,10 +47,10 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     a = cfg.adapt
     compared = policies(a)
     load, carbon = traces(cfg)
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
+    space = configured_space(cfg, max_cores=None)
     profiles = profile_job(cfg, console, space)
     stage_space = space.profile_grid()
-    reference = reference_accuracies(cfg.pipeline.variants)
+    reference = option_accuracies(cfg.pipeline.variants)  # fp32 reference + published change per precision
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     results, runs = {}, {}

@@ -1,4 +1,4 @@
-"""IPA's integer program with energy: per stage one variant × batch × threads × replicas.
+"""IPA's integer program with energy: per stage one variant × batch × threads × replicas × precision × runtime.
 
     maximise  α·accuracy − β·cores − δ·power          (or − δ·carbon rate = power × intensity)
     subject to  one option per stage,
@@ -13,10 +13,13 @@ with the load at the p50 batch latency to `extra_replicas` more, since with late
 distribution one more replica can be what drains the queue in time. Each option carries its replicas, cores and
 power as constants, so the program stays linear. Power is active power, item rate × idle-subtracted energy per
 item — it depends on the variant and the batch chosen, which is what IPA's attempt at an energy term lacked.
-Accuracy: `sum` of stage accuracies (linear) or `product` (IPA's PAS), linearised exactly with one continuous
-variable per combination of the stages' variants (one per pair in a two-stage pipeline), those holding a stage's
-variant summing to that stage's choice of it: 0/1 marginals force a 0/1 combination (in `decide`). The stages are
-those of `options`, in pipeline order, as many as the pipeline has.
+Accuracy: an option's is its variant's in its precision (the catalogue's fp32 reference plus the published change for
+the precision: `metrics.accuracy.option_accuracies`), so a lower precision is picked where the energy or cores it
+saves outweigh, at the weights given, the accuracy it gives up. `sum` of stage accuracies (linear) or `product`
+(IPA's PAS), linearised exactly with one continuous variable per combination of the stages' accuracy classes
+(variant × precision; one per pair in a two-stage pipeline), those holding a stage's class summing to that stage's
+choice of it: 0/1 marginals force a 0/1 combination (in `decide`). The stages are those of `options`, in pipeline
+order, as many as the pipeline has.
 
 The per-stage sum is separable, which an integer program needs, but it is not the pipeline's latency: in the
 pipeline a stage is fed by the bursts of the one before (the classifier by the detector's). The SLA verdict is
@@ -38,10 +41,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from sustainable_ipa.metrics.accuracy import option_accuracy_pct
 from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.search.compose import latency_s, stage_capacity_rps, stage_latency_p99_s
 from sustainable_ipa.search.profiles import ProfileTable
-from sustainable_ipa.search.space import PipelineChoice, StageChoice
+from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice
 
 EXTRA_REPLICAS = 2  # replica counts an option is offered beyond the fewest that keep up at the p50 batch latency
 MAX_CUTS = 64  # pipelines the end-to-end model may reject in one decision before the last pick is taken, flagged
@@ -65,6 +69,13 @@ class Option:
     cores: int
     energy_j_per_request: float  # idle-subtracted, items per request × energy per item
     capacity_rps: float  # requests per second the option's replicas serve
+    precision: str = "fp32"
+    runtime: str = "torch"
+
+    @property
+    def accuracy_class(self) -> tuple[str, str]:
+        """What the option's accuracy depends on: its variant and its precision (not its runtime)."""
+        return (self.variant, self.precision)
 
 
 @dataclass(frozen=True)
@@ -108,24 +119,26 @@ def load_grid_rps(load_rps: float) -> float:
 
 
 def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: float,
-                  reference: dict[str, dict[str, float]], extra_replicas: int = EXTRA_REPLICAS) -> dict[str, list[Option]]:
+                  reference: dict[str, dict], extra_replicas: int = EXTRA_REPLICAS) -> dict[str, list[Option]]:
+    """Per stage, every variant × batch × threads × numerics of `space` (`SearchSpace.profile_grid()`; numerics
+    fp32/torch where it lists none) × replica count. `reference`: `option_accuracies` (or fp32-only
+    `reference_accuracies`)."""
     out: dict[str, list[Option]] = {}
     latency_load_rps = load_grid_rps(load_rps)
     for position, (stage, o) in enumerate(space.items()):  # `space` lists the stages in pipeline order
         items = profiles.mean_items(stage)
         rate = max(load_rps * items, 1e-9)
         options = []
-        for v in o["variants"]:
-            for b in o["batch_size"]:
-                for t in o["threads"]:
-                    p = profiles.get(stage, v, b, t)
-                    fewest = max(1, math.ceil(rate / p.throughput_items_s))
-                    for replicas in range(fewest, fewest + extra_replicas + 1):
-                        latency_p99 = stage_latency_p99_s(stage, position, p, replicas, profiles,
-                                                          latency_load_rps)
-                        options.append(Option(stage, v, b, t, replicas, reference[stage][v], latency_p99,
-                                              rate * p.energy_j_per_item, replicas * t, items * p.energy_j_per_item,
-                                              stage_capacity_rps(p, replicas, items)))
+        for v, b, t, (precision, runtime) in itertools.product(o["variants"], o["batch_size"], o["threads"],
+                                                               o.get(NUMERICS, (("fp32", "torch"),))):
+            p = profiles.get(stage, v, b, t, precision, runtime)
+            accuracy_pct = option_accuracy_pct(reference, stage, v, precision)
+            fewest = max(1, math.ceil(rate / p.throughput_items_s))
+            for replicas in range(fewest, fewest + extra_replicas + 1):
+                latency_p99 = stage_latency_p99_s(stage, position, p, replicas, profiles, latency_load_rps)
+                options.append(Option(stage, v, b, t, replicas, accuracy_pct, latency_p99, rate * p.energy_j_per_item,
+                                      replicas * t, items * p.energy_j_per_item, stage_capacity_rps(p, replicas, items),
+                                      precision, runtime))
         out[stage] = options
     return out
 
@@ -149,13 +162,15 @@ def score(options: tuple[Option, ...], w: Weights, intensity_g_per_kwh: float) -
 
 
 def undominated(options: list[Option]) -> list[Option]:
-    """The options that no other option of the same variant matches or beats on latency, cores and power at once.
+    """The options that no other option of the same accuracy class (variant and precision) matches or beats on
+    latency, cores and power at once.
 
-    The program sees an option only through its variant (accuracy) and those three numbers, so a dominated option
+    The program sees an option only through its accuracy class and those three numbers, so a dominated option
     is never needed for an optimum, nor for the least-bad choice (the smallest latency survives); dropping them
     shrinks the program several-fold. Of identical options the first is kept."""
     def beats(p: Option, o: Option) -> bool:
-        return p.variant == o.variant and p.latency_s <= o.latency_s and p.cores <= o.cores and p.power_w <= o.power_w
+        return (p.accuracy_class == o.accuracy_class and p.latency_s <= o.latency_s and p.cores <= o.cores
+                and p.power_w <= o.power_w)
 
     return [o for i, o in enumerate(options)
             if not any(beats(p, o) and (j < i or not beats(o, p)) for j, p in enumerate(options) if j != i)]
@@ -163,19 +178,22 @@ def undominated(options: list[Option]) -> list[Option]:
 
 def to_choice(options: tuple[Option, ...]) -> PipelineChoice:
     """The pipeline of one option per stage, in pipeline order."""
-    return PipelineChoice(**{o.stage: StageChoice(o.variant, o.batch_size, o.threads, o.replicas) for o in options})
+    return PipelineChoice(**{o.stage: StageChoice(o.variant, o.batch_size, o.threads, o.replicas, o.precision, o.runtime)
+                             for o in options})
 
 
 def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]], sla_s: float,
                     meets: Callable[[tuple[Option, ...]], bool]) -> tuple[Option, ...]:
-    """Of the choices equal to `chosen` in accuracy and cores (same variant, same cores per stage) that meet the SLA
+    """Of the choices equal to `chosen` in accuracy and cores (same variant and precision, same cores per stage) that
+    meet the SLA
     (`meets`), the one with the least power, then the least latency.
 
     Without a power term (δ = 0, IPA's objective) these tie and the solver's pick among them is arbitrary: it moved
     with HiGHS's settings. Taking the least power makes decisions reproducible and keeps the comparison fair: an
     energy-aware policy is not credited with power that IPA's objective would have saved at no cost of its own.
     With δ > 0 `chosen` already has the least power of them."""
-    alternatives = [[o for o in options[c.stage] if o.variant == c.variant and o.cores == c.cores] for c in chosen]
+    alternatives = [[o for o in options[c.stage] if o.accuracy_class == c.accuracy_class and o.cores == c.cores]
+                    for c in chosen]
     candidates = sorted((combo for combo in itertools.product(*alternatives) if sum(o.latency_s for o in combo) <= sla_s),
                         key=lambda combo: (sum(o.power_w for o in combo), sum(o.latency_s for o in combo)))
     return next((combo for combo in candidates if combo == chosen or meets(combo)), chosen)
@@ -197,7 +215,7 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     n_x = offsets[-1]
     flat = [o for s in stages for o in options[s]]
     product = w.accuracy == "product"
-    variants = [sorted({o.variant for o in options[st]}) for st in stages]
+    variants = [sorted({o.accuracy_class for o in options[st]}) for st in stages]  # accuracy classes per stage
     # The product of stage accuracies is not linear in the options. One continuous y ≥ 0 per combination of variants
     # (a variant per stage), tied to the options by: for every stage k and variant v, Σ y over the combinations with
     # v at k = [stage k chose v]. With exactly one variant chosen per stage, any combination holding an unchosen
@@ -212,7 +230,7 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     power = np.array([o.power_w for o in flat])
     c = np.zeros(n)  # milp minimises
     c[:n_x] = w.beta * np.array([o.cores for o in flat]) + w.delta * power * (per_g_h if w.objective == "carbon" else 1.0)
-    accuracy = {st: {o.variant: o.accuracy_pct / 100.0 for o in options[st]} for st in stages}
+    accuracy = {st: {o.accuracy_class: o.accuracy_pct / 100.0 for o in options[st]} for st in stages}
     if product:
         for j, combo in enumerate(combos):
             c[n_x + j] = -w.alpha * math.prod(accuracy[st][v] for st, v in zip(stages, combo))
@@ -250,7 +268,7 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
             for v in side:
                 row = np.zeros(n)
                 for i in range(offsets[k], offsets[k + 1]):
-                    row[i] = -1.0 if flat[i].variant == v else 0.0
+                    row[i] = -1.0 if flat[i].accuracy_class == v else 0.0
                 for j, combo in enumerate(combos):
                     row[n_x + j] = 1.0 if combo[k] == v else 0.0
                 add(row, 0, 0)

@@ -25,7 +25,7 @@ class Interval:
     load_rps: float
     predicted_rps: float
     carbon_intensity_g_per_kwh: float
-    stages: tuple[tuple[str, str], ...]  # (stage, "variant bN") in pipeline order; "-" when nothing was chosen
+    stages: tuple[tuple[str, str], ...]  # (stage, "variant bN precision/runtime") in pipeline order; "-" when none
     cores: int
     power_w: float
     accuracy: float
@@ -81,7 +81,8 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         attainment = 0.0 if not decision.meets_sla else (1.0 if actual <= capacity else capacity / actual)
         power = served * sum(o.energy_j_per_request for o in decision.options)
         energy = power * step_s
-        chosen = tuple((stage, f"{c.variant} b{c.batch_size}") for stage, c in decision.choice.stages().items())
+        chosen = tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
+                       for stage, c in decision.choice.stages().items())
         out.append(Interval(t, actual, predicted, intensity, chosen, decision.cores, power, decision.accuracy,
                             attainment, energy, emissions_g(energy, intensity, pue), decision.cores * step_s,
                             decision.flagged, decision_ms))

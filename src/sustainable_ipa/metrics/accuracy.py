@@ -24,6 +24,37 @@ def reference_accuracies(variants) -> dict[str, dict[str, float]]:
     return {stage: {v: float(spec.reference_accuracy) for v, spec in options.items()} for stage, options in variants.items()}
 
 
+def option_accuracies(variants) -> dict[str, dict[str, dict[str, float]]]:
+    """stage → variant → precision → accuracy (%): the fp32 reference plus the catalogue's published change for
+    that precision (`precision_change.<precision>.points`); precisions the catalogue gives no change for are absent."""
+    return {stage: {v: {"fp32": float(spec.reference_accuracy),
+                        **{p: float(spec.reference_accuracy) + float(change.points)
+                           for p, change in (spec.get("precision_change") or {}).items()}}
+                    for v, spec in options.items()} for stage, options in variants.items()}
+
+
+def option_accuracy_pct(accuracies, stage: str, variant: str, precision: str) -> float:
+    """The accuracy (%) of a stage's variant in a precision, from `option_accuracies` (or from
+    `reference_accuracies`, which knows fp32 only)."""
+    from sustainable_ipa.errors import UserError
+
+    entry = accuracies[stage][variant]
+    by_precision = entry if isinstance(entry, dict) else {"fp32": entry}
+    if precision not in by_precision:
+        raise UserError(f"pipeline.variants.{stage}.{variant} has no published accuracy change for {precision}",
+                        f"add pipeline.variants.{stage}.{variant}.precision_change.{precision} with its source")
+    return float(by_precision[precision])
+
+
+def accuracy_basis(variants, stage: str, variant: str, precision: str) -> str:
+    """Where an option's accuracy comes from: `reference` (fp32, the catalogue's published figure), `published`
+    (plus a change published for this model and precision) or `nearest_published` (a change published for
+    another model, none existing for this one)."""
+    if precision == "fp32":
+        return "reference"
+    return str(variants[stage][variant].precision_change[precision].basis)
+
+
 def coco_results(image_id: int, detections: np.ndarray, coco_ids: list[int]) -> list[dict]:
     """Detections `(n, 6)` as COCO results entries (bbox as x, y, width, height)."""
     return [{"image_id": int(image_id), "category_id": int(coco_ids[int(c)]),

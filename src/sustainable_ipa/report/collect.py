@@ -67,6 +67,10 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
 
 
 def _study_label(params: dict) -> str:
-    """The whole configuration (threads and replicas too: trials that differ only there are not repetitions)."""
+    """The whole configuration (threads, replicas, precision and runtime too: trials that differ only there are not
+    repetitions). Trials of studies older than the precision knobs record none."""
+    def numerics(s: str) -> str:
+        return f" {params[f'{s}.precision']}/{params[f'{s}.runtime']}" if f"{s}.precision" in params else ""
+
     return " + ".join(f"{params.get(f'{s}.variant')} b{params.get(f'{s}.batch_size')} t{params.get(f'{s}.threads')} "
-                      f"r{params.get(f'{s}.replicas')}" for s in ("detector", "classifier"))
+                      f"r{params.get(f'{s}.replicas')}{numerics(s)}" for s in ("detector", "classifier"))

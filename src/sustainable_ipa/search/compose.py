@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from sustainable_ipa.errors import UserError
-from sustainable_ipa.metrics.accuracy import pipeline_accuracy
+from sustainable_ipa.metrics.accuracy import option_accuracy_pct, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_usd_per_1k
 from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.search import replay
@@ -20,20 +20,22 @@ from sustainable_ipa.search.space import PipelineChoice
 
 
 def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla_s: float,
-            reference_accuracy: dict[str, dict[str, float]], price_usd_per_core_hour: float) -> dict[str, float]:
+            reference_accuracy: dict[str, dict], price_usd_per_core_hour: float) -> dict[str, float]:
     """Predicted metrics of `choice` under Poisson arrivals of `load_rps` requests per second.
 
     Per stage: requests per second = replicas × batch ÷ batch latency (p50) ÷ items per request. Latency p50 and
     p99: percentiles of `latency_s`'s end-to-end replay. A pipeline that cannot keep up shows it as latency that
     grows with the queue (and `load_shortfall_rps` says by how much).
     Energy per request = Σ stages idle-subtracted energy per item × items per request; replicas change how
-    fast items are served, not how much energy each item takes.
+    fast items are served, not how much energy each item takes. Accuracy: PAS of each stage's accuracy in its
+    precision (`reference_accuracy`: `option_accuracies`, the fp32 reference plus the published change).
     """
-    stages = [(stage, c, profiles.get(stage, c.variant, c.batch_size, c.threads)) for stage, c in choice.stages().items()]
+    stages = [(stage, c, profiles.of(stage, c)) for stage, c in choice.stages().items()]
     throughput_rps = min(stage_capacity_rps(p, c.replicas, profiles.mean_items(stage)) for stage, c, p in stages)
     latency_p50_s, latency_p99_s = latency_s(choice, profiles, load_rps)
     return {
-        "accuracy_reference": pipeline_accuracy([reference_accuracy[stage][c.variant] for stage, c, _ in stages]),
+        "accuracy_reference": pipeline_accuracy([option_accuracy_pct(reference_accuracy, stage, c.variant, c.precision)
+                                                 for stage, c, _ in stages]),
         "latency_p50_s": latency_p50_s,
         "latency_p99_s": latency_p99_s,
         "throughput_rps": throughput_rps,
@@ -89,7 +91,7 @@ def _stage_p99_s(stage: replay.Stage, position: int, load_rps: float) -> float:
 def replay_stages(choice: PipelineChoice, profiles: ProfileTable) -> tuple[replay.Stage, ...]:
     """Per stage, in pipeline order: (items per request, batch, replicas, timed batch latencies)."""
     return tuple((profiles.items_per_request[stage], c.batch_size, c.replicas,
-                  profiles.get(stage, c.variant, c.batch_size, c.threads).latency_samples_s)
+                  profiles.of(stage, c).latency_samples_s)
                  for stage, c in choice.stages().items())
 
 

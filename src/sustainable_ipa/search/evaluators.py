@@ -8,7 +8,7 @@ from typing import Protocol
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh, emissions_g
-from sustainable_ipa.metrics.accuracy import reference_accuracies
+from sustainable_ipa.metrics.accuracy import accuracy_basis, option_accuracies
 from sustainable_ipa.pipeline.load import load_tags
 from sustainable_ipa.search.compose import predict
 from sustainable_ipa.search.profiles import ProfileTable
@@ -40,7 +40,8 @@ class ProfileEvaluator:
         self.load_rps = float(cfg.search.load_rps)
         self.sla_s = float(cfg.trial.sla_s)
         self.price = float(cfg.hardware.price_usd_per_core_hour)
-        self.reference = reference_accuracies(cfg.pipeline.variants)
+        self.variants = cfg.pipeline.variants
+        self.reference = option_accuracies(cfg.pipeline.variants)  # fp32 reference + published change per precision
         self.intensity_g_per_kwh = carbon_intensity_g_per_kwh(
             cfg.energy.carbon_intensity_g_per_kwh, cfg.hardware.carbon.country_iso_code, cfg.hardware.carbon.region)
         self.pue = float(cfg.hardware.pue)
@@ -52,12 +53,11 @@ class ProfileEvaluator:
         return metrics
 
     def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:
-        sources = {self.profiles.get(stage, c.variant, c.batch_size, c.threads).energy_source
-                   for stage, c in choice.stages().items()}
+        sources = {self.profiles.of(stage, c).energy_source for stage, c in choice.stages().items()}
         # composed from stage profiles: a prediction of the pipeline, not a measurement of it, always under Poisson
         # arrivals at search.load_rps
         return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "composed",
-                **load_tags("poisson"), **self.study_tags()}
+                "accuracy_basis": accuracy_bases(self.variants, choice), **load_tags("poisson"), **self.study_tags()}
 
     def study_tags(self) -> dict[str, str]:
         return {"profiles_fingerprint": self.profiles.fingerprint or "unknown"}  # the machine the profiles are of
@@ -77,9 +77,10 @@ class RunEvaluator:
         cfg = copy.deepcopy(self.cfg)
         with open_dict(cfg):
             for stage, c in choice.stages().items():
-                # the searched knobs over the configured stage: what the space does not search (its precision) stays
+                # the searched knobs over the configured stage: what the space does not search stays
                 cfg.adaptation[stage] = OmegaConf.merge(cfg.adaptation.get(stage) or {}, {
-                    "variant": c.variant, "batch_size": c.batch_size, "threads": c.threads, "replicas": c.replicas})
+                    "variant": c.variant, "batch_size": c.batch_size, "threads": c.threads, "replicas": c.replicas,
+                    "precision": c.precision, "runtime": c.runtime})
             cfg.adaptation.name = "search-" + "-".join(c.variant for c in choice.stages().values())
             cfg.trial.repetitions = 1
             cfg.trial.rate_rps = self.cfg.search.load_rps  # measured at the load the study is for, as composed
@@ -93,7 +94,14 @@ class RunEvaluator:
         runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trial_run_id}'")
         sources = {r.data.tags.get("energy_source", "unknown") for r in runs} or {"unknown"}
         return {"evaluator": self.name, "energy_source": ",".join(sorted(sources)), "figures": "measured",
-                **load_tags(self.cfg.trial.load)}
+                "accuracy_basis": accuracy_bases(self.cfg.pipeline.variants, choice), **load_tags(self.cfg.trial.load)}
 
     def study_tags(self) -> dict[str, str]:
         return {}  # each trial's pipeline run records its own machine
+
+
+def accuracy_bases(variants, choice: PipelineChoice) -> str:
+    """Where the trial's accuracy figures come from, per stage: `detector=reference,classifier=published` (fp32
+    reference; plus a change published for that model and precision; or one published for the nearest model)."""
+    return ",".join(f"{stage}={accuracy_basis(variants, stage, c.variant, c.precision)}"
+                    for stage, c in choice.stages().items())

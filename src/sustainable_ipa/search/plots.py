@@ -22,8 +22,11 @@ def _values(study: optuna.Study):
     return np.array([t.values for t in trials]), np.array([t.number in best for t in trials]), np.array(feasible)
 
 
-def plot_pareto(study: optuna.Study, names: list[str], folder: Path) -> list[Path]:
+def plot_pareto(study: optuna.Study, names: list[str], folder: Path,
+                labels: dict[int, str] | None = None) -> list[Path]:
+    """`labels`: trial number → text written beside its point of the Pareto set (the stages' precision/runtime)."""
     values, best, feasible = _values(study)
+    numbers = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     paths = []
     if len(values) == 0:
         return paths
@@ -32,6 +35,9 @@ def plot_pareto(study: optuna.Study, names: list[str], folder: Path) -> list[Pat
         ax.scatter(values[~feasible, i], values[~feasible, j], c="lightgray", marker="x", label="misses the SLA")
         ax.scatter(values[feasible & ~best, i], values[feasible & ~best, j], c="tab:blue", alpha=0.5, label="trial")
         ax.scatter(values[best, i], values[best, j], c="tab:red", label="Pareto set")
+        for k in np.flatnonzero(best) if labels else ():
+            ax.annotate(labels.get(numbers[k], ""), (values[k, i], values[k, j]), fontsize=5, alpha=0.8,
+                        xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(names[i])
         ax.set_ylabel(names[j])
         ax.legend(fontsize=7)

@@ -1,4 +1,5 @@
-"""Profiling: each stage variant × batch size × threads measured on its own, the input to IPA's composition."""
+"""Profiling: each stage variant × batch size × threads × precision × runtime measured on its own, the input to
+IPA's composition."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import torch
 from sustainable_ipa.fingerprint import Fingerprint
 from sustainable_ipa.search.machine_load import CpuCounters, LoadTally, machine_cores, read_counters, reference_batch_s
 from sustainable_ipa.search.profiles import CONTENDED, NOISY, OK, ProfileTable, StageProfile
-from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.search.space import NUMERICS, SearchSpace
 from sustainable_ipa.search.workload import Workload
 
-ProfileKey = tuple[str, str, int, int]  # stage, variant, batch size, threads
+ProfileKey = tuple[str, str, int, int, str, str]  # stage, variant, batch size, threads, precision, runtime
+ModelKey = tuple[str, str, str, str, int]  # stage, variant, precision, runtime, threads (0: any): one model build
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,15 @@ class QualityLimits:
         return OK
 
 
-def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, str], Callable], repeats: int,
+def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, str, str, str], Callable], repeats: int,
                   energy_window, source: str, hardware: str, cached: ProfileTable | None = None,
                   on_batch: Callable[[ProfileKey], None] | None = None, limits: QualityLimits = QualityLimits(),
                   retries: int = 1, counters: Callable[[], CpuCounters] = lambda: read_counters(time.perf_counter),
                   cores: int | None = None, on_retry: Callable[[int], None] | None = None,
                   reference: Callable[[], float] = reference_batch_s, fingerprint: str = "") -> ProfileTable:
-    """Every (stage, variant, batch, threads) of the space that `cached` lacks, measured in rounds on batches cut
-    from `workload`'s items for the stage, whatever the pipeline's stages are.
+    """Every (stage, variant, batch, threads, precision, runtime) of the space that `cached` lacks, measured in
+    rounds on batches cut from `workload`'s items for the stage, whatever the pipeline's stages are. `build(stage,
+    variant, precision, runtime)` makes the stage's model once for all its batch sizes and threads.
 
     Round 0 warms every profile up (first-call allocations, kernel selection); each of the `repeats` rounds
     after it times one batch of every profile. Spreading a profile's batches over the whole run means a burst
@@ -60,7 +63,7 @@ def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, 
     """
     inputs = workload.inputs
     todo = missing_profiles(space, cached)
-    models = {model: build(*model) for model in dict.fromkeys(key[:2] for key in todo)}  # one build per model
+    models = {model: build(*model[:4]) for model in dict.fromkeys(model_key(key) for key in todo)}
     batches = {key: list(islice(cycle(inputs[key[0]]), key[2])) for key in todo}
     cores = cores or machine_cores()
     measured: dict[ProfileKey, StageProfile] = {}
@@ -69,12 +72,12 @@ def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, 
         reference_s = reference()
         for key, profile in _measure(remeasure, models, batches, repeats, energy_window, on_batch, counters,
                                      warm_up=attempt == 0).items():
-            stage, variant, batch_size, threads = key
+            stage, variant, batch_size, threads, precision, runtime = key
             latencies_s, active_j, tally = profile
             others, steal = tally.shares(cores)
             new = StageProfile(stage, variant, batch_size, threads, tuple(latencies_s),
                                active_j / (repeats * batch_size), source, others, steal,
-                               limits.judge(latencies_s, others, steal), reference_s)
+                               limits.judge(latencies_s, others, steal), reference_s, precision, runtime)
             old = measured.get(key)
             if old is None or (new.others_cpu_share + new.steal_share, new.latency_p90_s / new.latency_p50_s) < \
                     (old.others_cpu_share + old.steal_share, old.latency_p90_s / old.latency_p50_s):
@@ -96,7 +99,7 @@ def _measure(keys: list[ProfileKey], models: dict, batches: dict, repeats: int, 
     tallies = {key: LoadTally() for key in keys}
     for round_ in range(0 if warm_up else 1, repeats + 1):
         for key in keys:
-            model = models[key[:2]]
+            model = models[model_key(key)]
             torch.set_num_threads(key[3])
             with energy_window() as window:
                 before = counters()
@@ -113,10 +116,18 @@ def _measure(keys: list[ProfileKey], models: dict, batches: dict, repeats: int, 
     return {key: (latencies[key], active_j[key], tallies[key]) for key in keys}
 
 
+def model_key(key: ProfileKey) -> ModelKey:
+    """One build per model, shared by its batch sizes and, on torch, its thread counts (set per batch); OpenVINO
+    compiles a model for the threads it first runs with, so there it is one build per thread count."""
+    stage, variant, _, threads, precision, runtime = key
+    return (stage, variant, precision, runtime, threads if runtime == "openvino" else 0)
+
+
 def missing_profiles(space: SearchSpace, cached: ProfileTable | None) -> list[ProfileKey]:
-    """(stage, variant, batch, threads) of the space's profile grid that `cached` lacks."""
-    return [(stage, v, b, t) for stage, o in space.profile_grid().items() for v in o["variants"]
-            for b in o["batch_size"] for t in o["threads"] if cached is None or (stage, v, b, t) not in cached.rows]
+    """(stage, variant, batch, threads, precision, runtime) of the space's profile grid that `cached` lacks."""
+    return [(stage, v, b, t, p, r) for stage, o in space.profile_grid().items() for v in o["variants"]
+            for b in o["batch_size"] for t in o["threads"] for p, r in o[NUMERICS]
+            if cached is None or (stage, v, b, t, p, r) not in cached.rows]
 
 
 def cache_path(cache_dir: str | Path, hardware: str, machine: Fingerprint) -> Path:

@@ -1,4 +1,5 @@
-"""Stage profiles: measured per-batch latency and idle-subtracted energy of one variant × batch × threads."""
+"""Stage profiles: measured per-batch latency and idle-subtracted energy of one variant × batch × threads ×
+precision × runtime."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from sustainable_ipa.errors import UserError
 # 1 → 2: a detector batch of portrait and landscape frames runs as two sub-batches instead of one square.
 # 2 → 3: every timed batch is kept (a distribution to draw from, not a p50 and a "p99" of three), with the load
 #        that other processes put on the machine meanwhile.
-PROFILER_VERSION = 3
+# 3 → 4: a profile is also per precision and runtime (fp32/bf16/int8 on torch/OpenVINO).
+PROFILER_VERSION = 4
 
 OK, CONTENDED, NOISY = "ok", "contended", "noisy"  # StageProfile.quality
 
@@ -35,10 +37,17 @@ class StageProfile:
     steal_share: float = 0.0  # CPU time the hypervisor took from the machine meanwhile, as the same share
     quality: str = OK  # ok | contended (others or the hypervisor took too much) | noisy (batches spread too far)
     reference_batch_s: float = 0.0  # `machine_load.reference_batch_s()` when this profile was measured (0: unknown)
+    precision: str = "fp32"  # fp32 | bf16 | int8
+    runtime: str = "torch"  # torch | openvino
 
     @property
-    def key(self) -> tuple[str, str, int, int]:
-        return (self.stage, self.variant, self.batch_size, self.threads)
+    def key(self) -> tuple[str, str, int, int, str, str]:
+        return (self.stage, self.variant, self.batch_size, self.threads, self.precision, self.runtime)
+
+    @property
+    def label(self) -> str:
+        """`classifier resnet18 b4 t1 int8/openvino`"""
+        return f"{self.stage} {self.variant} b{self.batch_size} t{self.threads} {self.precision}/{self.runtime}"
 
     @property
     def latency_p50_s(self) -> float:
@@ -79,12 +88,18 @@ class ProfileTable:
         cycle = self.items_per_request[stage]
         return sum(cycle) / len(cycle)
 
-    def get(self, stage: str, variant: str, batch_size: int, threads: int) -> StageProfile:
+    def get(self, stage: str, variant: str, batch_size: int, threads: int, precision: str = "fp32",
+            runtime: str = "torch") -> StageProfile:
         try:
-            return self.rows[(stage, variant, batch_size, threads)]
+            return self.rows[(stage, variant, batch_size, threads, precision, runtime)]
         except KeyError:
-            raise UserError(f"no profile for {stage} {variant} batch {batch_size} threads {threads} on {self.hardware}",
+            raise UserError(f"no profile for {stage} {variant} batch {batch_size} threads {threads} "
+                            f"{precision}/{runtime} on {self.hardware}",
                             "run `python src/profiling.py` with this space (or profiling.refresh=true)") from None
+
+    def of(self, stage: str, choice) -> StageProfile:
+        """The profile of a stage's choice (`search.space.StageChoice` or an adapter option)."""
+        return self.get(stage, choice.variant, choice.batch_size, choice.threads, choice.precision, choice.runtime)
 
     def flagged(self) -> list[StageProfile]:
         """Profiles measured under contention or too noisy to trust as they are."""
@@ -129,10 +144,10 @@ class ProfileTable:
                                    tuple(float(s) for s in raw["latency_samples_s"].split()),
                                    float(raw["energy_j_per_item"]), raw["energy_source"],
                                    float(raw["others_cpu_share"]), float(raw["steal_share"]), raw["quality"],
-                                   float(raw["reference_batch_s"]))
+                                   float(raw["reference_batch_s"]), raw["precision"], raw["runtime"])
                 (rows if plausible(row) else insane).append(row)
         if insane and warn:
-            names = ", ".join(f"{p.stage} {p.variant} b{p.batch_size} t{p.threads}" for p in insane[:5])
+            names = ", ".join(p.label for p in insane[:5])
             more = f" and {len(insane) - 5} more" if len(insane) > 5 else ""
             warn(f"{len(insane)} rows of the profile cache {path} have a latency or energy no measurement gives "
                  f"(not finite, or negative): {names}{more}. They are ignored and measured again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -20,27 +21,35 @@ from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.search.profiler import QualityLimits, cache_path, missing_profiles, profile_space, read_cache
 from sustainable_ipa.search.profiles import ProfileTable
-from sustainable_ipa.search.space import SearchSpace
-from sustainable_ipa.search.workload import pipeline_workload
+from sustainable_ipa.search.space import SearchSpace, configured_space, skipped_line
+from sustainable_ipa.search.workload import Workload, pipeline_workload
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
 
-def build_stage_model(cfg: DictConfig):
-    """Random-weight models of the video pipeline's stages (the only pipeline with a workload, `search/workload.py`):
-    profiles measure compute and energy, which weights do not change."""
+def build_stage_model(cfg: DictConfig, workload: Workload | None = None):
+    """Random-weight models of the video pipeline's stages (the only pipeline with a workload, `search/workload.py`)
+    in a precision on a runtime: profiles measure compute and energy, which weights do not change. A stage on
+    OpenVINO is exported as a run exports it (`models/runtimes.py`): into `export_dir`, int8 calibrated on the
+    stage's inputs in the workload (the dataset's crops, as a run's), or read from that cache."""
     from sustainable_ipa.models.classifier import Classifier
     from sustainable_ipa.models.detector import Detector
 
-    def build(stage: str, variant: str):
+    def build(stage: str, variant: str, precision: str = "fp32", runtime: str = "torch"):
         torch.manual_seed(cfg.trial.seed)
         if stage == "detector":
             d = cfg.pipeline.detector
-            return Detector(variant, None, d.image_size, d.conf_threshold, d.iou_threshold, d.max_detections,
-                            cfg.hardware.device)
-        if stage == "classifier":
-            return Classifier(variant, None, cfg.pipeline.classifier.crop_size, cfg.hardware.device)
-        raise UserError(f"no model to profile for stage '{stage}'", "profile a pipeline whose stages have models")
+            model = Detector(variant, None, d.image_size, d.conf_threshold, d.iou_threshold, d.max_detections,
+                             cfg.hardware.device, precision=precision)
+        elif stage == "classifier":
+            model = Classifier(variant, None, cfg.pipeline.classifier.crop_size, cfg.hardware.device, precision)
+        else:
+            raise UserError(f"no model to profile for stage '{stage}'", "profile a pipeline whose stages have models")
+        if runtime == "openvino":  # the space offers it only for config.OPENVINO_STAGES, whose models export
+            if workload is None:
+                raise ValueError("a stage on OpenVINO is calibrated on the workload's inputs: pass the workload")
+            model.use_openvino(Path(cfg.export_dir), workload.inputs[stage])
+        return model
 
     return build
 
@@ -50,7 +59,9 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
 
     console = console or Console(stderr=True)
     validate(cfg)
-    space = space or SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores=None)
+    space = space or configured_space(cfg, max_cores=None)
+    if skipped_line(space):
+        console.print(f"[dim]{escape(skipped_line(space))}[/]")
     dataset = load_dataset(cfg.dataset)
     machine = this_machine()
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name, machine)
@@ -99,10 +110,11 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
                 task = progress.add_task("", total=todo * rounds, what="")
 
                 def done(key):
-                    stage, variant, batch_size, threads = key
-                    progress.update(task, advance=1, what=f"{stage} {variant} b{batch_size} t{threads}")
+                    stage, variant, batch_size, threads, precision, runtime = key
+                    progress.update(task, advance=1,
+                                    what=f"{stage} {variant} b{batch_size} t{threads} {precision}/{runtime}")
 
-                table = profile_space(space, workload, build_stage_model(cfg), int(cfg.profiling.repeats),
+                table = profile_space(space, workload, build_stage_model(cfg, workload), int(cfg.profiling.repeats),
                                       energy_window, energy.source_tag, cfg.hardware.name, cached, done,
                                       quality_limits(cfg.profiling), int(cfg.profiling.retries),
                                       on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n),
@@ -130,7 +142,7 @@ def warn_flagged(table: ProfileTable, console: Console) -> None:
     """One line naming the profiles that were measured under contention or too noisy: they are used, never silently."""
     flagged = table.flagged()
     if flagged:
-        names = ", ".join(f"{p.stage} {p.variant} b{p.batch_size} t{p.threads} ({p.quality}: others "
+        names = ", ".join(f"{p.label} ({p.quality}: others "
                           f"{p.others_cpu_share:.0%}, steal {p.steal_share:.0%}, p90/p50 "
                           f"{p.latency_p90_s / p.latency_p50_s:.2f})" for p in flagged[:5])
         more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""

@@ -9,7 +9,7 @@ from rich.console import Console
 from sustainable_ipa.config import available_cores, validate
 from sustainable_ipa.search.evaluators import ProfileEvaluator, RunEvaluator
 from sustainable_ipa.search.objectives import resolve_objectives
-from sustainable_ipa.search.space import SearchSpace
+from sustainable_ipa.search.space import configured_space, skipped_line
 from sustainable_ipa.search.study import StudyOutcome, open_study, run_study
 from sustainable_ipa.tracking.store import open_store
 
@@ -19,13 +19,15 @@ def search_job(cfg: DictConfig, console: Console | None = None) -> StudyOutcome:
     # Bad input fails before anything is measured: profiling the space takes minutes.
     validate(cfg)
     objectives = resolve_objectives(cfg.search.objectives)
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, available_cores(cfg.hardware))
+    space = configured_space(cfg, available_cores(cfg.hardware))
     open_study(cfg, objectives)  # the storage, the sampler, a stored study of other objectives
     if cfg.search.evaluator == "profile":
         from sustainable_ipa.search.profiling_job import profile_job
 
         evaluator = ProfileEvaluator(profile_job(cfg, console, space), cfg)
     else:
+        if skipped_line(space):  # the profiling job says it where profiles are used
+            console.print(f"[dim]{skipped_line(space)}[/]")
         evaluator = RunEvaluator(cfg)
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     return run_study(cfg, evaluator, MlflowClient(tracking_uri=cfg.tracking.uri), experiment_id, console)

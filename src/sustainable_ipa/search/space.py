@@ -1,4 +1,5 @@
-"""The adaptation space: per stage, the variants, batch sizes, threads and replicas to choose from.
+"""The adaptation space: per stage, the variants, batch sizes, threads, replicas and numerics (precision × runtime)
+to choose from.
 
 The stages and their order are the pipeline's (`pipeline.stages`); nothing here names a stage.
 """
@@ -13,6 +14,8 @@ from omegaconf import DictConfig
 from sustainable_ipa.errors import UserError
 
 KNOBS = ("batch_size", "threads", "replicas")
+NUMERIC_KNOBS = ("precision", "runtime")  # searched together: `numerics`, the pairs a run can build
+NUMERICS = "numerics"  # per stage: the (precision, runtime) pairs of the space, those refused left out
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,39 @@ class StageChoice:
     batch_size: int
     threads: int
     replicas: int
+    precision: str = "fp32"
+    runtime: str = "torch"
+
+    @property
+    def numerics(self) -> tuple[str, str]:
+        return (self.precision, self.runtime)
+
+
+def numerics_label(precision: str, runtime: str) -> str:
+    """`int8/openvino`: one categorical value per pair, so a trial never draws a pair a run refuses."""
+    return f"{precision}/{runtime}"
+
+
+def parse_numerics(label: str) -> tuple[str, str]:
+    precision, _, runtime = label.partition("/")
+    return precision, runtime
+
+
+def refused_numerics(stage: str, precision: str, runtime: str, openvino_stages, machine=None,
+                     allow_emulated: bool = False) -> str | None:
+    """Why a run would refuse this stage in this precision on this runtime (`config.validate`'s rules for one
+    adaptation, and the CPU gating of `models/precision.py` when `machine` is given), or None."""
+    from sustainable_ipa.models.precision import missing_feature
+
+    if precision == "int8" and runtime != "openvino":
+        return "int8 runs on openvino only"
+    if runtime == "openvino" and stage not in openvino_stages:
+        return f"openvino is not built for the {stage} yet"
+    if machine is not None and not allow_emulated:
+        lacking = missing_feature(precision, machine)
+        if lacking:
+            return f"{precision} needs {lacking}, which this CPU lacks (hardware.allow_emulated=true to measure it)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,7 +81,7 @@ class PipelineChoice:
     def params(self) -> dict[str, object]:
         """Every knob by its run-record name (`detector.variant`, `detector.threads`…)."""
         return {f"{stage}.{key}": getattr(choice, key) for stage, choice in self.stages().items()
-                for key in ("variant", *KNOBS)}
+                for key in ("variant", *KNOBS, *NUMERIC_KNOBS)}
 
     def overrides(self) -> list[str]:
         """Hydra overrides that run this choice with `src/main.py`."""
@@ -68,15 +104,23 @@ def allocation_label(threads_replicas: dict[str, tuple[int, int]]) -> str:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    stages: dict[str, dict[str, tuple]]  # stage -> {"variants": (...), "batch_size": (...), ...}
+    # stage -> {"variants": (...), "batch_size": (...), "threads": (...), "replicas": (...),
+    #           "numerics": ((precision, runtime), ...)}
+    stages: dict[str, dict[str, tuple]]
     max_cores: int | None = None
+    skipped: tuple[tuple[str, str, str, str], ...] = ()  # (stage, precision, runtime, why) left out of the space
 
     @classmethod
-    def from_config(cls, space: DictConfig, pipeline: DictConfig, max_cores: int | None) -> "SearchSpace":
+    def from_config(cls, space: DictConfig, pipeline: DictConfig, max_cores: int | None, machine=None,
+                    allow_emulated: bool = False) -> "SearchSpace":
         """`space`: search.space; `pipeline`: the pipeline config, whose `stages` name the stages in order and whose
-        `variants` are each stage's catalogue."""
+        `variants` are each stage's catalogue. Each stage's numerics are its `precision` × `runtime` lists (fp32 and
+        torch where a space lists none) less the pairs a run refuses (`refused_numerics`; on `machine`, a
+        `Fingerprint`, also the precisions its CPU lacks unless `allow_emulated`), which are kept in `skipped`."""
+        from sustainable_ipa.config import OPENVINO_STAGES
+
         catalogue = pipeline.variants
-        stages = {}
+        stages, skipped = {}, []
         for stage in pipeline.stages:
             if stage not in space:
                 raise UserError(f"search.space has no '{stage}' stage", f"add search.space.{stage}")
@@ -84,7 +128,9 @@ class SearchSpace:
             options = {"variants": tuple(spec.get("variants") or ())}
             for knob in KNOBS:
                 options[knob] = tuple(spec.get(knob) or ())
-            for key, values in options.items():
+            numeric = {"precision": tuple(spec.get("precision", ("fp32",)) or ()),
+                       "runtime": tuple(spec.get("runtime", ("torch",)) or ())}
+            for key, values in {**options, **numeric}.items():
                 if not values:
                     raise UserError(f"search.space.{stage}.{key} is empty", f"list at least one value in search.space.{stage}.{key}")
             if stage not in catalogue:
@@ -98,20 +144,33 @@ class SearchSpace:
                 if bad:
                     raise UserError(f"search.space.{stage}.{knob} has non-positive or non-integer {bad}",
                                     "use positive integers")
+            pairs = []
+            for precision, runtime in itertools.product(numeric["precision"], numeric["runtime"]):
+                why = refused_numerics(stage, precision, runtime, OPENVINO_STAGES, machine, allow_emulated)
+                if why:
+                    skipped.append((stage, precision, runtime, why))
+                else:
+                    pairs.append((precision, runtime))
+            if not pairs:
+                reasons = "; ".join(f"{p}/{r}: {why}" for s, p, r, why in skipped if s == stage)
+                raise UserError(f"search.space.{stage}: no precision × runtime of it can run ({reasons})",
+                                f"list fp32 in search.space.{stage}.precision and torch in search.space.{stage}.runtime")
+            _check_accuracies(stage, options["variants"], {p for p, _ in pairs}, catalogue[stage])
+            options[NUMERICS] = tuple(pairs)
             stages[stage] = options
-        result = cls(stages, max_cores)
+        result = cls(stages, max_cores, tuple(skipped))
         if max_cores is not None and min(c.cores for c in result.all_choices(check_cores=False)) > max_cores:
             raise UserError(f"no configuration of search.space fits in {max_cores} cores", "allow fewer threads or replicas, or more cores")
         return result
 
     def profile_grid(self) -> dict[str, dict[str, tuple]]:
-        """What profiles are measured over: per stage variants, batch sizes and threads (not replicas)."""
-        return {s: {k: o[k] for k in ("variants", "batch_size", "threads")} for s, o in self.stages.items()}
+        """What profiles are measured over: per stage variants, batch sizes, threads and numerics (not replicas)."""
+        return {s: {k: o[k] for k in ("variants", "batch_size", "threads", NUMERICS)} for s, o in self.stages.items()}
 
     def stage_choices(self, stage: str):
         o = self.stages[stage]
-        return [StageChoice(v, b, t, r) for v, b, t, r in
-                itertools.product(o["variants"], o["batch_size"], o["threads"], o["replicas"])]
+        return [StageChoice(v, b, t, r, p, rt) for v, b, t, r, (p, rt) in
+                itertools.product(o["variants"], o["batch_size"], o["threads"], o["replicas"], o[NUMERICS])]
 
     def allocations(self) -> list[dict[str, tuple[int, int]]]:
         """The core allocations (stage -> (threads, replicas)) that fit `max_cores`, fewest cores first."""
@@ -137,7 +196,9 @@ class SearchSpace:
             allocation = self.allocations()[params[ALLOCATION]]
         else:
             allocation = {stage: (params[f"{stage}.threads"], params[f"{stage}.replicas"]) for stage in self.stages}
-        return PipelineChoice(**{stage: StageChoice(params[f"{stage}.variant"], params[f"{stage}.batch_size"], *tr)
+        # a study made before the numerics were searched has none: its trials ran fp32 on torch
+        return PipelineChoice(**{stage: StageChoice(params[f"{stage}.variant"], params[f"{stage}.batch_size"], *tr,
+                                                    *parse_numerics(params.get(f"{stage}.{NUMERICS}", "fp32/torch")))
                                  for stage, tr in allocation.items()})
 
     def all_choices(self, check_cores: bool = True) -> list[PipelineChoice]:
@@ -146,3 +207,33 @@ class SearchSpace:
         if check_cores and self.max_cores is not None:
             choices = [c for c in choices if c.cores <= self.max_cores]
         return choices
+
+
+def _check_accuracies(stage: str, variants, precisions: set[str], catalogue: DictConfig) -> None:
+    """Every searched variant in every searched precision has an accuracy (its fp32 reference adjusted by the
+    catalogue's published change), before anything is profiled."""
+    for variant in variants:
+        changes = catalogue[variant].get("precision_change") or {}
+        missing = sorted(p for p in precisions if p != "fp32" and p not in changes)
+        if missing:
+            raise UserError(f"pipeline.variants.{stage}.{variant} has no published accuracy change for "
+                            f"{', '.join(missing)}", f"add pipeline.variants.{stage}.{variant}.precision_change."
+                            f"{missing[0]} (points, basis, source), or leave {missing[0]} out of "
+                            f"search.space.{stage}.precision")
+
+
+def configured_space(cfg: DictConfig, max_cores: int | None) -> SearchSpace:
+    """`search.space` as this machine can run it: the precisions its CPU lacks left out unless
+    `hardware.allow_emulated`."""
+    from sustainable_ipa.fingerprint import this_machine
+
+    return SearchSpace.from_config(cfg.search.space, cfg.pipeline, max_cores, this_machine(),
+                                   bool(cfg.hardware.allow_emulated))
+
+
+def skipped_line(space: SearchSpace) -> str | None:
+    """One line naming the precision × runtime pairs of search.space left out, and why; None when none was."""
+    if not space.skipped:
+        return None
+    return "search.space: left out " + "; ".join(f"{stage} {numerics_label(p, r)} ({why})"
+                                                 for stage, p, r, why in space.skipped)

@@ -29,7 +29,8 @@ from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
 from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
-from sustainable_ipa.search.space import ALLOCATION, PipelineChoice, SearchSpace, allocation_label
+from sustainable_ipa.search.space import (ALLOCATION, NUMERICS, PipelineChoice, SearchSpace, allocation_label,
+                                          configured_space, numerics_label)
 from sustainable_ipa.search.storage import make_storage
 from sustainable_ipa.tracking.runs import (end_on_stop, end_run, ending_status, kill_run_tree, log, owner_tags,
                                            tracked_run)
@@ -49,12 +50,14 @@ class StudyOutcome:
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> PipelineChoice:
-    """Variant and batch size per stage, then threads and replicas: per stage where every combination fits the
-    cores, else one allocation among those that fit (`space.ALLOCATION`). Every trial fits."""
+    """Variant, batch size and numerics (one precision/runtime pair among those a run can build) per stage, then
+    threads and replicas: per stage where every combination fits the cores, else one allocation among those that
+    fit (`space.ALLOCATION`). Every trial fits, and none draws a pair a run would refuse."""
     per_stage = ("variant", "batch_size") + (() if space.cores_bind else ("threads", "replicas"))
     for stage, options in space.stages.items():  # in the order of the search before allocations: same draws
         for knob in per_stage:
             trial.suggest_categorical(f"{stage}.{knob}", list(options["variants" if knob == "variant" else knob]))
+        trial.suggest_categorical(f"{stage}.{NUMERICS}", [numerics_label(*pair) for pair in options[NUMERICS]])
     if space.cores_bind:
         trial.suggest_int(ALLOCATION, 0, len(space.allocations()) - 1)  # ordered by cores: an ordinal scale
     return space.choice_from_params(trial.params)
@@ -76,8 +79,19 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
         raise UserError(f"study '{cfg.search.study_name}' optimises {names}", "pass a new search.study_name")
     # What the threads and replicas parameters mean depends on the cores (`suggest`): a study keeps its own.
     cores = available_cores(cfg.hardware)
-    allocations = [allocation_label(a) for a in
-                   SearchSpace.from_config(cfg.search.space, cfg.pipeline, cores).allocations()]
+    space = configured_space(cfg, cores)
+    allocations = [allocation_label(a) for a in space.allocations()]
+    numerics = {stage: [numerics_label(*pair) for pair in o[NUMERICS]] for stage, o in space.stages.items()}
+    stored_numerics = study.user_attrs.get(NUMERICS)
+    if stored_numerics is None and study.get_trials(deepcopy=False):
+        raise UserError(f"study '{cfg.search.study_name}' was made by an older search (without precision and "
+                        "runtime)", "pass a new search.study_name")
+    if stored_numerics is None:
+        study.set_user_attr(NUMERICS, numerics)
+    elif stored_numerics != numerics:
+        raise UserError(f"study '{cfg.search.study_name}' searches other precisions and runtimes "
+                        f"({stored_numerics}) than this space ({numerics})",
+                        "pass a new search.study_name, or the search.space.<stage>.precision|runtime it was made with")
     stored_cores = study.user_attrs.get("max_cores")
     if stored_cores is None and study.get_trials(deepcopy=False):
         raise UserError(f"study '{cfg.search.study_name}' was made by an older search (it pruned configurations "
@@ -98,7 +112,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     workers: rerunning the same command resumes it. Every trial fits the cores (`suggest`), so each one counts."""
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
-    space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, available_cores(cfg.hardware))
+    space = configured_space(cfg, available_cores(cfg.hardware))
     study = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _close_stale(study, client)
@@ -149,7 +163,8 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
         log(client, parent.run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
         with tempfile.TemporaryDirectory() as folder:
             names = [o.name for o in objectives]
-            for path in [*plot_pareto(study, names, Path(folder)), plot_hypervolume(study, Path(folder))]:
+            labels = {t.number: numerics_of(space.choice_from_params(t.params)) for t in pareto}
+            for path in [*plot_pareto(study, names, Path(folder), labels), plot_hypervolume(study, Path(folder))]:
                 client.log_artifact(parent.run_id, str(path), "plots")
     console.print(pareto_table(pareto, objectives, space))
     return StudyOutcome(study, objectives, parent.run_id, pareto)
@@ -301,8 +316,14 @@ def no_trial_meets_sla(study: optuna.Study, space: SearchSpace, sla_s: float, lo
 
 
 def describe(choice: PipelineChoice) -> str:
-    """`yolov5n b1 t1 r2 + resnet18 b4 t1 r1`"""
-    return " + ".join(f"{c.variant} b{c.batch_size} t{c.threads} r{c.replicas}" for c in choice.stages().values())
+    """`yolov5n b1 t1 r2 fp32/torch + resnet18 b4 t1 r1 int8/openvino`"""
+    return " + ".join(f"{c.variant} b{c.batch_size} t{c.threads} r{c.replicas} {numerics_label(*c.numerics)}"
+                      for c in choice.stages().values())
+
+
+def numerics_of(choice: PipelineChoice) -> str:
+    """`fp32/torch + int8/openvino`: each stage's precision and runtime, in pipeline order."""
+    return " + ".join(numerics_label(*c.numerics) for c in choice.stages().values())
 
 
 def pareto_rows(pareto, objectives, space: SearchSpace) -> list[dict]:
