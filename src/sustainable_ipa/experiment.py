@@ -22,7 +22,7 @@ from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.energy.timeseries import plot_power, power_csv
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
-from sustainable_ipa.metrics.accuracy import mapped_top1, pipeline_accuracy
+from sustainable_ipa.metrics.accuracy import mapped_top1, option_accuracies, option_accuracy_pct, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
@@ -152,7 +152,10 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
         console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")
     runner = PipelineRunner(detector, classifier, stage_settings(cfg, "detector"), stage_settings(cfg, "classifier"),
                             crops_from_ground_truth=not measured)
-    reference = [cfg.pipeline.variants[s][adaptation[s].variant].reference_accuracy for s in stages]
+    # the catalogue's published figure of each stage in its precision (fp32 reference + published change), as the
+    # study composes it
+    accuracies = option_accuracies(cfg.pipeline.variants)
+    reference = [option_accuracy_pct(accuracies, s, adaptation[s].variant, adaptation[s].precision) for s in stages]
     ctx = TrialContext(
         sla_s=cfg.trial.sla_s, cost_cores=cost_cores([(adaptation[s].threads, adaptation[s].replicas) for s in stages]),
         price_usd_per_core_hour=cfg.hardware.price_usd_per_core_hour,

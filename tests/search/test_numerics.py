@@ -208,3 +208,13 @@ def test_the_profile_evaluator_composes_the_published_accuracy_and_labels_its_ba
     metrics = evaluator.evaluate(choice)
     assert metrics["accuracy_reference"] == pytest.approx(pipeline_accuracy([45.7, 73.314 - 0.29]))
     assert evaluator.labels(choice, "run")["accuracy_basis"] == "detector=reference,classifier=nearest_published"
+
+
+def test_a_runs_reference_accuracy_is_the_published_figure_of_its_precision(make_cfg, client):
+    """A trial of the run evaluator reads the run's accuracy_reference: the same figure the study composes."""
+    from sustainable_ipa.experiment import run_job
+
+    outcome = run_job(make_cfg("trial.requests=2", "adaptation.classifier.precision=bf16",
+                               "hardware.allow_emulated=true"))
+    accuracy = client.get_run(outcome.run_id).data.metrics["accuracy_reference"]
+    assert accuracy == pytest.approx(pipeline_accuracy([45.7, 69.758 + 0.06]))
