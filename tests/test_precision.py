@@ -169,23 +169,6 @@ def test_a_failed_export_is_one_line_and_leaves_no_cache_entry(tmp_path, monkeyp
         resnet18("int8").use_openvino(tmp_path, [])
 
 
-def test_a_classifier_on_openvino_int8_runs_end_to_end(make_cfg, client, tmp_path):
-    from sustainable_ipa.experiment import run_job
-
-    overrides = ["adaptation.classifier.precision=int8", "adaptation.classifier.runtime=openvino",
-                 f"export_dir={tmp_path}/exports", "trial.requests=2", "trial.warmup=0"]
-    if "avx512_vnni" not in this_machine().flags and "avx_vnni" not in this_machine().flags and \
-            "amx_int8" not in this_machine().flags:
-        overrides.append("hardware.allow_emulated=true")
-    built = client.get_run(run_job(make_cfg(*overrides)).run_id)
-    assert built.info.status == "FINISHED" and built.data.tags["export_classifier"] == "built"
-    assert built.data.metrics["export_classifier_cpu_s"] > 0  # the one-off cost, logged apart
-    assert built.data.metrics["calibration_classifier_items"] > 0
-    assert built.data.metrics["fidelity_classifier_logit_cosine_mean"] >= 0.999
-    again = client.get_run(run_job(make_cfg(*overrides)).run_id)
-    assert again.data.tags["export_classifier"] == "cached" and "export_classifier_cpu_s" not in again.data.metrics
-
-
 # The detector on OpenVINO: ultralytics' export, quantised by NNCF with the head in float ----------------------------
 def yolov5n(precision: str, informative: bool = True) -> Detector:
     """yolov5n with fixed random weights. `informative`: variance-preserving convolutions without biases, so that
