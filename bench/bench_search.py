@@ -216,7 +216,8 @@ def pipelines_in(profiles: ProfileTable, cores: int):
 
     from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
-    stages = {stage: [StageChoice(v, b, t, r) for (s, v, b, t) in profiles.rows if s == stage for r in (1, 2)]
+    stages = {stage: [StageChoice(v, b, t, r, p, rt) for (s, v, b, t, p, rt) in profiles.rows if s == stage
+                      for r in (1, 2)]
               for stage in profiles.items_per_request}
     return [c for c in (PipelineChoice(**dict(zip(stages, combo))) for combo in product(*stages.values()))
             if c.cores <= cores]
