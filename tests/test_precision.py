@@ -243,7 +243,10 @@ def test_both_stages_on_openvino_int8_run_end_to_end_and_log_each_export(make_cf
         assert run.data.tags[f"export_{stage}"] == "built"
         assert run.data.params[f"adaptation.{stage}.runtime"] == "openvino"
         assert run.data.metrics[f"export_{stage}_cpu_s"] > 0 and run.data.metrics[f"export_{stage}_wall_s"] > 0
+        # its energy, by the run's meter, apart from the run's figures (the estimate here: no RAPL on CI)
+        assert run.data.metrics[f"export_{stage}_energy_j"] > 0
         assert run.data.metrics[f"calibration_{stage}_items"] > 0
     assert run.data.metrics["calibration_detector_items"] == 2  # the embedded sample's frames
+    assert run.data.tags["export_energy_source"] == run.data.tags["energy_source"]
     assert run.data.metrics["fidelity_detector_box_cosine_mean"] >= 0.999
     assert run.data.metrics["fidelity_classifier_logit_cosine_mean"] >= 0.999
