@@ -37,7 +37,10 @@ def log_synthetic(tmp_path, energy_source=lambda name: "rapl"):
         with tracked_run(client, experiment, name, tags=tags) as job:
             for rep, noise in enumerate((-0.01, 0.0, 0.01)):
                 with tracked_run(client, experiment, f"{name}-rep{rep}", parent_run_id=job, tags=tags) as run:
-                    log(client, run, params={"hardware.name": "cpu"},
+                    knobs = {f"adaptation.{stage}.{knob}": value for stage in ("detector", "classifier")
+                             for knob, value in (("precision", "int8"), ("runtime", "openvino"))} \
+                        if name == "frugal" else {}  # frugal is the int8 one; the others predate the knobs
+                    log(client, run, params={"hardware.name": "cpu", **knobs},
                         metrics={"accuracy_reference": acc, "cost_cores": cores, "cost_usd_per_1k": cores * 0.01,
                                  "latency_p99_s": p99 * (1 + noise), "energy_j_per_request": energy * (1 + noise),
                                  "sla_attainment": 1.0, "emissions_g_per_1k": energy * 0.1,
@@ -53,10 +56,13 @@ def test_report_finds_the_known_structure(tmp_path):
     row = summary.set_index("adaptation").loc["medium"]
     assert row["energy_j_per_request"] == pytest.approx(4.0)
     assert row["energy_j_per_request_ci95_low"] < 4.0 < row["energy_j_per_request_ci95_high"]
+    numerics = summary.set_index("adaptation")["numerics"]  # each configuration's precision/runtime per stage
+    assert numerics["frugal"] == "int8/openvino + int8/openvino" and numerics["medium"] == "fp32/torch + fp32/torch"
     corr = pd.read_csv(folder / "correlations.csv").set_index("energy per request vs")
     assert corr.loc["cost_usd_per_1k", "Pearson r"] > 0.7  # energy follows cost except for one configuration
     html = (folder / "report.html").read_text()
     assert "frugal become Pareto-optimal only when energy counts" in html
+    assert "int8/openvino + int8/openvino" in html  # the table shows the knobs
     assert html.count("data:image/png;base64,") >= 7  # self-contained: every figure inlined
     assert "http" not in html.replace(EPA_URL, "")  # nothing fetched from the network
     [report_run] = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id],

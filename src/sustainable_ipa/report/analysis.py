@@ -19,7 +19,8 @@ KEYS = ["hardware", "adaptation"]
 WITHOUT_ENERGY = {"accuracy_reference": +1, "cost_cores": -1, "latency_p99_s": -1}
 WITH_ENERGY = {**WITHOUT_ENERGY, ENERGY: -1}
 MEASURED = "run"  # the `evaluator` of a measured run; `profile`: composed from stage profiles
-LABELS = ["evaluator", "energy_source", "load"]  # what kind of figure a row is, kept per configuration
+# what kind of figure a row is, and the stages' precision/runtime, kept per configuration
+LABELS = ["evaluator", "energy_source", "load", "numerics"]
 
 
 def summarise(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

@@ -62,8 +62,22 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
                         "evaluator": tags.get("evaluator", "unknown" if selection.study_name else "run"),
                         "energy_source": tags.get("energy_source", "unknown"),
                         "load": tags.get("load", params.get("trial.load", "unknown")),
-                        "weights_kind": tags.get("weights_kind", "unknown"), **r.data.metrics})
+                        "weights_kind": tags.get("weights_kind", "unknown"),
+                        "numerics": numerics_label(params), **r.data.metrics})
     return pd.DataFrame.from_records(records)
+
+
+def numerics_label(params: dict) -> str:
+    """Each stage's precision/runtime, detector first: `int8/openvino + fp32/torch`. A run records them as
+    `adaptation.<stage>.precision` (a study trial as `<stage>.precision`); runs made before the knobs existed
+    record neither and ran fp32 on torch."""
+    def pair(stage: str) -> str:
+        for prefix in (f"adaptation.{stage}.", f"{stage}."):
+            if f"{prefix}precision" in params:
+                return f"{params[f'{prefix}precision']}/{params[f'{prefix}runtime']}"
+        return "fp32/torch"
+
+    return " + ".join(pair(stage) for stage in ("detector", "classifier"))
 
 
 def _study_label(params: dict) -> str:

@@ -30,6 +30,18 @@ def _clean(err):
     return None if err is None else [e.fillna(0).clip(lower=0) for e in err]
 
 
+MARKERS = "osD^vPX*"
+
+
+def _scatter_by_numerics(ax, data, x, y):
+    """One marker per precision/runtime combination, with a legend when there are several."""
+    groups = list(data.groupby("numerics", sort=True)) if "numerics" in data else [("", data)]
+    for i, (numerics, part) in enumerate(groups):
+        ax.scatter(part[x], part[y], s=40, edgecolors="black", marker=MARKERS[i % len(MARKERS)], label=numerics)
+    if len(groups) > 1:
+        ax.legend(title="precision/runtime: detector + classifier", fontsize=6, title_fontsize=6)
+
+
 def _label(ax, data, x, y):
     for row in data.to_dict("records"):
         ax.annotate(row["adaptation"], (row[x], row[y]), fontsize=6, alpha=0.8)
@@ -75,7 +87,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
     fig, panels = _columns(summary)
     for hardware, ax in panels:
         data = summary[summary["hardware"] == hardware]
-        ax.scatter(data[x], data[ENERGY], s=40, edgecolors="black")
+        _scatter_by_numerics(ax, data, x, ENERGY)
         _errorbars(ax, data, x, ENERGY)
         _label(ax, data, x, ENERGY)
         c = correlations.get(hardware)
