@@ -250,3 +250,25 @@ def test_both_stages_on_openvino_int8_run_end_to_end_and_log_each_export(make_cf
     assert run.data.tags["export_energy_source"] == run.data.tags["energy_source"]
     assert run.data.metrics["fidelity_detector_box_cosine_mean"] >= 0.999
     assert run.data.metrics["fidelity_classifier_logit_cosine_mean"] >= 0.999
+
+
+def test_low_precision_detections_are_scored_against_fp32s_by_cocoeval():
+    from sustainable_ipa.models.fidelity import detector_map_against_fp32
+
+    # informative weights: fp32 finds boxes to score against (100 a frame, their scores near-ties around 0.52,
+    # so that bf16's rounding reorders which survive NMS: it scores 0.33 here, where pretrained weights' confident
+    # boxes would not move)
+    same = detector_map_against_fp32(yolov5n("fp32"), frames())
+    assert same["fidelity_detector_map50_vs_fp32"] == pytest.approx(1.0, abs=0.01)  # fp32 against itself
+    bf16 = detector_map_against_fp32(yolov5n("bf16"), frames())
+    assert 0 < bf16["fidelity_detector_map50_vs_fp32"] <= 1 and 0 < bf16["fidelity_detector_map_vs_fp32"] <= 1
+
+    class Mirrored(Detector):  # a broken input path: frames flipped left-right before the low-precision model
+        def infer(self, x):
+            return super().infer(x.flip(3) if self.precision != "fp32" else x)
+
+    broken = yolov5n("bf16")
+    broken.__class__ = Mirrored
+    assert detector_map_against_fp32(broken, frames())["fidelity_detector_map50_vs_fp32"] < \
+        bf16["fidelity_detector_map50_vs_fp32"]
+    assert detector_map_against_fp32(yolov5n("bf16", informative=False), frames()) == {}  # nothing to score

@@ -54,3 +54,33 @@ def detector_fidelity(detector, frames: list[np.ndarray]) -> dict[str, float]:
 def _centred(x: torch.Tensor) -> torch.Tensor:
     flat = x.flatten(1).double()
     return flat - flat.mean(dim=1, keepdim=True)
+
+
+def detector_map_against_fp32(detector, frames: list[np.ndarray]) -> dict[str, float]:
+    """COCOeval's mAP of this detector's detections scored against torch fp32's on the same frames, as if fp32's
+    were the ground truth: how much of what fp32 finds survives the precision (1.0: the same boxes). Empty when
+    fp32 finds nothing (random weights usually): there is nothing to score against."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from sustainable_ipa.metrics.accuracy import coco_map, coco_results
+
+    reference = fp32_twin(detector)(frames)
+    if not any(len(d) for d in reference):
+        return {}
+    classes = sorted({int(c) for d in reference for c in d[:, 5]} | {int(c) for d in detector(frames) for c in d[:, 5]})
+    ids = list(range(max(classes) + 1))  # class index → category id: itself, the truth here being fp32's classes
+    truth = {"images": [{"id": i, "width": f.shape[1], "height": f.shape[0]} for i, f in enumerate(frames)],
+             "categories": [{"id": c, "name": str(c)} for c in ids],
+             "annotations": [{"id": n, "image_id": i, "category_id": int(c), "iscrowd": 0,
+                              "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                              "area": float((x2 - x1) * (y2 - y1))}
+                             for n, (i, (x1, y1, x2, y2, _, c)) in enumerate(
+                                 (i, row) for i, det in enumerate(reference) for row in det)]}
+    results = [r for i, det in enumerate(detector(frames)) for r in coco_results(i, det, ids)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fp32_detections.json"
+        path.write_text(json.dumps(truth))
+        map50, map50_95 = coco_map(path, list(range(len(frames))), results)
+    return {"fidelity_detector_map50_vs_fp32": map50, "fidelity_detector_map_vs_fp32": map50_95}

@@ -35,11 +35,12 @@ def stage_crops(detector, dataset: Dataset) -> list[np.ndarray]:
 
 def fidelity_metrics(detector, classifier, frames: list[np.ndarray], crops: list[np.ndarray]) -> dict[str, float]:
     """Each stage below fp32 or off torch against torch fp32 with the same weights on this dataset's inputs."""
-    from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity
+    from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity, detector_map_against_fp32
 
     metrics: dict[str, float] = {}
     if detector.precision != "fp32" or detector.runtime != "torch":
         metrics.update(detector_fidelity(detector, frames))
+        metrics.update(detector_map_against_fp32(detector, frames))  # pretrained weights: fp32 finds boxes
     if (classifier.precision != "fp32" or classifier.runtime != "torch") and crops:
         metrics.update(classifier_fidelity(classifier, crops))
     return metrics
