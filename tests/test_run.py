@@ -63,14 +63,19 @@ def test_poisson_load_runs(make_cfg, client):
     assert client.get_run(outcome.run_id).data.metrics["throughput_rps"] > 0
 
 
-def test_weights_from_a_folder_record_measured_accuracy(make_cfg, client, tmp_path):
-    """The pretrained path end to end; the files hold random weights, so mAP is 0 but every metric is there."""
+@pytest.mark.parametrize("knobs", [[], ["adaptation.classifier.precision=int8", "adaptation.classifier.runtime=openvino"]])
+def test_weights_from_a_folder_record_measured_accuracy(make_cfg, client, tmp_path, knobs):
+    """The pretrained path end to end; the files hold random weights, so mAP is 0 but every metric is there. With
+    the classifier in int8 on OpenVINO, its measured top-1 is that model's (the precision's accuracy, measured)."""
     from test_weights import _write_weights
 
     _write_weights(tmp_path / "w")
-    outcome = run_job(make_cfg(f"weights={tmp_path / 'w'}", "trial.requests=2", "adaptation.classifier.batch_size=2"))
+    outcome = run_job(make_cfg(f"weights={tmp_path / 'w'}", "trial.requests=2", "adaptation.classifier.batch_size=2",
+                               f"export_dir={tmp_path}/exports", *knobs))
     run = client.get_run(outcome.run_id)
     m = run.data.metrics
     assert run.data.tags["weights_kind"] == "pretrained"
     assert m["detector_map50"] == 0.0 and m["detector_map50_95"] == 0.0  # random weights detect nothing
     assert 0.0 <= m["classifier_top1"] <= 1.0 and m["accuracy_measured"] == 0.0
+    if knobs:
+        assert run.data.tags["export_classifier"] == "built" and m["fidelity_classifier_logit_cosine_mean"] > 0.99
