@@ -44,9 +44,8 @@ test: setup             ## the whole suite (slow end-to-end tests included)
 test-fast: setup        ## without the slow end-to-end tests
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-ui: setup               ## MLflow UI on this project's store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
-		--default-artifact-root $(CURDIR)/mlruns/artifacts
+ui: setup               ## MLflow UI on this project's store: `mlflow ui` with no arguments, from the project root
+	cd $(CURDIR) && $(VENV)/bin/mlflow ui $(ARGS)
 
 bench: setup            ## runner throughput and FLOP-rate benchmarks (figures go to bench/RESULTS.md)
 	$(PY) bench/bench_runner.py
@@ -56,4 +55,5 @@ bench: setup            ## runner throughput and FLOP-rate benchmarks (figures g
 	$(PY) bench/bench_adapt.py
 
 clean-store: ## empty the tracking store: runs, artifacts, profiles, Optuna studies, idle cache (no prompt)
+	rm -f mlflow.db
 	find mlruns -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

@@ -80,11 +80,6 @@ def test_override_paths_users_rely_on():
     assert (cfg.trial.requests, cfg.trial.sla_s, cfg.trial.load, cfg.weights) == (7, 1.5, "poisson", "random")
 
 
-def test_default_store_is_sqlite_inside_mlruns_with_absolute_uri():
-    uri = compose().tracking.uri
-    assert uri == f"sqlite:///{PROJECT_ROOT}/mlruns/mlflow.db" and uri.startswith("sqlite:////")
-
-
 def test_resnet_reference_accuracies_are_torchvision_v1_top1():
     from torchvision.models import get_model_weights
 
