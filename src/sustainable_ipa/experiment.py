@@ -140,13 +140,12 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     if emulated:
         console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
                       "native instructions, so latency and energy measure an emulation (tag emulated=true)")
+    frames = [f.image_bgr for f in dataset.frames]
     crops = stage_crops(detector, dataset) if needs_crops(cfg) else []
     export_metrics, export_tags = use_runtimes(cfg, {"detector": detector, "classifier": classifier},
-                                               {"detector": [f.image_bgr for f in dataset.frames], "classifier": crops},
-                                               console)
+                                               {"detector": frames, "classifier": crops}, console)
     with console.status("fidelity of the low-precision stages against fp32"):
-        fidelity = {**fidelity_metrics(detector, classifier, [f.image_bgr for f in dataset.frames], crops),
-                    **export_metrics}
+        fidelity = {**fidelity_metrics(detector, classifier, frames, crops), **export_metrics}
     has_ground_truth = any(f.ground_truth for f in dataset.frames)
     if not measured and not has_ground_truth:
         console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")

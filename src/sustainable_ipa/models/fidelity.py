@@ -69,7 +69,8 @@ def detector_map_against_fp32(detector, frames: list[np.ndarray]) -> dict[str, f
     reference = fp32_twin(detector)(frames)
     if not any(len(d) for d in reference):
         return {}
-    classes = sorted({int(c) for d in reference for c in d[:, 5]} | {int(c) for d in detector(frames) for c in d[:, 5]})
+    low = detector(frames)
+    classes = sorted({int(c) for d in reference for c in d[:, 5]} | {int(c) for d in low for c in d[:, 5]})
     ids = list(range(max(classes) + 1))  # class index → category id: itself, the truth here being fp32's classes
     truth = {"images": [{"id": i, "width": f.shape[1], "height": f.shape[0]} for i, f in enumerate(frames)],
              "categories": [{"id": c, "name": str(c)} for c in ids],
@@ -78,7 +79,7 @@ def detector_map_against_fp32(detector, frames: list[np.ndarray]) -> dict[str, f
                               "area": float((x2 - x1) * (y2 - y1))}
                              for n, (i, (x1, y1, x2, y2, _, c)) in enumerate(
                                  (i, row) for i, det in enumerate(reference) for row in det)]}
-    results = [r for i, det in enumerate(detector(frames)) for r in coco_results(i, det, ids)]
+    results = [r for i, det in enumerate(low) for r in coco_results(i, det, ids)]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fp32_detections.json"
         path.write_text(json.dumps(truth))

@@ -8,6 +8,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.search.space import numerics_label
 
 NOT_JOBS = {"profiling", "adapt", "report"}  # runs of the other entry points carry these `adaptation` tags
 
@@ -63,19 +64,19 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
                         "energy_source": tags.get("energy_source", "unknown"),
                         "load": tags.get("load", params.get("trial.load", "unknown")),
                         "weights_kind": tags.get("weights_kind", "unknown"),
-                        "numerics": numerics_label(params), **r.data.metrics})
+                        "numerics": trial_numerics(params), **r.data.metrics})
     return pd.DataFrame.from_records(records)
 
 
-def numerics_label(params: dict) -> str:
+def trial_numerics(params: dict) -> str:
     """Each stage's precision/runtime, detector first: `int8/openvino + fp32/torch`. A run records them as
     `adaptation.<stage>.precision` (a study trial as `<stage>.precision`); runs made before the knobs existed
     record neither and ran fp32 on torch."""
     def pair(stage: str) -> str:
         for prefix in (f"adaptation.{stage}.", f"{stage}."):
             if f"{prefix}precision" in params:
-                return f"{params[f'{prefix}precision']}/{params[f'{prefix}runtime']}"
-        return "fp32/torch"
+                return numerics_label(params[f"{prefix}precision"], params[f"{prefix}runtime"])
+        return numerics_label("fp32", "torch")
 
     return " + ".join(pair(stage) for stage in ("detector", "classifier"))
 
@@ -84,7 +85,9 @@ def _study_label(params: dict) -> str:
     """The whole configuration (threads, replicas, precision and runtime too: trials that differ only there are not
     repetitions). Trials of studies older than the precision knobs record none."""
     def numerics(s: str) -> str:
-        return f" {params[f'{s}.precision']}/{params[f'{s}.runtime']}" if f"{s}.precision" in params else ""
+        if f"{s}.precision" not in params:
+            return ""
+        return f" {numerics_label(params[f'{s}.precision'], params[f'{s}.runtime'])}"
 
     return " + ".join(f"{params.get(f'{s}.variant')} b{params.get(f'{s}.batch_size')} t{params.get(f'{s}.threads')} "
                       f"r{params.get(f'{s}.replicas')}{numerics(s)}" for s in ("detector", "classifier"))
