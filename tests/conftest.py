@@ -11,6 +11,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_RUN_ID", None)
 
 from helpers import store_overrides  # noqa: E402
+from postgres_server import postgres  # noqa: E402,F401  (the session's throwaway PostgreSQL server)
 from sustainable_ipa.config import compose  # noqa: E402
 
 SMALL = ["weights=random", "trial.requests=4", "trial.warmup=0", "trial.repetitions=1", "hardware.cores=2",
