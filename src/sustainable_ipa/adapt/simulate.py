@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from sustainable_ipa.adapt.capacity import max_load_rps
+from sustainable_ipa.adapt.forecast import Last, Predictor
 from sustainable_ipa.adapt.optimizer import Weights, decide, pipeline_p99_s, stage_options
-from sustainable_ipa.adapt.traces import Trace
+from sustainable_ipa.adapt.traces import Trace, aggregate, served_requests
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.search.profiles import ProfileTable
 
@@ -33,8 +36,11 @@ class Interval:
     energy_j: float
     emissions_g: float
     core_s: float
-    flagged: bool
+    flagged: bool  # the choice misses the SLA at the predicted load, or nothing fitted the cores
     decision_ms: float
+    load_peak_rps: float = 0.0  # the highest load inside the interval (load_rps is its mean)
+    fits: bool = True  # something kept up with the predicted load within the cores (else: the most the space serves)
+    forecast_ms: float = 0.0  # the predictor's time, apart from the decision's
 
     def row(self) -> dict[str, object]:
         """The interval as a table row: its fields in order, `stages` spread into a column per stage (its name)."""
@@ -47,47 +53,98 @@ class Interval:
         return out
 
 
-def precompute_options(profiles: ProfileTable, space: dict, reference: dict, load: Trace) -> float:
-    """Replay every stage option's latency at each load of the trace before the first decision (the persistence
-    forecast predicts no other load), as IPA precomputes its latency model: a decision is then a lookup and the
-    program. Returns the seconds it took."""
+def precompute_options(profiles: ProfileTable, space: dict, reference: dict, loads: Trace | Iterable[float]) -> float:
+    """Replay every stage option's latency at each load the replay will plan for before the first decision (the
+    intervals' aggregated loads: all the persistence forecast predicts), as IPA precomputes its latency model: a
+    decision is then a lookup and the program. `loads`: those loads, or a trace (its values). Returns the seconds
+    it took."""
     began = time.perf_counter()
-    for load_rps in sorted({float(v) for v in load.values}):
+    for load_rps in sorted({float(v) for v in (loads.values if isinstance(loads, Trace) else loads)}):
         stage_options(profiles, space, load_rps, reference)
     return time.perf_counter() - began
 
 
+def interval_starts_s(span_s: float, step_s: float) -> np.ndarray:
+    """The decision times of a replay of `span_s` seconds: every `step_s` from 0 (the last interval may be shorter)."""
+    return np.arange(0.0, span_s - 1e-9, step_s)
+
+
+def default_span_s(load: Trace, step_s: float) -> float:
+    """A load trace's own span: to one usual spacing past its last row (a one-row trace: one step)."""
+    return float(load.t_s[-1]) + (load.spacing_s or step_s)
+
+
+def interval_loads(load: Trace, span_s: float, step_s: float, plan_for: str = "mean") -> list[float]:
+    """Each decision interval's load as the SLA is planned for it: its mean or its peak (`adapt.plan_for`)."""
+    return [aggregate(load, t, min(step_s, span_s - t))[PLAN_FOR.index(plan_for)]
+            for t in interval_starts_s(span_s, step_s)]
+
+
+PLAN_FOR = ("mean", "peak")  # adapt.plan_for: which aggregate of an interval's load the decision plans for
+
+
 def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dict, load: Trace, carbon: Trace,
-             sla_s: float, max_cores: int, step_s: float, pue: float = 1.0) -> list[Interval]:
-    """Every `step_s`: decide for the predicted load (the last interval's, a persistence forecast), then serve the
-    actual load. SLA attainment: 1 when the choice meets the SLA and its capacity covers the actual load, the
-    served fraction when it falls short, 0 when even the choice's latency misses the SLA."""
+             sla_s: float, max_cores: int, step_s: float, pue: float = 1.0, predictor: Predictor = Last(),
+             plan_for: str = "mean", span_s: float | None = None) -> list[Interval]:
+    """Every `step_s` over `span_s` (default: the load trace's own span): predict the interval's load from the
+    loads observed so far (`predictor`, fed each past interval's mean or peak as `plan_for` says; the first
+    interval is planned for its own load), decide for it, then serve the trace's actual load over the interval.
+
+    Composed, not measured: energy is the requests served × the chosen options' energy per request; SLA attainment
+    is the share of the interval's requests served when the choice meets the SLA at the predicted load (the load
+    above the choice's capacity, moment by moment, goes unserved), 0 when even its latency misses the SLA. Carbon
+    intensity is the interval's mean. When nothing fits the core budget at the predicted load, the adapter plans
+    for the most the space serves (`capacity.max_load_rps`) and that choice is what the interval counts, flagged."""
     out = []
-    predicted = float(load.values[0])
-    for t in np.arange(0.0, float(load.t_s[-1]) + step_s, step_s):
-        actual, intensity = load.at(t), carbon.at(t)
+    span_s = default_span_s(load, step_s) if span_s is None else span_s
+    ceiling_rps = None
+    observed: list[float] = []
+    for t in interval_starts_s(span_s, step_s):
+        length_s = min(step_s, span_s - t)
+        mean_rps, peak_rps = aggregate(load, t, length_s)
+        planned_actual = peak_rps if plan_for == "peak" else mean_rps
+        intensity = aggregate(carbon, t, length_s)[0]
+        began = time.perf_counter()
+        predicted = predictor.predict(observed) if observed else planned_actual
+        forecast_ms = (time.perf_counter() - began) * 1e3
+        observed.append(planned_actual)
         began = time.perf_counter()
         decision = decide(stage_options(profiles, space, predicted, reference), sla_s, max_cores, policy.weights,
                           intensity, pipeline_p99_s=pipeline_p99_s(profiles, predicted))
         decision_ms = (time.perf_counter() - began) * 1e3
+        fits = decision.choice is not None
+        if not fits:  # nothing keeps up with the prediction within the cores: serve the most the space can
+            ceiling_rps = max_load_rps(profiles, space, max_cores) if ceiling_rps is None else ceiling_rps
+            decision = _at_most(profiles, space, reference, ceiling_rps, sla_s, max_cores, policy, intensity)
         if decision.choice is None:
             nothing = tuple((stage, "-") for stage in space)
-            out.append(Interval(t, actual, predicted, intensity, nothing, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,
-                                decision_ms))
-            predicted = actual
+            out.append(Interval(t, mean_rps, predicted, intensity, nothing, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,
+                                decision_ms, peak_rps, fits, forecast_ms))
             continue
         capacity = min(o.capacity_rps for o in decision.options)
-        served = min(actual, capacity)
-        attainment = 0.0 if not decision.meets_sla else (1.0 if actual <= capacity else capacity / actual)
-        power = served * sum(o.energy_j_per_request for o in decision.options)
-        energy = power * step_s
+        arrived, served = served_requests(load, t, length_s, capacity)
+        attainment = 0.0 if not decision.meets_sla else (served / arrived if arrived > 0 else 1.0)
+        energy = served * sum(o.energy_j_per_request for o in decision.options)
         chosen = tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
                        for stage, c in decision.choice.stages().items())
-        out.append(Interval(t, actual, predicted, intensity, chosen, decision.cores, power, decision.accuracy,
-                            attainment, energy, emissions_g(energy, intensity, pue), decision.cores * step_s,
-                            decision.flagged, decision_ms))
-        predicted = actual
+        out.append(Interval(t, mean_rps, predicted, intensity, chosen, decision.cores, energy / length_s,
+                            decision.accuracy, attainment, energy, emissions_g(energy, intensity, pue),
+                            decision.cores * length_s, decision.flagged or not fits, decision_ms, peak_rps, fits,
+                            forecast_ms))
     return out
+
+
+def _at_most(profiles: ProfileTable, space: dict, reference: dict, ceiling_rps: float, sla_s: float, max_cores: int,
+             policy: Policy, intensity: float):
+    """The decision for the most load the space serves: at the ceiling, else (replicas rounded up past the cores)
+    a little below it."""
+    for share in (1.0, 0.99, 0.95, 0.9, 0.75, 0.5):
+        load_rps = ceiling_rps * share
+        decision = decide(stage_options(profiles, space, load_rps, reference), sla_s, max_cores, policy.weights,
+                          intensity, pipeline_p99_s=pipeline_p99_s(profiles, load_rps))
+        if decision.choice is not None:
+            return decision
+    return decision
 
 
 def totals(intervals: list[Interval]) -> dict[str, float]:
@@ -101,6 +158,9 @@ def totals(intervals: list[Interval]) -> dict[str, float]:
         "core_hours": float(sum(i.core_s for i in intervals) / 3600),
         "decision_ms_p50": float(np.median([i.decision_ms for i in intervals])),
         "intervals_flagged": float(sum(i.flagged for i in intervals)),
+        "intervals_over_capacity": float(sum(not i.fits for i in intervals)),
+        "forecast_ms_p50": float(np.median([i.forecast_ms for i in intervals])),
+        "forecast_ms_max": float(max(i.forecast_ms for i in intervals)),
     }
 
 
