@@ -113,6 +113,8 @@ def test_trial_runs_say_which_evaluator_made_their_figures_and_where_energy_came
         # predictions, not measurements, composed under Poisson arrivals
         assert (tags["evaluator"], tags["figures"], tags["load"]) == ("profile", "composed", "poisson")
         assert tags["energy_source"] in sources
+        # where the trial ran and where its profiles were measured (issue 19, item 4): here, the same machine
+        assert trial.user_attrs["machine"] == tags["machine"] == tags["profiles_fingerprint"] == this_machine().key
 
 
 def test_rerunning_resumes_without_losing_trials(search_cfg):

@@ -219,3 +219,19 @@ def mixed_energy_sources(trials: pd.DataFrame) -> list[str]:
             warnings.append(f"hardware {hardware}: energy from different meters ({', '.join(sources)}) is compared "
                             "below; meters can disagree by up to 2×, so treat cross-meter differences with care")
     return warnings
+
+
+def machines(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each hardware label of the report and the machine (fingerprint) its figures were measured on."""
+    return trials[["hardware", "machine"]].drop_duplicates().sort_values("hardware").reset_index(drop=True)
+
+
+def several_machines(trials: pd.DataFrame) -> list[str]:
+    """The warning to show when the runs come from more than one machine: each is reported apart, never mixed."""
+    found = machines(trials)
+    if found["machine"].nunique() < 2:
+        return []
+    return [f"these runs were measured on {found['machine'].nunique()} machines: each is reported apart, as "
+            f"{', '.join(found['hardware'])}; no Pareto set, correlation or ordering below mixes them (see "
+            "'Where the figures were measured')"]
+

@@ -8,6 +8,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.fingerprint import machine_id
 from sustainable_ipa.search.space import numerics_label
 
 NOT_JOBS = {"profiling", "adapt", "report"}  # runs of the other entry points carry these `adaptation` tags
@@ -21,12 +22,15 @@ class Selection:
 
 
 def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
-    """Columns: run_id, adaptation, hardware, evaluator, energy_source, load, weights_kind, then every metric.
+    """Columns: run_id, adaptation, hardware, machine, evaluator, energy_source, load, weights_kind, then every metric.
 
     Jobs with repetitions contribute their child runs (one per trial); single-repetition jobs their own run.
     Report runs and study parents are left out. `evaluator`: `run` (measured) or `profile` (composed from stage
     profiles); jobs of src/main.py are measured runs, a study trial without the tag (older stores) is `unknown`.
     `load`: the arrival process (`poisson` or `offline`), from the tag or the logged `trial.load`.
+    `machine`: the fingerprint of the machine the figures were measured on (a composed trial's: its profiles'), and
+    `hardware` is the hardware config's name on that machine's short id, so that every comparison below stays
+    within one machine: one config name runs on other CPUs from one day to the next.
     """
     experiment = client.get_experiment_by_name(selection.experiment)
     if experiment is None:
@@ -58,14 +62,27 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
     for r in rows:
         tags, params = r.data.tags, r.data.params
         label = tags.get("adaptation") or _study_label(params)
+        evaluator = tags.get("evaluator", "unknown" if selection.study_name else "run")
+        machine = measured_on(tags, evaluator)
+        hardware = params.get("hardware.name", tags.get("hardware", "cpu"))
         records.append({"run_id": r.info.run_id, "adaptation": label,
-                        "hardware": params.get("hardware.name", tags.get("hardware", "cpu")),
-                        "evaluator": tags.get("evaluator", "unknown" if selection.study_name else "run"),
+                        "hardware": f"{hardware} on {machine_id(machine)}" if machine else f"{hardware} on an "
+                                    "unrecorded machine", "machine": machine or "unrecorded",
+                        "evaluator": evaluator,
                         "energy_source": tags.get("energy_source", "unknown"),
                         "load": tags.get("load", params.get("trial.load", "unknown")),
                         "weights_kind": tags.get("weights_kind", "unknown"),
                         "numerics": trial_numerics(params), **r.data.metrics})
     return pd.DataFrame.from_records(records)
+
+
+def measured_on(tags: dict, evaluator: str) -> str | None:
+    """The fingerprint key of the machine a row's figures come from: the profiles' for a composed trial, the run's
+    own otherwise (`machine` is on every run; `profiles_fingerprint` on every study and adapter run)."""
+    if evaluator == "profile":
+        found = tags.get("profiles_fingerprint")
+        return None if found in (None, "", "unknown") else found
+    return tags.get("machine") or None
 
 
 def trial_numerics(params: dict) -> str:

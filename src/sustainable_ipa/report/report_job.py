@@ -12,10 +12,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
 
-from sustainable_ipa.report import analysis, labels, plots
+from sustainable_ipa.report import analysis, interactive, labels, plots
 from sustainable_ipa.report.carbon_view import EQUIVALENTS_SOURCE, carbon_table, regions_table
 from sustainable_ipa.report.collect import Selection, trials
-from sustainable_ipa.report.html import image, page, table
+from sustainable_ipa.report.html import figure, page, table
+from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -35,21 +36,25 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     folder = Path(r.out_dir) / time.strftime("%Y-%m-%d_%H-%M-%S")
     folder.mkdir(parents=True, exist_ok=True)
     summary = analysis.summarise(data, [m for m in METRICS if m in data])
-    warnings = analysis.mixed_energy_sources(data) + labels.warnings(data)
+    warnings = analysis.several_machines(data) + analysis.mixed_energy_sources(data) + labels.warnings(data)
     if set(data["weights_kind"]) - {"pretrained"}:
         warnings.append("some runs use random weights: their accuracy is the reference accuracy, not measured")
     note, figure_note = labels.section_note(summary), labels.figure_note(summary)
     answers = _answers(summary)
-    sections = [("The question", note + _answer_html(answers))]
+    sections = [("The question", note + _answer_html(answers)),
+                ("Where the figures were measured", "<p>Each hardware label names the machine's fingerprint; "
+                 "figures of different machines are never compared in one set.</p>" + table(analysis.machines(data)))]
 
     paths = plots.cost_vs_accuracy(summary, folder, figure_note) if analysis.ENERGY in summary else []
-    sections.append(("Cost, accuracy and energy", note + "".join(image(p, p.stem) for p in paths)))
+    figures = interactive.cost_vs_accuracy(summary, figure_note) if paths else []
+    sections.append(("Cost, accuracy and energy", note + "".join(figure(f, p) for f, p in zip(figures, paths))))
 
     corr_rows, corr_html = [], []
     if analysis.ENERGY in summary:
         for x in VERSUS:
             per_hardware = {h: analysis.correlation(g, x) for h, g in summary.groupby("hardware")}
-            corr_html.append(image(plots.energy_versus(summary, x, per_hardware, folder, figure_note), x))
+            corr_html.append(figure(interactive.energy_versus(summary, x, per_hardware, figure_note),
+                                    plots.energy_versus(summary, x, per_hardware, folder, figure_note)))
             corr_rows += [{"hardware": h, "energy per request vs": x, "n": c.n, "Pearson r": c.pearson_r,
                            "r 95% CI": f"[{c.pearson_ci[0]:.2f}, {c.pearson_ci[1]:.2f}]", "Spearman ρ": c.spearman_rho,
                            "ρ 95% CI": f"[{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]"}
@@ -81,7 +86,8 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
         pareto_html += "<p>Sensitivity: energy saved by each configuration energy brings in, against the " \
                        "most accurate configuration that beat it without energy.</p>" + table(pd.DataFrame(trade_rows), 3)
     if without:
-        pareto_html += image(plots.pareto_plot(summary, without, with_energy, folder, figure_note), "pareto")
+        pareto_html += figure(interactive.pareto_plot(summary, without, with_energy, figure_note),
+                              plots.pareto_plot(summary, without, with_energy, folder, figure_note))
     sections.append(("Pareto sets with and without energy", pareto_html))
 
     verdicts = {True: "distinguishable", False: "intervals overlap: not an ordering",
@@ -98,7 +104,7 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     carbon_html = note + (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: "
                           f"{html.escape(EQUIVALENTS_SOURCE)}.</p>{table(carbon, 3)}")
     if len(carbon):
-        carbon_html += image(plots.carbon_bars(carbon, folder, figure_note), "emissions")
+        carbon_html += figure(interactive.carbon_bars(carbon, figure_note), plots.carbon_bars(carbon, folder, figure_note))
     carbon_html += "<p>The same energy in other regions (kg CO2e per year; CodeCarbon's offline national " \
                    f"averages, {html.escape('Our World in Data')}):</p>{table(regions, 3)}"
     sections.append(("Carbon", carbon_html))
@@ -119,6 +125,7 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
         log(client, run_id, params={"report.trials": len(data), "report.adaptations": len(summary)})
         client.log_artifacts(run_id, str(folder), "report")
     console.print(f"report: {folder / 'report.html'}")
+    print_where_to_look(console, cfg.tracking.uri, selection.experiment, experiment_id, run_id)
     return folder
 
 

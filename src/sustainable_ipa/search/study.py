@@ -23,6 +23,7 @@ from rich.table import Table
 
 from sustainable_ipa.config import available_cores
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.evaluators import Evaluator
@@ -127,6 +128,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
             with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
                              tags={"study_name": study.study_name}) as run_id:
                 trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
+                trial.set_user_attr("machine", this_machine().key)  # where it ran (a composed trial: see the profiles')
                 metrics = evaluator.evaluate(choice, run_id)
                 log(client, run_id, tags=evaluator.labels(choice, run_id))
                 missing = [o.metric for o in objectives if _metric(metrics, o.metric) is None]

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_GIT_COMMIT
 
 from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.tracking.signals import Terminated, signals_held
 
 BATCH_LIMIT = 100  # MLflow's log_batch accepts at most this many params per call
@@ -49,7 +50,7 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
     process as its owner (`owner_tags`). Its start and its end hold SIGINT and SIGTERM back (`signals_held`), and
     until it ends `end_open_runs` knows it: no signal, however timed, leaves it RUNNING.
     """
-    all_tags = {**(tags or {}), **owner_tags()}
+    all_tags = {**this_machine().tags(), **(tags or {}), **owner_tags()}  # where it ran, and who owns it
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run_id = None
