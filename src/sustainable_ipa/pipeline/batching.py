@@ -38,3 +38,12 @@ class BatchQueue(Generic[T]):
             if stop.is_set() or not self._items:
                 return None
             return [self._items.popleft() for _ in range(min(n, len(self._items)))]
+
+    def close_and_take_all(self) -> list[T]:
+        """Close the queue and take every item it holds, whole batches or not: what no consumer has begun."""
+        with self._cond:
+            self._closed = True
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return items

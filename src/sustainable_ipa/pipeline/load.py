@@ -24,3 +24,14 @@ def arrival_offsets_s(requests: int, load: str, rate_rps: float | None, seed: in
         gaps = np.random.default_rng(seed).exponential(1.0 / rate_rps, size=requests)
         return np.concatenate([[0.0], np.cumsum(gaps[:-1])])
     raise ValueError(f"unknown load {load!r}")
+
+
+def poisson_times_s(rate_rps: float, duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times of a Poisson process at `rate_rps` within [0, duration_s) (none at a rate of 0)."""
+    if rate_rps <= 0:
+        return np.zeros(0)
+    gaps = rng.exponential(1.0 / rate_rps, size=int(rate_rps * duration_s * 2 + 20))
+    times = np.cumsum(gaps)
+    while times[-1] < duration_s:  # rarely: more arrivals than twice the mean
+        times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate_rps, size=len(times)))])
+    return times[times < duration_s]

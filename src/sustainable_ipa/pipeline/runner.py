@@ -102,6 +102,29 @@ class TrialResult:
         return out
 
 
+def serve_batch(spec: StageSpec, replica, batch: list[tuple[RequestRecord, object]], last_stage: bool,
+                batches: list[BatchTiming], lock: threading.Lock) -> tuple[list, list[RequestRecord]]:
+    """One batch through `replica`, recorded: its timing appended to `batches`, each item's output on its request.
+    Returns what the next stage gets, (request, item) pairs, and the requests this batch finished."""
+    results, began, ended, cpu_s = replica.process_batch([item for _, item in batch])
+    if len(results) != len(batch):
+        raise RuntimeError(f"stage {spec.name!r} returned {len(results)} results for a batch of {len(batch)}")
+    now = time.perf_counter()
+    handoffs, done = [], []
+    with lock:
+        batches.append(BatchTiming(spec.name, len(batch), began, ended, spec.settings.threads, cpu_s, replica.index))
+        for (request, _), result in zip(batch, results):
+            request.outputs.setdefault(spec.name, []).append(result.output)
+            request.stage_end_s[spec.name] = now
+            handed = [] if last_stage else list(result.handoffs)
+            handoffs.extend((request, h) for h in handed)
+            request.pending += len(handed) - 1
+            if request.pending == 0:
+                request.finish_s = now
+                done.append(request)
+    return handoffs, done
+
+
 class StageRunner:
     """Runs trials through `stages` in order: a stage's items are cut into batches of its `batch_size` as they come
     (the last one partial), taken by whichever of its replicas is free; what an item hands on joins the next stage's
@@ -180,24 +203,7 @@ class StageRunner:
                 try:
                     replica.begin_run()
                     while (batch := queues[k].take(spec.settings.batch_size, stop)) is not None:
-                        results, began, ended, cpu_s = replica.process_batch([item for _, item in batch])
-                        if len(results) != len(batch):
-                            raise RuntimeError(f"stage {spec.name!r} returned {len(results)} results for a batch of "
-                                               f"{len(batch)}")
-                        now = time.perf_counter()
-                        handoffs, done = [], []
-                        with lock:
-                            batches.append(BatchTiming(spec.name, len(batch), began, ended, spec.settings.threads,
-                                                       cpu_s, replica.index))
-                            for (request, _), result in zip(batch, results):
-                                request.outputs.setdefault(spec.name, []).append(result.output)
-                                request.stage_end_s[spec.name] = now
-                                handed = [] if last_stage else list(result.handoffs)
-                                handoffs.extend((request, h) for h in handed)
-                                request.pending += len(handed) - 1
-                                if request.pending == 0:
-                                    request.finish_s = now
-                                    done.append(request)
+                        handoffs, done = serve_batch(spec, replica, batch, last_stage, batches, lock)
                         if handoffs:
                             queues[k + 1].put_many(handoffs)
                         if on_request_done is not None:

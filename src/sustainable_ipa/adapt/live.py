@@ -1,0 +1,459 @@
+"""`python src/adapt.py adapt.mode=live`: the adapter in a closed loop with the real pipeline, next to the simulator.
+
+The trace is served live, `adapt.speedup` times faster than its own clock: an interval of `adapt.step_s` trace
+seconds lasts `step_s / speedup` seconds, and its requests arrive as a Poisson process at the interval's rate (in
+requests per real second, so latency and throughput are those of that load; only the interval is shorter). At each
+interval's start the adapter decides from the load it observed (arrivals counted in the interval before) and the
+running pipeline switches to the decision without losing a request (`pipeline.serving`): the next configuration is
+started, loaded and warmed while the current one serves, then takes the arrivals and every queued item no replica
+has begun, while the current one finishes the batches it has in flight.
+Energy is metered continuously, one meter window per interval; a switch's own window spans its preparation and
+the drain. Each policy is simulated over the same trace (`adapt.simulate`), and every interval is recorded live and
+as the simulator predicted it, in one MLflow run.
+
+Energy here is active energy: the run's meter minus its idle baseline. On a machine without counters that meter is
+the estimate (CPU time of this process tree × W per core): every figure is then labelled so (tag energy_source).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+from sustainable_ipa.adapt.optimizer import decide, pipeline_p99_s, stage_options
+from sustainable_ipa.adapt.simulate import Policy, simulate
+from sustainable_ipa.data import load_dataset
+from sustainable_ipa.energy.carbon import emissions_g
+from sustainable_ipa.energy.session import EnergySession
+from sustainable_ipa.errors import UserError
+from sustainable_ipa.metrics.accuracy import option_accuracies
+from sustainable_ipa.metrics.energy import active_energy_j
+from sustainable_ipa.pipeline import replicas
+from sustainable_ipa.pipeline.load import poisson_times_s
+from sustainable_ipa.pipeline.runner import RequestRecord
+from sustainable_ipa.pipeline.serving import ServingPipeline
+from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
+from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
+from sustainable_ipa.progress import progress_bar
+from sustainable_ipa.search.space import PipelineChoice
+from sustainable_ipa.tracking.runs import BATCH_LIMIT, common_tags, log, tracked_run
+from sustainable_ipa.tracking.signals import signals_held
+from sustainable_ipa.tracking.store import open_store
+
+# How each stage of the video pipeline is served: random-weight models, as profiled, so the classifier gets the
+# frames' ground-truth crops (random detector weights find nothing; the profiles' workload is those crops).
+STAGE_WRAPPERS = {DETECTOR: lambda model: DetectAndCrop(model, crops_from_ground_truth=True), CLASSIFIER: Classify}
+
+
+# The traces' API, in one place: a decision interval's load, the forecast, the simulator ---------------------------
+def interval_load_rps(load, t_s: float, length_s: float) -> float:
+    """The trace's mean load over the interval [t_s, t_s + length_s) (`traces.aggregate`): the live arrivals' rate."""
+    from sustainable_ipa.adapt.traces import aggregate
+
+    return aggregate(load, t_s, length_s)[0]
+
+
+def interval_starts(span_s: float, step_s: float) -> np.ndarray:
+    from sustainable_ipa.adapt.simulate import interval_starts_s
+
+    return interval_starts_s(span_s, step_s)
+
+
+def when_nothing_fits(loop: "LiveLoop", policy: Policy, k: int):
+    """The simulator's answer when nothing keeps up with the prediction within the cores: plan for the most the space
+    serves (`capacity.max_load_rps`)."""
+    from sustainable_ipa.adapt.capacity import max_load_rps
+    from sustainable_ipa.adapt.simulate import _at_most
+
+    ceiling = max_load_rps(loop.profiles, loop.stage_space, loop.max_cores)
+    return _at_most(loop.profiles, loop.stage_space, loop.reference, ceiling, loop.sla_s, loop.max_cores, policy,
+                    loop.intensity(k))
+
+
+def precompute(loop: "LiveLoop") -> float:
+    """Every stage option's latency replayed, before the first decision, at each load the loop can observe (an
+    interval's arrival count ÷ its length: multiples of 1 / length, up to twice the trace's busiest interval and
+    more) and at the trace's interval loads, as IPA precomputes its latency model. Returns the seconds it took."""
+    from sustainable_ipa.adapt.simulate import precompute_options
+
+    rates = [loop.rate_rps(k) for k in range(loop.intervals)]
+    counts = np.arange(0, int(max(rates) * loop.live_step_s * 2) + 11)
+    return precompute_options(loop.profiles, loop.stage_space, loop.reference,
+                              [*(counts / loop.live_step_s), *rates])
+
+
+def simulated(loop: "LiveLoop", policy: Policy) -> list:
+    """The simulator's intervals for the same policy, traces, span, predictor and cores."""
+    return simulate(policy, loop.profiles, loop.stage_space, loop.reference, loop.load, loop.carbon, loop.sla_s,
+                    loop.max_cores, loop.step_s, loop.pue, loop.predictor, loop.plan_for, loop.span_s)
+
+
+def label(choice: PipelineChoice | None) -> str:
+    """`detector yolov5n b1 t1x1 fp32/torch | classifier resnet18 b4 t1x1 fp32/torch` (threads x replicas)"""
+    if choice is None:
+        return "-"
+    return " | ".join(f"{stage} {c.variant} b{c.batch_size} t{c.threads}x{c.replicas} {c.precision}/{c.runtime}"
+                      for stage, c in choice.stages().items())
+
+
+def simulated_label(stages: tuple[tuple[str, str], ...]) -> str:
+    """An interval's stages as the simulator records them, `detector yolov5n b1 fp32/torch | classifier …`."""
+    return " | ".join(f"{stage} {value}" for stage, value in stages)
+
+
+def same_label(choice: PipelineChoice | None) -> str:
+    """A live decision in the simulator's words (it records no threads or replicas)."""
+    return "-" if choice is None else simulated_label(
+        tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}") for stage, c in choice.stages().items()))
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One change of configuration while serving."""
+
+    interval: int
+    prepare_s: float  # the next configuration started, loaded and warmed while the current one served
+    degraded_s: float  # handover → the previous configuration's batches in flight done (both share the cores); the
+    # items it held that no replica had begun moved to the next one at the handover
+    energy_j: float  # active energy over preparation and drain (machine-wide: the serving meanwhile included)
+    requests_during: int  # requests that arrived while it was under way
+    latency_p99_during_s: float  # their p99 latency
+
+
+@dataclass
+class LiveRun:
+    policy: str
+    rows: list[dict]
+    switches: list[Switch]
+    submitted: int
+    finished: int
+    decision_ms: list[float] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.submitted - self.finished
+
+
+class LiveLoop:
+    """What every policy's live run shares: the profiles, the traces, the models (built once), the cores."""
+
+    def __init__(self, cfg: DictConfig, profiles, stage_space: dict, replay, predictor, console: Console):
+        a = cfg.adapt
+        self.cfg, self.profiles, self.stage_space, self.console = cfg, profiles, stage_space, console
+        self.load, self.carbon, self.predictor, self.plan_for = replay.load, replay.carbon, predictor, a.plan_for
+        self.reference = option_accuracies(cfg.pipeline.variants)
+        self.step_s = float(a.step_s)
+        self.live_step_s = self.step_s / float(a.speedup)
+        available = len(interval_starts(replay.span_s, self.step_s))
+        self.intervals = available if a.live_intervals is None else int(a.live_intervals)
+        if self.intervals > available:
+            raise UserError(f"adapt.live_intervals={self.intervals} but the replayed span of the load trace "
+                            f"'{self.load.name}' holds {available} intervals of {self.step_s:g} s",
+                            f"set adapt.live_intervals to at most {available}, or lengthen adapt.duration_s")
+        self.span_s = self.intervals * self.step_s  # whole intervals: the live ones all last step_s / speedup
+        own = sorted(os.sched_getaffinity(0))
+        self.max_cores = min(int(a.max_cores), len(own))
+        self.cores = own[:self.max_cores]
+        self.sla_s = float(cfg.trial.sla_s)
+        self.pue = float(cfg.hardware.pue)
+        self.frames = load_dataset(cfg.dataset).frames
+        self._models: dict[tuple, object] = {}
+
+    def rate_rps(self, k: int) -> float:
+        return interval_load_rps(self.load, k * self.step_s, self.step_s)
+
+    def intensity(self, k: int) -> float:
+        return interval_load_rps(self.carbon, k * self.step_s, self.step_s)  # its mean, as the simulator takes it
+
+    def decide(self, policy: Policy, predicted_rps: float, k: int):
+        """The adapter's decision for the interval, and the milliseconds it took (options and program, as timed in
+        the simulator)."""
+        began = time.perf_counter()
+        decision = decide(stage_options(self.profiles, self.stage_space, predicted_rps, self.reference), self.sla_s,
+                          self.max_cores, policy.weights, self.intensity(k),
+                          pipeline_p99_s=pipeline_p99_s(self.profiles, predicted_rps))
+        decision_ms = (time.perf_counter() - began) * 1e3
+        if decision.choice is None:  # as simulated: nothing fits the cores, so plan for the most the space serves
+            decision = when_nothing_fits(self, policy, k)
+        return decision, decision_ms
+
+    def _model(self, stage: str, c):
+        from sustainable_ipa.search.profiling_job import build_stage_model
+
+        key = (stage, c.variant, c.precision, c.runtime)
+        if key not in self._models:
+            self._models[key] = build_stage_model(self.cfg)(stage, c.variant, c.precision, c.runtime)
+        return self._models[key]
+
+    def serving(self, choice: PipelineChoice, on_done) -> ServingPipeline:
+        """`choice` started, loaded and warmed, ready to take requests."""
+        specs = [StageSpec(stage, STAGE_WRAPPERS[stage](self._model(stage, c)),
+                           StageSettings(c.batch_size, c.threads, c.replicas)) for stage, c in choice.stages().items()]
+        pipeline = ServingPipeline(specs, self.cores, on_done)
+        try:
+            pipeline.start(self.frames)
+        except BaseException:
+            pipeline.close()
+            raise
+        return pipeline
+
+    def run(self, policy: Policy, energy: EnergySession, seed: int, advance=lambda: None) -> LiveRun:
+        """Serve the trace live under `policy`; every interval measured and set beside the simulator's."""
+        n, dur = self.intervals, self.live_step_s
+        rng = np.random.default_rng(seed)
+        schedule = [(k * dur + t, k) for k in range(n) for t in poisson_times_s(self.rate_rps(k), dur, rng)]
+        arrived: list[list[RequestRecord]] = [[] for _ in range(n)]
+        finished = [0]
+        lock = threading.Lock()
+
+        def done(_request) -> None:
+            with lock:
+                finished[0] += 1
+
+        decision, decision_ms = self.decide(policy, self.rate_rps(0), 0)  # the first: from the trace, as simulated
+        if decision.choice is None:
+            raise UserError(f"no configuration of the space fits in {self.max_cores} cores",
+                            "offer smaller threads or replicas in search.space, or give the process more cores")
+        started: list[ServingPipeline] = []
+        active = {"pipeline": self.serving(decision.choice, done), "choice": decision.choice}
+        started.append(active["pipeline"])
+        stop = threading.Event()
+        switches: list[Switch] = []
+        retirers: list[threading.Thread] = []
+        rows: list[dict] = []
+        meter = energy.meter
+        t0 = time.perf_counter()
+
+        def feed() -> None:
+            for i, (offset, k) in enumerate(schedule):
+                delay = t0 + offset - time.perf_counter()
+                if delay > 0 and stop.wait(delay):
+                    return
+                request = RequestRecord(i, self.frames[i % len(self.frames)])
+                with lock:
+                    active["pipeline"].submit(request)
+                    arrived[k].append(request)
+
+        def retire(old: ServingPipeline, k: int, began: float, prepared: float, handover: float) -> None:
+            old.wait_drained()
+            drained = time.perf_counter()
+            m = meter.end_window(f"{policy.name}-switch-{k}")
+            old.close()
+            during = [r for rs in arrived for r in rs if began <= r.arrival_s <= drained]
+            switches.append(Switch(k, prepared - began, drained - handover,
+                                   active_energy_j(m.total_j, energy.idle_power_w, m.duration_s), len(during),
+                                   float(np.percentile([r.latency_s for r in during], 99)) if during else float("nan")))
+
+        feeder = threading.Thread(target=feed, name="live-feeder", daemon=True)
+        history, decisions = [], [(decision, decision_ms, self.rate_rps(0))]
+        try:
+            meter.begin_window(f"{policy.name}-0")
+            feeder.start()
+            windows = []
+            for k in range(n):
+                if k > 0:
+                    wait = t0 + k * dur - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    windows.append(meter.end_window(f"{policy.name}-{k - 1}"))
+                    meter.begin_window(f"{policy.name}-{k}")
+                    history.append(len(arrived[k - 1]) / dur)
+                    predicted = self.predictor.predict(history)
+                    decision, decision_ms = self.decide(policy, predicted, k)
+                    decisions.append((decision, decision_ms, predicted))
+                    if decision.choice is not None and decision.choice != active["choice"]:
+                        began = time.perf_counter()
+                        meter.begin_window(f"{policy.name}-switch-{k}")
+                        nxt = self.serving(decision.choice, done)
+                        started.append(nxt)
+                        prepared = time.perf_counter()
+                        with lock:  # the feeder waits: the queued requests move over before any new one
+                            old, active["pipeline"], active["choice"] = active["pipeline"], nxt, decision.choice
+                            old.hand_over(nxt)
+                            handover = time.perf_counter()
+                        retirer = threading.Thread(target=retire, args=(old, k, began, prepared, handover),
+                                                   name=f"retire-{k}", daemon=True)
+                        retirer.start()
+                        retirers.append(retirer)
+                advance()
+            wait = t0 + n * dur - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            feeder.join()
+            with lock:
+                last = active["pipeline"]
+            last.close_intake()
+            last.wait_drained()
+            windows.append(meter.end_window(f"{policy.name}-{n - 1}"))  # the last requests' tail included
+            for retirer in retirers:
+                retirer.join()
+        finally:
+            stop.set()
+            for pipeline in started:
+                pipeline.close()
+        for pipeline in started:
+            if pipeline.errors:
+                raise pipeline.errors[0]
+        predicted_intervals = simulated(self, policy)
+        for k in range(n):
+            rows.append(self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
+                                  any(s.interval == k for s in switches)))
+        with lock:
+            submitted = sum(len(a) for a in arrived)
+            return LiveRun(policy.name, rows, sorted(switches, key=lambda s: s.interval), submitted, finished[0],
+                           [d[1] for d in decisions])
+
+    def _row(self, policy: Policy, k: int, requests: list[RequestRecord], m, energy: EnergySession, decided,
+             sim, switched: bool) -> dict:
+        decision, decision_ms, predicted = decided
+        latencies = np.array([r.latency_s for r in requests])
+        live_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
+        scale = self.live_step_s / self.step_s  # the simulator's interval lasts step_s; the live one step_s/speedup
+        sim_j = sim.energy_j * scale
+        intensity = self.intensity(k)
+        return {
+            "policy": policy.name, "interval": k, "t_s": k * self.step_s, "load_rps": self.rate_rps(k),
+            "observed_rps": len(requests) / self.live_step_s, "predicted_rps": predicted,
+            "carbon_intensity_g_per_kwh": intensity, "configuration": label(decision.choice),
+            "decision": same_label(decision.choice),
+            "switched": switched, "decision_ms": decision_ms, "requests": len(requests),
+            "latency_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+            "latency_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
+            "sla_attainment": float(np.mean(latencies <= self.sla_s)) if len(latencies) else float("nan"),
+            "energy_j": live_j, "window_s": m.duration_s,
+            "emissions_g": emissions_g(live_j, intensity, self.pue),
+            "sim_decision": simulated_label(sim.stages),
+            "sim_sla_attainment": sim.sla_attainment, "sim_energy_j": sim_j,
+            "sim_emissions_g": emissions_g(sim_j, intensity, self.pue),
+        }
+
+
+def relative_error(live: pd.Series, predicted: pd.Series) -> pd.Series:
+    """|live − predicted| ÷ predicted, where the prediction is above 0 and the live figure exists."""
+    keep = (predicted > 0) & live.notna()
+    return ((live[keep] - predicted[keep]).abs() / predicted[keep]).astype(float)
+
+
+def summary(run: LiveRun) -> dict[str, float]:
+    frame = pd.DataFrame(run.rows)
+    weights = frame["requests"] / max(frame["requests"].sum(), 1)
+    degraded = [s.degraded_s for s in run.switches]
+    return {
+        "sla_attainment": float((frame["sla_attainment"].fillna(0) * weights).sum()),
+        "sim_sla_attainment": float(np.average(frame["sim_sla_attainment"], weights=frame["load_rps"] + 1e-12)),
+        "energy_j": float(frame["energy_j"].sum()), "sim_energy_j": float(frame["sim_energy_j"].sum()),
+        "emissions_g": float(frame["emissions_g"].sum()), "sim_emissions_g": float(frame["sim_emissions_g"].sum()),
+        "sla_median_rel_error": float(relative_error(frame["sla_attainment"], frame["sim_sla_attainment"]).median()),
+        "energy_median_rel_error": float(relative_error(frame["energy_j"], frame["sim_energy_j"]).median()),
+        "same_decision_share": float((frame["decision"] == frame["sim_decision"]).mean()),
+        "requests": float(run.submitted), "requests_lost": float(run.lost), "switches": float(len(run.switches)),
+        "switch_degraded_s_max": max(degraded) if degraded else 0.0,
+        "switch_degraded_s_median": float(np.median(degraded)) if degraded else 0.0,
+        "switch_prepare_s_median": float(np.median([s.prepare_s for s in run.switches])) if run.switches else 0.0,
+        "switch_energy_j": float(sum(s.energy_j for s in run.switches)),
+        "decision_ms_p50": float(np.median(run.decision_ms)), "decision_ms_max": float(max(run.decision_ms)),
+    }
+
+
+def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
+    """Per interval (MLflow step = interval), live and as simulated, under the policy's name."""
+    now_ms = int(time.time() * 1000)
+    metrics = [Metric(f"{run.policy}_interval_{name}", float(row[name]), now_ms, int(row["interval"])) for row in run.rows
+               for name in ("sla_attainment", "sim_sla_attainment", "energy_j", "sim_energy_j", "emissions_g",
+                            "sim_emissions_g", "latency_p50_s", "latency_p99_s", "observed_rps", "load_rps",
+                            "decision_ms", "switched")
+               if np.isfinite(float(row[name]))]
+    with signals_held():
+        for i in range(0, len(metrics), BATCH_LIMIT):
+            client.log_batch(run_id, metrics=metrics[i:i + BATCH_LIMIT])
+
+
+def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None = None) -> pd.DataFrame:
+    """Every policy of `adapt.live_policies` served live on the same trace, one MLflow run; returns per policy its
+    live and simulated totals (`summary`), and the intervals as `.attrs["intervals"]`."""
+    from sustainable_ipa.adapt.adapt_job import policies, predictor, replay_traces
+    from sustainable_ipa.search.profiling_job import profile_job
+    from sustainable_ipa.search.space import configured_space
+
+    console = console or Console(stderr=True)
+    a = cfg.adapt
+    compared = [p for p in policies(a) if p.name in list(a.live_policies)]
+    replay = replay_traces(cfg)
+    load, carbon = replay.load, replay.carbon
+    for line in replay.reports():
+        console.print(line)
+    space = configured_space(cfg, max_cores=None)
+    replicas.prestart()
+    profiles = profile_job(cfg, console, space)
+    loop = LiveLoop(cfg, profiles, space.profile_grid(), replay, predictor(cfg), console)
+    if a.plan_for == "peak":
+        console.print("live: the loop observes each interval's arrival count, so it plans for the observed mean "
+                      "(adapt.plan_for=peak applies to the simulation beside it)")
+    if loop.max_cores < int(a.max_cores):
+        console.print(f"live: the adapter allocates at most {loop.max_cores} cores (this process may use "
+                      f"{loop.max_cores}; adapt.max_cores={a.max_cores}), and so does the simulation beside it")
+    console.print(f"live: {loop.intervals} intervals of {loop.step_s:g} trace seconds, {loop.live_step_s:.3g} s each "
+                  f"at speedup {a.speedup:g} ({loop.intervals * loop.live_step_s * len(compared):.0f} s of serving)")
+    with console.status("live: the options' latencies at every load the loop can observe"):
+        precompute_s = precompute(loop)
+    seed = int(cfg.trial.seed) if seed is None else seed
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    runs: list[LiveRun] = []
+    with EnergySession(cfg.energy, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
+        tags = {**common_tags("adapt-live", "random"), **energy.tags(), "adapt_mode": "live", "load_trace": load.name,
+                "carbon_trace": carbon.name, "profiles_fingerprint": profiles.fingerprint or "unknown",
+                "energy_kind": "active (meter - idle baseline)" + (
+                    ", estimate: CPU time x W per core" if energy.meter.source.value == "estimate" else ""),
+                "sim_kind": "composed prediction (profiles, adapt.simulate)"}
+        with tracked_run(client, experiment_id, f"adapt-live-{load.name}-{carbon.name}", tags=tags) as run_id:
+            log(client, run_id, tags=replay.tags(),
+                params={**{f"adapt.{k}": v for k, v in a.items() if k not in ("job", "forecast")},
+                                        "live.seed": seed, "live.cores": loop.max_cores},
+                metrics={"options_precompute_s": precompute_s})
+            with progress_bar(console, TextColumn("live {task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("intervals"), TimeElapsedColumn()) as progress:
+                for policy in compared:
+                    task = progress.add_task(policy.name, total=loop.intervals)
+                    run = loop.run(policy, energy, seed, lambda task=task: progress.advance(task))
+                    runs.append(run)
+                    log_intervals(client, run_id, run)
+            table = pd.DataFrame({run.policy: summary(run) for run in runs}).T
+            if "ipa" in table.index:
+                for prefix in ("", "sim_"):
+                    base = table.loc["ipa", f"{prefix}energy_j"]
+                    table[f"{prefix}energy_j_saved_vs_ipa"] = 1 - table[f"{prefix}energy_j"] / base if base else 0.0
+            intervals = pd.DataFrame([row for run in runs for row in run.rows])
+            switches = pd.DataFrame([{"policy": run.policy, **s.__dict__} for run in runs for s in run.switches])
+            log(client, run_id, metrics={f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()
+                                         if np.isfinite(v)})
+            client.log_text(run_id, table.to_csv(), "live_comparison.csv")
+            client.log_text(run_id, intervals.to_csv(index=False), "live_intervals.csv")
+            client.log_text(run_id, switches.to_csv(index=False), "live_switches.csv")
+            from sustainable_ipa.adapt.live_plots import live_timeline
+
+            with tempfile.TemporaryDirectory() as folder:
+                client.log_artifact(run_id, str(live_timeline(intervals, Path(folder) / "live_timeline.png",
+                                                              energy.source_tag)))
+    table.attrs["intervals"] = intervals
+    table.attrs["switches"] = switches
+    table.attrs["run_id"] = run_id
+    console.print(table[[c for c in SHOWN if c in table.columns]].T.to_string(float_format=lambda v: f"{v:.4g}"))
+    return table
+
+
+SHOWN = ["sla_attainment", "sim_sla_attainment", "sla_median_rel_error", "energy_j", "sim_energy_j",
+         "energy_median_rel_error", "energy_j_saved_vs_ipa", "sim_energy_j_saved_vs_ipa", "requests_lost",
+         "switches", "switch_degraded_s_max", "decision_ms_p50"]

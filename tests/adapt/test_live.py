@@ -1,0 +1,86 @@
+"""`python src/adapt.py adapt.mode=live`: the real pipeline serves a short trace, switching configuration as the
+adapter decides, beside the simulator; nothing lost, every run ended."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from sustainable_ipa.fingerprint import this_machine
+from sustainable_ipa.search.profiler import cache_path
+from sustainable_ipa.search.profiles import ProfileTable, StageProfile
+
+SPACE = ["search.space.detector.precision=[fp32]", "search.space.classifier.precision=[fp32]",
+         "search.space.detector.runtime=[torch]", "search.space.classifier.runtime=[torch]",
+         "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18]",
+         "search.space.detector.batch_size=[1]", "search.space.classifier.batch_size=[1,4]",
+         "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
+         "pipeline.detector.image_size=320", "adapt.max_cores=2", "trial.sla_s=1.0"]
+
+
+def fake_profiles(folder, hardware: str = "cpu") -> None:
+    """Profiles that make the adapter switch: at a trickle the classifier's batch of 4 waits too long for its last
+    crop (SLA 1 s), at 5 requests/s a batch of 1 cannot keep up (4.5 crops a request at 60 ms each)."""
+    def profile(stage, variant, batch, latency_s, energy_j):
+        samples = tuple(latency_s * (1 + 0.02 * np.sin(i)) for i in range(20))
+        return StageProfile(stage, variant, batch, 1, samples, energy_j, "estimate")
+
+    rows = [profile("detector", "yolov5n", 1, 0.03, 0.3), profile("classifier", "resnet18", 1, 0.06, 0.3),
+            profile("classifier", "resnet18", 4, 0.12, 0.2)]
+    machine = this_machine()
+    ProfileTable(rows, hardware, {"detector": (1,), "classifier": (5, 4)}, machine.key).save(
+        cache_path(folder, hardware, machine))
+
+
+@pytest.mark.slow
+def test_the_live_loop_switches_without_losing_a_request_beside_the_simulator(make_cfg, client, tmp_path):
+    from sustainable_ipa.adapt.live import live_job
+
+    trace = tmp_path / "load.csv"
+    trace.write_text("t_s,requests_per_s\n0,0.3\n900,5\n1800,5\n")
+    fake_profiles(tmp_path / "profiles")
+    cfg = make_cfg(*SPACE, f"profiling.cache_dir={tmp_path}/profiles", f"adapt.load={trace}", "adapt.carbon=diurnal",
+                   "adapt.mode=live", "adapt.speedup=600", "adapt.step_s=900", "adapt.duration_s=2700",
+                   "adapt.live_policies=[ipa,carbon]")  # two of the three: the third runs the same code (bench)
+    threads_before = threading.active_count()
+    table = live_job(cfg)
+    assert list(table.index) == ["ipa", "carbon"]
+    intervals, switches = table.attrs["intervals"], table.attrs["switches"]
+    # every policy went live over the three intervals, switched once the load it observed rose, and lost nothing
+    assert (table["requests"] > 5).all() and (table["requests_lost"] == 0).all()
+    assert (table["switches"] >= 1).all()
+    assert set(switches["policy"]) == {"ipa", "carbon"} and (switches["prepare_s"] > 0).all()
+    assert (switches["degraded_s"] >= 0).all()
+    ipa = intervals[intervals["policy"] == "ipa"]
+    assert ipa["configuration"].iloc[0].endswith("classifier resnet18 b1 t1x1 fp32/torch")
+    assert ipa["configuration"].iloc[-1].endswith("classifier resnet18 b4 t1x1 fp32/torch")
+    assert ipa["switched"].iloc[-1] and not ipa["switched"].iloc[0]
+    # measured: a latency per request and energy per interval; beside each, what the simulator predicted
+    assert ipa["requests"].sum() == table.loc["ipa", "requests"]
+    assert (ipa["latency_p99_s"].dropna() > 0).all() and (ipa["energy_j"] > 0).all()
+    assert (ipa["sim_energy_j"] > 0).all() and ipa["sim_sla_attainment"].between(0, 1).all()
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               filter_string="tags.adapt_mode = 'live'")
+    assert run.info.status == "FINISHED" and "estimate" in run.data.tags["energy_kind"]
+    history = client.get_metric_history(run.info.run_id, "carbon_interval_sim_energy_j")
+    assert sorted(m.step for m in history) == [0, 1, 2]  # one per interval
+    assert {"ipa_switch_degraded_s_max", "carbon_energy_j_saved_vs_ipa", "carbon_requests_lost"} <= set(
+        run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"live_timeline.png", "live_intervals.csv", "live_comparison.csv", "live_switches.csv"} <= artifacts
+    assert threading.active_count() <= threads_before + 2  # serving threads ended with their pipelines
+
+
+def test_a_live_run_asking_for_more_intervals_than_the_trace_holds_is_one_line(make_cfg, tmp_path):
+    from sustainable_ipa.adapt.live import live_job
+    from sustainable_ipa.errors import UserError
+
+    trace = tmp_path / "load.csv"
+    trace.write_text("t_s,requests_per_s\n0,0.3\n900,5\n")
+    fake_profiles(tmp_path / "profiles")
+    cfg = make_cfg(*SPACE, f"profiling.cache_dir={tmp_path}/profiles", f"adapt.load={trace}", "adapt.mode=live",
+                   "adapt.duration_s=1800", "adapt.live_intervals=5")
+    with pytest.raises(UserError, match="live_intervals=5 but the replayed span of the load trace 'load' holds 2 "):
+        live_job(cfg)
