@@ -295,11 +295,51 @@ class DeferrableJob(Settings):
     window_s: Positive
 
 
+def _time_zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is no IANA time zone") from None
+    return name
+
+
+def _moment(value):
+    """adapt.start: seconds after the load trace's first row, or an ISO 8601 time."""
+    from datetime import datetime
+
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("seconds ≥ 0 from the load trace's first row, or an ISO 8601 time") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_time_zone), Field(description="an IANA time zone (UTC, Europe/Berlin)")]
+Moment = Annotated[Union[NonNegative, str], AfterValidator(_moment),
+                   Field(description="seconds ≥ 0 from the load trace's first row, or an ISO 8601 time")]
+
+
+class Forecast(Settings):
+    window: Count  # intervals of history the headroom quantile and the learned models look at
+    quantile: Probability  # headroom: the quantile of that window planned for
+    level: Optional[_described(int, "an integer in [50, 99]", ge=50, le=99)]  # ets/arima: plan for the upper bound
+
+
 class Adapt(Settings):
-    load: Name    # steady | bursty | diurnal | a CSV path: the trace reader names the choices
+    load: Name    # steady | bursty | diurnal | a CSV path or IPA's raw workload file: the trace reader names the choices
     carbon: Name  # flat | diurnal | a CSV path
     duration_s: Positive
     step_s: Positive
+    trace_tz: TimeZone  # the zone of a trace's naive timestamps
+    start: Optional[Moment]  # where the replay starts in a trace file (null: its first row)
+    fill: Literal["error", "hold", "repeat"]  # a trace that does not cover the replayed span
+    load_scale: Positive  # every load multiplied by this (IPA's damping factor 8: 0.125)
+    plan_for: Literal["mean", "peak"]  # which aggregate of an interval's load the decision plans for
+    predictor: Literal["last", "headroom", "ets", "arima"]  # the load the next interval is planned for
+    forecast: Forecast
     mean_rps: Positive
     max_cores: Count
     accuracy: Literal["product", "sum"]
@@ -310,6 +350,10 @@ class Adapt(Settings):
     power_budget_w: Optional[Positive]
     carbon_budget_g_per_h: Optional[Positive]
     job: DeferrableJob
+    mode: Literal["simulate", "live"]  # live: the real pipeline serves the trace (adapt/live.py)
+    speedup: Positive  # live: trace seconds per real second (an interval lasts step_s / speedup)
+    live_intervals: Optional[Count]  # live: the first this many intervals of the trace (null: all)
+    live_policies: Annotated[list[Literal["ipa", "energy", "carbon"]], Field(min_length=1)]
 
 
 # the whole config ------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -13,12 +14,17 @@ from rich.table import Table
 
 from sustainable_ipa.adapt.optimizer import Weights
 from sustainable_ipa.adapt.plots import timeline
-from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_options, simulate, totals
-from sustainable_ipa.adapt.traces import CARBON_COLUMNS, LOAD_COLUMNS, generate_carbon, generate_load, read_trace
+from sustainable_ipa.adapt.capacity import capacity
+from sustainable_ipa.adapt.forecast import Predictor, make_predictor
+from sustainable_ipa.adapt.simulate import (Policy, deferrable_job, interval_loads, precompute_options, simulate,
+                                            totals)
+from sustainable_ipa.adapt.traces import (CARBON_COLUMNS, CARBON_GENERATORS, LOAD_COLUMNS, LOAD_GENERATORS, Trace,
+                                          Window, generate_carbon, generate_load, open_trace, replay_window, scaled)
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
 from sustainable_ipa.metrics.accuracy import option_accuracies
 from sustainable_ipa.search.space import configured_space
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
+from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.store import open_store
 
 
@@ -29,15 +35,50 @@ def policies(a: DictConfig) -> list[Policy]:
             Policy("carbon", Weights(delta=a.delta_carbon, objective="carbon", **common))]
 
 
-def traces(cfg: DictConfig):
+@dataclass(frozen=True)
+class Replay:
+    """The traces cut to the replayed span (re-based to its start), with what the cut found."""
+
+    load: Trace
+    carbon: Trace
+    span_s: float
+    load_window: Window
+    carbon_window: Window
+
+    def tags(self) -> dict[str, str]:
+        return {**self.load_window.tags("load"), **self.carbon_window.tags("carbon"), "replay_span_s": str(self.span_s)}
+
+    def reports(self) -> list[str]:
+        return [line for line in (self.load_window.report("load"), self.carbon_window.report("carbon")) if line]
+
+
+def replay_traces(cfg: DictConfig) -> Replay:
+    """The load (scaled by `adapt.load_scale`) and carbon traces of the config, cut to the replayed span: from
+    `adapt.start` for `adapt.duration_s`. A trace file that does not cover it is refused in one line unless
+    `adapt.fill` says how to fill; generated traces are made for the span."""
     a = cfg.adapt
     mean_intensity = carbon_intensity_g_per_kwh(cfg.energy.carbon_intensity_g_per_kwh,
                                                 cfg.hardware.carbon.country_iso_code, cfg.hardware.carbon.region)
-    load = read_trace(a.load, LOAD_COLUMNS) if Path(str(a.load)).suffix == ".csv" else \
-        generate_load(a.load, a.duration_s, a.step_s, a.mean_rps, cfg.trial.seed)
-    carbon = read_trace(a.carbon, CARBON_COLUMNS) if Path(str(a.carbon)).suffix == ".csv" else \
-        generate_carbon(a.carbon, a.duration_s, a.step_s, mean_intensity)
-    return load, carbon
+    span_s = float(a.duration_s)
+    load = generate_load(a.load, span_s, a.step_s, a.mean_rps, cfg.trial.seed) if a.load in LOAD_GENERATORS else \
+        open_trace(a.load, LOAD_COLUMNS, a.trace_tz)
+    carbon = generate_carbon(a.carbon, span_s, a.step_s, mean_intensity) if a.carbon in CARBON_GENERATORS else \
+        open_trace(a.carbon, CARBON_COLUMNS, a.trace_tz)
+    load, carbon, load_window, carbon_window = replay_window(scaled(load, float(a.load_scale)), carbon, a.start,
+                                                             a.trace_tz, span_s, a.fill)
+    return Replay(load, carbon, span_s, load_window, carbon_window)
+
+
+def traces(cfg: DictConfig) -> tuple[Trace, Trace]:
+    """(load, carbon) cut to the replayed span (`replay_traces`)."""
+    replay = replay_traces(cfg)
+    return replay.load, replay.carbon
+
+
+def predictor(cfg: DictConfig) -> Predictor:
+    """The predictor `adapt.predictor` names, with `adapt.forecast`'s settings."""
+    f = cfg.adapt.forecast
+    return make_predictor(cfg.adapt.predictor, int(f.window), float(f.quantile), f.level)
 
 
 def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
@@ -46,18 +87,27 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     console = console or Console(stderr=True)
     a = cfg.adapt
     compared = policies(a)
-    load, carbon = traces(cfg)
+    replay = replay_traces(cfg)
+    load, carbon = replay.load, replay.carbon
+    for line in replay.reports():
+        console.print(line)
+    forecaster = predictor(cfg)
     space = configured_space(cfg, max_cores=None)
     profiles = profile_job(cfg, console, space)
     stage_space = space.profile_grid()
     reference = option_accuracies(cfg.pipeline.variants)  # fp32 reference + published change per precision
+    planned = interval_loads(load, replay.span_s, float(a.step_s), a.plan_for)
+    ceiling = capacity(profiles, stage_space, int(a.max_cores), planned, float(a.load_scale))
+    if ceiling.line():
+        console.print(ceiling.line())
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     results, runs = {}, {}
-    precompute_s = precompute_options(profiles, stage_space, reference, load)
+    precompute_s = precompute_options(profiles, stage_space, reference, planned)
     for policy in compared:
         runs[policy.name] = simulate(policy, profiles, stage_space, reference, load, carbon, cfg.trial.sla_s,
-                                     int(a.max_cores), float(a.step_s), float(cfg.hardware.pue))
+                                     int(a.max_cores), float(a.step_s), float(cfg.hardware.pue), forecaster,
+                                     a.plan_for, replay.span_s)
         results[policy.name] = totals(runs[policy.name])
     heaviest = max(runs["ipa"], key=lambda i: i.power_w)
     job = deferrable_job(carbon, float(a.job.duration_s), float(a.job.window_s), heaviest.power_w, float(a.step_s))
@@ -69,11 +119,15 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     table["sla_attainment_given_up_vs_ipa"] = base["sla_attainment"] - table["sla_attainment"]
     tags = {**common_tags("adapt", "profiles"), "load_trace": load.name, "carbon_trace": carbon.name,
             "profiles_flagged": str(len(profiles.flagged())),  # measured under contention or too noisy
-            "profiles_fingerprint": profiles.fingerprint or "unknown"}  # the machine they were measured on
+            "profiles_fingerprint": profiles.fingerprint or "unknown",  # the machine they were measured on
+            **replay.tags(), "predictor": forecaster.name, "capacity": ceiling.line() or "every interval fits",
+            "figures": "composed prediction (profiles replayed by the simulator), not measured"}
+    params = {f"adapt.{k}": v for k, v in a.items() if k not in ("job", "forecast")}
+    params.update({f"adapt.forecast.{k}": v for k, v in a.forecast.items()})
     with tracked_run(client, experiment_id, f"adapt-{load.name}-{carbon.name}", tags=tags) as run_id:
-        log(client, run_id, params={f"adapt.{k}": v for k, v in a.items() if k != "job"},
+        log(client, run_id, params=params,
             metrics={**{f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()}, **job,
-                     "options_precompute_s": precompute_s})
+                     "options_precompute_s": precompute_s, **ceiling.metrics()})
         client.log_text(run_id, table.to_csv(), "comparison.csv")
         for name, intervals in runs.items():
             client.log_text(run_id, pd.DataFrame([i.row() for i in intervals]).to_csv(index=False),

@@ -11,7 +11,8 @@ replay and a live loop that observed the same loads decide the same. An empty hi
 from); a negative prediction is clipped to 0.
 
 - `last`: the last interval's load (a persistence forecast, the adapter's only predictor before issue 20).
-- `headroom`: a high quantile of the last `window` intervals: bursts seen recently are planned for again.
+- `headroom`: a high quantile of the last `window` intervals, never below the last one: bursts seen recently are
+  planned for again, and a rise is followed at once (a quantile alone lags a step up by a few intervals).
 - `ets` / `arima`: statsforecast's AutoETS / AutoARIMA fitted to the last `window` intervals at every call, one
   step ahead; `level` (e.g. 90) plans for the upper bound of its prediction interval instead of the point forecast.
   Fitting takes milliseconds (AutoETS) to tens of milliseconds (AutoARIMA) per call: it is timed apart from the
@@ -29,7 +30,8 @@ from typing import Protocol
 import numpy as np
 
 PREDICTORS = ("last", "headroom", "ets", "arima")
-MIN_FIT_POINTS = 4  # a learned model is fitted from this many intervals on; below, it predicts like `last`
+MIN_FIT_POINTS = 8  # a learned model is fitted from this many intervals on (AutoETS refuses fewer than 7); below,
+# and where a fit fails, it predicts like `last`
 
 
 class Predictor(Protocol):
@@ -57,14 +59,15 @@ class Last:
 
 @dataclass(frozen=True)
 class Headroom:
-    """The `quantile` of the last `window` intervals' loads."""
+    """The `quantile` of the last `window` intervals' loads, or the last one where it is higher."""
 
     window: int = 12
     quantile: float = 0.95
     name: str = "headroom"
 
     def predict(self, observed_rps: Sequence[float]) -> float:
-        return float(np.quantile(_checked(observed_rps)[-self.window:], self.quantile))
+        history = _checked(observed_rps)
+        return float(max(np.quantile(history[-self.window:], self.quantile), history[-1]))
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,10 @@ class Learned:
         model = AutoETS(season_length=1) if self.model == "ets" else AutoARIMA(season_length=1)
         with warnings.catch_warnings():  # short, flat-ish windows make the fit warn about its own numerics
             warnings.simplefilter("ignore")
-            out = model.forecast(y=history, h=1, level=[self.level] if self.level else None)
+            try:
+                out = model.forecast(y=history, h=1, level=[self.level] if self.level else None)
+            except (NotImplementedError, ValueError, np.linalg.LinAlgError):  # a window it cannot fit
+                return float(history[-1])
         value = float(np.asarray(out[f"hi-{self.level}"] if self.level else out["mean"])[0])
         return max(value, 0.0) if math.isfinite(value) else float(history[-1])
 
