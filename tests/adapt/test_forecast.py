@@ -23,6 +23,7 @@ def test_each_predictor_on_a_burst():
     assert Last().predict(seen) == QUIET
     assert Headroom(window=12, quantile=0.95).predict(seen) == BURST  # the burst is inside its window
     assert Headroom(window=3, quantile=0.95).predict(seen) == QUIET  # ... and forgotten once out of it
+    assert Headroom(window=24, quantile=0.95).predict([QUIET] * 20 + [BURST]) == BURST  # a rise followed at once
     ramp = [10.0 + 2 * i for i in range(12)]
     assert Learned("ets").predict(ramp) == pytest.approx(34.0, rel=0.02)  # a trend is carried on, not held
     assert Learned("arima").predict(ramp) == pytest.approx(34.0, rel=0.02)
@@ -33,6 +34,7 @@ def test_each_predictor_on_a_burst():
         Last().predict([])
 
 
+@pytest.mark.slow
 def test_headroom_keeps_the_sla_through_bursts_that_the_last_value_misses():
     profiles, space = random_instance(3)
     load = Trace("bursty", np.arange(len(BURSTY)) * 300.0, np.array(BURSTY))
