@@ -47,7 +47,7 @@ from sustainable_ipa.pipeline.serving import ServingPipeline
 from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
 from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
 from sustainable_ipa.progress import progress_bar
-from sustainable_ipa.search.space import PipelineChoice
+from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice
 from sustainable_ipa.tracking.runs import BATCH_LIMIT, common_tags, log, tracked_run
 from sustainable_ipa.tracking.signals import signals_held
 from sustainable_ipa.tracking.store import open_store
@@ -140,6 +140,7 @@ class LiveRun:
     submitted: int
     finished: int
     decision_ms: list[float] = field(default_factory=list)
+    switches_deferred: int = 0  # decisions to switch while the switch before was under way (taken again later)
 
     @property
     def lost(self) -> int:
@@ -178,16 +179,17 @@ class LiveLoop:
         return interval_load_rps(self.carbon, k * self.step_s, self.step_s)  # its mean, as the simulator takes it
 
     def decide(self, policy: Policy, predicted_rps: float, k: int):
-        """The adapter's decision for the interval, and the milliseconds it took (options and program, as timed in
-        the simulator)."""
-        began = time.perf_counter()
+        """The adapter's decision for the interval, the milliseconds it took (options and program, as timed in the
+        simulator) and the CPU milliseconds of this thread meanwhile (the wall time less the waits for a core the
+        serving pipeline holds)."""
+        began, cpu = time.perf_counter(), time.thread_time()
         decision = decide(stage_options(self.profiles, self.stage_space, predicted_rps, self.reference), self.sla_s,
                           self.max_cores, policy.weights, self.intensity(k),
                           pipeline_p99_s=pipeline_p99_s(self.profiles, predicted_rps))
-        decision_ms = (time.perf_counter() - began) * 1e3
+        decision_ms, cpu_ms = (time.perf_counter() - began) * 1e3, (time.thread_time() - cpu) * 1e3
         if decision.choice is None:  # as simulated: nothing fits the cores, so plan for the most the space serves
             decision = when_nothing_fits(self, policy, k)
-        return decision, decision_ms
+        return decision, decision_ms, cpu_ms
 
     def _model(self, stage: str, c):
         from sustainable_ipa.search.profiling_job import build_stage_model
@@ -196,6 +198,16 @@ class LiveLoop:
         if key not in self._models:
             self._models[key] = build_stage_model(self.cfg)(stage, c.variant, c.precision, c.runtime)
         return self._models[key]
+
+    def build_models(self) -> float:
+        """Every model the space offers, built now (random weights, as profiled), not while the loop serves.
+        Returns the seconds it took."""
+        began = time.perf_counter()
+        for stage, o in self.stage_space.items():
+            for variant in o["variants"]:
+                for precision, runtime in o.get(NUMERICS, (("fp32", "torch"),)):
+                    self._model(stage, StageChoice(variant, 1, 1, 1, precision, runtime))
+        return time.perf_counter() - began
 
     def serving(self, choice: PipelineChoice, on_done) -> ServingPipeline:
         """`choice` started, loaded and warmed, ready to take requests."""
@@ -222,7 +234,7 @@ class LiveLoop:
             with lock:
                 finished[0] += 1
 
-        decision, decision_ms = self.decide(policy, self.rate_rps(0), 0)  # the first: from the trace, as simulated
+        decision, decision_ms, cpu_ms = self.decide(policy, self.rate_rps(0), 0)  # the first: from the trace
         if decision.choice is None:
             raise UserError(f"no configuration of the space fits in {self.max_cores} cores",
                             "offer smaller threads or replicas in search.space, or give the process more cores")
@@ -231,7 +243,6 @@ class LiveLoop:
         started.append(active["pipeline"])
         stop = threading.Event()
         switches: list[Switch] = []
-        retirers: list[threading.Thread] = []
         rows: list[dict] = []
         meter = energy.meter
         t0 = time.perf_counter()
@@ -246,18 +257,34 @@ class LiveLoop:
                     active["pipeline"].submit(request)
                     arrived[k].append(request)
 
-        def retire(old: ServingPipeline, k: int, began: float, prepared: float, handover: float) -> None:
-            old.wait_drained()
-            drained = time.perf_counter()
-            m = meter.end_window(f"{policy.name}-switch-{k}")
-            old.close()
-            during = [r for rs in arrived for r in rs if began <= r.arrival_s <= drained]
-            switches.append(Switch(k, prepared - began, drained - handover,
-                                   active_energy_j(m.total_j, energy.idle_power_w, m.duration_s), len(during),
-                                   float(np.percentile([r.latency_s for r in during], 99)) if during else float("nan")))
+        def switch(choice: PipelineChoice, k: int) -> None:
+            """In its own thread, so that the intervals keep their clock: prepare the next configuration while the
+            current one serves, hand over, wait for the current one's batches in flight, end it."""
+            try:
+                began = time.perf_counter()
+                meter.begin_window(f"{policy.name}-switch-{k}")
+                nxt = self.serving(choice, done)
+                started.append(nxt)
+                prepared = time.perf_counter()
+                with lock:  # the feeder waits: the queued items move over before any new request
+                    old, active["pipeline"], active["choice"] = active["pipeline"], nxt, choice
+                    old.hand_over(nxt)
+                    handover = time.perf_counter()
+                old.wait_drained()
+                drained = time.perf_counter()
+                m = meter.end_window(f"{policy.name}-switch-{k}")
+                old.close()
+                timeline.append((k, began, prepared, handover, drained,
+                                 active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)))
+            except BaseException as err:  # raised in the loop's thread at the next interval
+                errors.append(err)
 
         feeder = threading.Thread(target=feed, name="live-feeder", daemon=True)
-        history, decisions = [], [(decision, decision_ms, self.rate_rps(0))]
+        history, decisions = [], [(decision, decision_ms, cpu_ms, self.rate_rps(0))]
+        switchers: list[threading.Thread] = []
+        timeline: list[tuple] = []  # per switch: interval, began, prepared, handover, drained (s), active energy (J)
+        errors: list[BaseException] = []
+        deferred = 0  # decisions to switch taken while the switch before was still under way
         try:
             meter.begin_window(f"{policy.name}-0")
             feeder.start()
@@ -269,36 +296,34 @@ class LiveLoop:
                         time.sleep(wait)
                     windows.append(meter.end_window(f"{policy.name}-{k - 1}"))
                     meter.begin_window(f"{policy.name}-{k}")
+                    if errors:
+                        raise errors[0]
                     history.append(len(arrived[k - 1]) / dur)
                     predicted = self.predictor.predict(history)
-                    decision, decision_ms = self.decide(policy, predicted, k)
-                    decisions.append((decision, decision_ms, predicted))
+                    decision, decision_ms, cpu_ms = self.decide(policy, predicted, k)
+                    decisions.append((decision, decision_ms, cpu_ms, predicted))
                     if decision.choice is not None and decision.choice != active["choice"]:
-                        began = time.perf_counter()
-                        meter.begin_window(f"{policy.name}-switch-{k}")
-                        nxt = self.serving(decision.choice, done)
-                        started.append(nxt)
-                        prepared = time.perf_counter()
-                        with lock:  # the feeder waits: the queued requests move over before any new one
-                            old, active["pipeline"], active["choice"] = active["pipeline"], nxt, decision.choice
-                            old.hand_over(nxt)
-                            handover = time.perf_counter()
-                        retirer = threading.Thread(target=retire, args=(old, k, began, prepared, handover),
-                                                   name=f"retire-{k}", daemon=True)
-                        retirer.start()
-                        retirers.append(retirer)
+                        if switchers and switchers[-1].is_alive():
+                            deferred += 1  # decided again at the next interval
+                        else:
+                            switcher = threading.Thread(target=switch, args=(decision.choice, k), name=f"switch-{k}",
+                                                        daemon=True)
+                            switcher.start()
+                            switchers.append(switcher)
                 advance()
             wait = t0 + n * dur - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
             feeder.join()
+            for switcher in switchers:
+                switcher.join()
+            if errors:
+                raise errors[0]
             with lock:
                 last = active["pipeline"]
             last.close_intake()
             last.wait_drained()
             windows.append(meter.end_window(f"{policy.name}-{n - 1}"))  # the last requests' tail included
-            for retirer in retirers:
-                retirer.join()
         finally:
             stop.set()
             for pipeline in started:
@@ -306,6 +331,10 @@ class LiveLoop:
         for pipeline in started:
             if pipeline.errors:
                 raise pipeline.errors[0]
+        for k, began, prepared, handover, drained, energy_j in timeline:  # every request is done by now
+            during = [r.latency_s for rs in arrived for r in rs if began <= r.arrival_s <= drained]
+            switches.append(Switch(k, prepared - began, drained - handover, energy_j, len(during),
+                                   float(np.percentile(during, 99)) if during else float("nan")))
         predicted_intervals = simulated(self, policy)
         for k in range(n):
             rows.append(self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
@@ -313,11 +342,11 @@ class LiveLoop:
         with lock:
             submitted = sum(len(a) for a in arrived)
             return LiveRun(policy.name, rows, sorted(switches, key=lambda s: s.interval), submitted, finished[0],
-                           [d[1] for d in decisions])
+                           [d[1] for d in decisions], deferred)
 
     def _row(self, policy: Policy, k: int, requests: list[RequestRecord], m, energy: EnergySession, decided,
              sim, switched: bool) -> dict:
-        decision, decision_ms, predicted = decided
+        decision, decision_ms, decision_cpu_ms, predicted = decided
         latencies = np.array([r.latency_s for r in requests])
         live_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
         scale = self.live_step_s / self.step_s  # the simulator's interval lasts step_s; the live one step_s/speedup
@@ -327,8 +356,9 @@ class LiveLoop:
             "policy": policy.name, "interval": k, "t_s": k * self.step_s, "load_rps": self.rate_rps(k),
             "observed_rps": len(requests) / self.live_step_s, "predicted_rps": predicted,
             "carbon_intensity_g_per_kwh": intensity, "configuration": label(decision.choice),
-            "decision": same_label(decision.choice),
-            "switched": switched, "decision_ms": decision_ms, "requests": len(requests),
+            "decision": same_label(decision.choice), "accuracy": decision.accuracy, "sim_accuracy": sim.accuracy,
+            "switched": switched, "decision_ms": decision_ms, "decision_cpu_ms": decision_cpu_ms,
+            "requests": len(requests),
             "latency_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
             "latency_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
             "sla_attainment": float(np.mean(latencies <= self.sla_s)) if len(latencies) else float("nan"),
@@ -337,7 +367,16 @@ class LiveLoop:
             "sim_decision": simulated_label(sim.stages),
             "sim_sla_attainment": sim.sla_attainment, "sim_energy_j": sim_j,
             "sim_emissions_g": emissions_g(sim_j, intensity, self.pue),
+            **per_request(live_j, len(requests), sim_j, self.rate_rps(k) * self.live_step_s),
         }
+
+
+def per_request(live_j: float, requests: int, sim_j: float, sim_requests: float) -> dict[str, float]:
+    """Active energy per request live and as simulated: free of the Poisson noise in how many requests an interval
+    brings (a few per interval at compressed time), which the interval's energy carries in full. The simulated
+    figure divides by the trace's requests (above the choice's capacity it served fewer: then it is low)."""
+    return {"energy_j_per_request": live_j / requests if requests else float("nan"),
+            "sim_energy_j_per_request": sim_j / sim_requests if sim_requests > 0 else float("nan")}
 
 
 def relative_error(live: pd.Series, predicted: pd.Series) -> pd.Series:
@@ -351,14 +390,19 @@ def summary(run: LiveRun) -> dict[str, float]:
     weights = frame["requests"] / max(frame["requests"].sum(), 1)
     degraded = [s.degraded_s for s in run.switches]
     return {
+        "accuracy_mean": float((frame["accuracy"] * weights).sum()),  # the decisions' (catalogue), per request
+        "sim_accuracy_mean": float(np.average(frame["sim_accuracy"], weights=frame["load_rps"] + 1e-12)),
         "sla_attainment": float((frame["sla_attainment"].fillna(0) * weights).sum()),
         "sim_sla_attainment": float(np.average(frame["sim_sla_attainment"], weights=frame["load_rps"] + 1e-12)),
         "energy_j": float(frame["energy_j"].sum()), "sim_energy_j": float(frame["sim_energy_j"].sum()),
         "emissions_g": float(frame["emissions_g"].sum()), "sim_emissions_g": float(frame["sim_emissions_g"].sum()),
         "sla_median_rel_error": float(relative_error(frame["sla_attainment"], frame["sim_sla_attainment"]).median()),
         "energy_median_rel_error": float(relative_error(frame["energy_j"], frame["sim_energy_j"]).median()),
+        "energy_per_request_median_rel_error": float(relative_error(frame["energy_j_per_request"],
+                                                                    frame["sim_energy_j_per_request"]).median()),
         "same_decision_share": float((frame["decision"] == frame["sim_decision"]).mean()),
         "requests": float(run.submitted), "requests_lost": float(run.lost), "switches": float(len(run.switches)),
+        "switches_deferred": float(run.switches_deferred),
         "switch_degraded_s_max": max(degraded) if degraded else 0.0,
         "switch_degraded_s_median": float(np.median(degraded)) if degraded else 0.0,
         "switch_prepare_s_median": float(np.median([s.prepare_s for s in run.switches])) if run.switches else 0.0,
@@ -367,14 +411,16 @@ def summary(run: LiveRun) -> dict[str, float]:
     }
 
 
+INTERVAL_METRICS = ("sla_attainment", "sim_sla_attainment", "energy_j", "sim_energy_j", "energy_j_per_request",
+                    "sim_energy_j_per_request", "emissions_g", "sim_emissions_g", "latency_p50_s", "latency_p99_s",
+                    "observed_rps", "load_rps", "decision_ms", "decision_cpu_ms", "switched")
+
+
 def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
     """Per interval (MLflow step = interval), live and as simulated, under the policy's name."""
     now_ms = int(time.time() * 1000)
-    metrics = [Metric(f"{run.policy}_interval_{name}", float(row[name]), now_ms, int(row["interval"])) for row in run.rows
-               for name in ("sla_attainment", "sim_sla_attainment", "energy_j", "sim_energy_j", "emissions_g",
-                            "sim_emissions_g", "latency_p50_s", "latency_p99_s", "observed_rps", "load_rps",
-                            "decision_ms", "switched")
-               if np.isfinite(float(row[name]))]
+    metrics = [Metric(f"{run.policy}_interval_{name}", float(row[name]), now_ms, int(row["interval"]))
+               for row in run.rows for name in INTERVAL_METRICS if np.isfinite(float(row[name]))]
     with signals_held():
         for i in range(0, len(metrics), BATCH_LIMIT):
             client.log_batch(run_id, metrics=metrics[i:i + BATCH_LIMIT])
@@ -408,6 +454,8 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
                   f"at speedup {a.speedup:g} ({loop.intervals * loop.live_step_s * len(compared):.0f} s of serving)")
     with console.status("live: the options' latencies at every load the loop can observe"):
         precompute_s = precompute(loop)
+    with console.status("live: building every model of the space"):
+        models_build_s = loop.build_models()
     seed = int(cfg.trial.seed) if seed is None else seed
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
@@ -422,7 +470,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
             log(client, run_id, tags=replay.tags(),
                 params={**{f"adapt.{k}": v for k, v in a.items() if k not in ("job", "forecast")},
                                         "live.seed": seed, "live.cores": loop.max_cores},
-                metrics={"options_precompute_s": precompute_s})
+                metrics={"options_precompute_s": precompute_s, "models_build_s": models_build_s})
             with progress_bar(console, TextColumn("live {task.description}"), BarColumn(), MofNCompleteColumn(),
                               TextColumn("intervals"), TimeElapsedColumn()) as progress:
                 for policy in compared:
@@ -431,10 +479,14 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
                     runs.append(run)
                     log_intervals(client, run_id, run)
             table = pd.DataFrame({run.policy: summary(run) for run in runs}).T
-            if "ipa" in table.index:
+            if "ipa" in table.index:  # as the simulation compares them
                 for prefix in ("", "sim_"):
-                    base = table.loc["ipa", f"{prefix}energy_j"]
-                    table[f"{prefix}energy_j_saved_vs_ipa"] = 1 - table[f"{prefix}energy_j"] / base if base else 0.0
+                    for metric in ("energy_j", "emissions_g"):
+                        base = table.loc["ipa", f"{prefix}{metric}"]
+                        table[f"{prefix}{metric}_saved_vs_ipa"] = 1 - table[f"{prefix}{metric}"] / base if base else 0.0
+                    for metric in ("accuracy_mean", "sla_attainment"):
+                        table[f"{prefix}{metric.removesuffix('_mean')}_given_up_vs_ipa"] = (
+                            table.loc["ipa", f"{prefix}{metric}"] - table[f"{prefix}{metric}"])
             intervals = pd.DataFrame([row for run in runs for row in run.rows])
             switches = pd.DataFrame([{"policy": run.policy, **s.__dict__} for run in runs for s in run.switches])
             log(client, run_id, metrics={f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()

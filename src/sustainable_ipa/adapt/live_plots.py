@@ -16,18 +16,22 @@ def live_timeline(intervals: pd.DataFrame, path: Path, energy_source: str) -> Pa
     the simulator's composed prediction; a dot where the live pipeline switched configuration."""
     fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    def steps(ax, k, values, **style):  # each interval drawn over its whole width, the last one included
+        ax.step([*k, k.iloc[-1] + 1], [*values, values.iloc[-1]], where="post", **style)
+
     for colour, (policy, rows) in zip(colours, intervals.groupby("policy", sort=False)):
         k = rows["interval"]
-        axes[0].step(k, rows["observed_rps"], where="post", color=colour, label=f"{policy} observed")
+        steps(axes[0], k, rows["observed_rps"], color=colour, label=f"{policy} observed")
         for ax, name in ((axes[1], "sla_attainment"), (axes[2], "energy_j")):
-            ax.step(k, rows[name], where="post", color=colour, label=f"{policy} live (measured)")
-            ax.step(k, rows[f"sim_{name}"], where="post", color=colour, linestyle="--",
-                    label=f"{policy} simulated (composed)")
+            steps(ax, k, rows[name], color=colour, label=f"{policy} live (measured)")
+            steps(ax, k, rows[f"sim_{name}"], color=colour, linestyle="--", label=f"{policy} simulated (composed)")
             switched = rows[rows["switched"]]
-            ax.plot(switched["interval"], switched[name], "o", color=colour, markersize=4)
+            ax.plot(switched["interval"] + 0.5, switched[name], "o", color=colour, markersize=4)
     first = intervals[intervals["policy"] == intervals["policy"].iloc[0]]
-    axes[0].step(first["interval"], first["load_rps"], where="post", color="black", label="trace")
+    steps(axes[0], first["interval"], first["load_rps"], color="black", label="trace (interval mean)")
     axes[0].set_ylabel("load (req/s)")
+    axes[1].set_ylim(-0.03, 1.03)
     axes[1].set_ylabel("SLA attainment")
     axes[2].set_ylabel(f"active energy (J)\n{energy_source}")
     axes[2].set_xlabel("interval (dots: a switch)")
