@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -63,8 +65,11 @@ def test_report_finds_the_known_structure(tmp_path):
     html = (folder / "report.html").read_text()
     assert "frugal become Pareto-optimal only when energy counts" in html
     assert "int8/openvino + int8/openvino" in html  # the table shows the knobs
-    assert html.count("data:image/png;base64,") >= 7  # self-contained: every figure inlined
-    assert "http" not in html.replace(EPA_URL, "")  # nothing fetched from the network
+    assert html.count('class="plotly-graph-div"') >= 7  # every figure interactive, in the page
+    assert html.count("Plotly.newPlot(") >= 7 and html.count("plotly.js v") == 1  # plotly.js inlined once
+    outside_scripts = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)
+    assert "http" not in outside_scripts.replace(EPA_URL, "")  # nothing fetched from the network
+    assert not re.search(r"<script[^>]+src=|<link ", html)
     [report_run] = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id],
                                       filter_string="tags.report = 'true'")
     names = {a.path for a in client.list_artifacts(report_run.info.run_id, "report")}
@@ -174,8 +179,10 @@ def test_a_report_on_a_study_says_which_figures_are_composed_estimated_or_unlabe
         assert "2 of 3 trials are composed, not measured" in text
         assert "1 of 3 trials carry no evaluator tag" in text and "is unknown" in text
         assert "energy from energy_source=estimate is a model, not a measurement" in text
-    # said again at the top of every section showing such figures (6)
-    assert page.count("composed from profiles, not measured; energy estimated from CPU time, not measured") == 6
+    # said again at the top of every section showing such figures (6), and on every figure (its PNG travels alone)
+    note = "composed from profiles, not measured; energy estimated from CPU time, not measured"
+    figures = page.count('class="plotly-graph-div"')
+    assert page.count(f'<p class="warn">⚠ {note}') == 6 and figures >= 7 and page.count(note) == 6 + figures
     summary = pd.read_csv(folder / "summary.csv")
     # trials differing only in replicas are three configurations, not three repetitions of one
     assert len(summary) == 3 and set(summary["n"]) == {1}
@@ -191,3 +198,44 @@ def test_runs_of_the_offline_throughput_mode_are_labelled(make_cfg, client, tmp_
     assert tags["load"] == "offline" and "queue position" in tags["load_note"]
     page = (report_job(cfg) / "report.html").read_text()
     assert "1 of 1 trials ran with trial.load=offline" in page and "queue position" in page
+
+
+def test_the_static_figures_name_points_without_names_colliding():
+    import matplotlib.pyplot as plt
+
+    from sustainable_ipa.report.plots import name_points, place_labels
+
+    # a crowded panel: 40 configurations, some on the same spot, with names as long as a study's
+    crowded = pd.DataFrame({"adaptation": [f"yolov5n b{i} t1 r1 + resnet18 b4 t1 r1" for i in range(40)],
+                            "x": [i % 7 / 7 for i in range(40)], "y": [i % 5 / 5 for i in range(40)]})
+    sparse = pd.DataFrame({"adaptation": ["a", "b", "c"], "x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0]})
+    for frame, everyone in ((crowded, False), (sparse, True)):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(frame["x"], frame["y"])
+        name_points(ax, frame, "x", "y")
+        fig.tight_layout()
+        counts = place_labels(fig)
+        renderer = fig.canvas.get_renderer()
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert counts["placed"] == len(boxes) and counts["placed"] + counts["left_out"] == len(frame)
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        frame_box = ax.get_window_extent(renderer)
+        assert all(frame_box.x0 <= b.x0 and b.x1 <= frame_box.x1 for b in boxes)  # inside the panel
+        assert (counts["left_out"] == 0) == everyone  # the sparse panel names all, the crowded one cannot
+        plt.close(fig)
+
+
+def test_every_interactive_figure_names_each_configuration_on_hover():
+    from sustainable_ipa.report import interactive
+
+    summary = summarise(trials_of(SPREAD).assign(cost_usd_per_1k=lambda t: t["cost_cores"] * 0.01,
+                                                 numerics="fp32/torch + fp32/torch"),
+                        METRICS + ["cost_usd_per_1k"])
+    figures = [*interactive.cost_vs_accuracy(summary, "a note"),
+               interactive.energy_versus(summary, "cost_usd_per_1k", {"cpu": correlation(summary, "cost_usd_per_1k")}),
+               interactive.pareto_plot(summary, {"cpu": {"small"}}, {"cpu": {"small", "frugal"}})]
+    for fig in figures:
+        named = {row[0] for trace in fig.data for row in (trace.customdata or [])}
+        assert named == set(CONFIGS)
+        assert all("%{customdata[0]}" in trace.hovertemplate for trace in fig.data)
+    assert "a note" in figures[0].layout.title.text  # a figure saved from the page keeps its warning

@@ -33,7 +33,7 @@ from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
 from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
 from sustainable_ipa.progress import progress_bar
-from sustainable_ipa.tracking.links import where_to_look
+from sustainable_ipa.tracking.links import print_where_to_look, tag_for_the_ui
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -183,6 +183,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         except Exception:
             raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
                             "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
+        tag_for_the_ui(client, experiment_id)  # an experiment `mlflow run` made (its Default) opens as ours do
         chosen = client.get_experiment(experiment_id).name
         if chosen != cfg.tracking.experiment:  # `mlflow run` picks the experiment before this code runs
             console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
@@ -234,8 +235,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             if repetitions > 1:
                 log(client, job_run, metrics=record)
     console.print(summary_table(name, record, repetitions, job.plan.kind))
-    for line in where_to_look(cfg.tracking.uri, client.get_experiment(experiment_id).name, experiment_id, job_run):
-        console.print(line, soft_wrap=True, highlight=False)  # whole lines: a URL cut by wrapping cannot be opened
+    print_where_to_look(console, cfg.tracking.uri, client.get_experiment(experiment_id).name, experiment_id, job_run)
     return JobOutcome(job_run, record, child_ids)
 
 

@@ -42,9 +42,52 @@ def _scatter_by_numerics(ax, data, x, y):
         ax.legend(title="precision/runtime: detector + classifier", fontsize=6, title_fontsize=6)
 
 
-def _label(ax, data, x, y):
-    for row in data.to_dict("records"):
-        ax.annotate(row["adaptation"], (row[x], row[y]), fontsize=6, alpha=0.8)
+def name_points(ax, data, x, y):
+    """Name the points; `_save` places the names where they collide with no other name or point."""
+    pending = getattr(ax, "_pending_labels", [])
+    pending += [(str(row["adaptation"]), row[x], row[y]) for row in data.to_dict("records")
+                if pd.notna(row[x]) and pd.notna(row[y])]
+    ax._pending_labels = pending
+
+
+# where a name may go around its point, in points: right-above first, then the other corners and sides
+OFFSETS = [(4, 3), (4, -9), (-4, 3), (-4, -9), (0, 7), (0, -13), (7, -3), (-7, -3)]
+POINT_PX = 4.0  # half the side of the box a point's marker is taken to occupy
+
+
+def place_labels(fig) -> dict[str, int]:
+    """Place the pending names of every axes of `fig` (after its layout is final): each at the first offset where
+    its box overlaps no placed name, no other point and stays inside the axes; a name with no such place is left
+    out (the report's interactive figure names it on hover). Returns {"placed": n, "left_out": m}."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    counts = {"placed": 0, "left_out": 0}
+    for ax in fig.axes:
+        pending = getattr(ax, "_pending_labels", [])
+        if not pending:
+            continue
+        points = [ax.transData.transform((px, py)) for _, px, py in pending]
+        boxes = [Bbox.from_extents(u - POINT_PX, v - POINT_PX, u + POINT_PX, v + POINT_PX) for u, v in points]
+        frame = ax.get_window_extent(renderer)
+        placed: list = []
+        for i, (name, px, py) in enumerate(pending):
+            obstacles = placed + boxes[:i] + boxes[i + 1:]
+            for dx, dy in OFFSETS:
+                text = ax.annotate(name, (px, py), xytext=(dx, dy), textcoords="offset points", fontsize=6,
+                                   alpha=0.85, ha="left" if dx >= 0 else "right")
+                box = text.get_window_extent(renderer)
+                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+                if inside and not any(box.overlaps(o) for o in obstacles):
+                    placed.append(box)
+                    counts["placed"] += 1
+                    break
+                text.remove()
+            else:
+                counts["left_out"] += 1
+        ax._pending_labels = []
+    return counts
 
 
 def cost_vs_accuracy(summary: pd.DataFrame, folder: Path, note: str = "") -> list[Path]:
@@ -55,7 +98,7 @@ def cost_vs_accuracy(summary: pd.DataFrame, folder: Path, note: str = "") -> lis
         points = ax.scatter(data["accuracy_reference"], data["cost_usd_per_1k"], c=data.get("sla_attainment"),
                             cmap="RdYlGn", vmin=0, vmax=1, s=60, edgecolors="black")
         _errorbars(ax, data, "accuracy_reference", "cost_usd_per_1k")
-        _label(ax, data, "accuracy_reference", "cost_usd_per_1k")
+        name_points(ax, data, "accuracy_reference", "cost_usd_per_1k")
         ax.set(xlabel="accuracy (PAS)", ylabel="cost (USD per 1k requests)", title=f"{hardware}: colour = SLA attainment")
         fig.colorbar(points, ax=ax)
     paths.append(_save(fig, folder / "cost_vs_accuracy.png"))
@@ -67,7 +110,7 @@ def cost_vs_accuracy(summary: pd.DataFrame, folder: Path, note: str = "") -> lis
         size = 30 + 270 * (energy - energy.min()) / max(energy.max() - energy.min(), 1e-12)
         points = ax.scatter(data["accuracy_reference"], data["cost_usd_per_1k"], c=energy, s=size, cmap="viridis",
                             edgecolors="black")
-        _label(ax, data, "accuracy_reference", "cost_usd_per_1k")
+        name_points(ax, data, "accuracy_reference", "cost_usd_per_1k")
         ax.set(xlabel="accuracy (PAS)", ylabel="cost (USD per 1k requests)",
                title=f"{hardware}: colour and size = J per request")
         fig.colorbar(points, ax=ax, label="J per request")
@@ -89,7 +132,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
         data = summary[summary["hardware"] == hardware]
         _scatter_by_numerics(ax, data, x, ENERGY)
         _errorbars(ax, data, x, ENERGY)
-        _label(ax, data, x, ENERGY)
+        name_points(ax, data, x, ENERGY)
         c = correlations.get(hardware)
         title = hardware if c is None else (f"{hardware}: Pearson r={c.pearson_r:.2f} [{c.pearson_ci[0]:.2f}, "
                                             f"{c.pearson_ci[1]:.2f}], Spearman ρ={c.spearman_rho:.2f} "
@@ -112,7 +155,7 @@ def pareto_plot(summary: pd.DataFrame, without: dict[str, set[str]], with_energy
             label = {"none": "dominated", "both": "Pareto without energy", "energy": "Pareto only with energy"}[kind]
             ax.scatter(part["accuracy_reference"], part["latency_p99_s"], label=label, edgecolors="black",
                        **{"s": 50, **style})
-        _label(ax, data, "accuracy_reference", "latency_p99_s")
+        name_points(ax, data, "accuracy_reference", "latency_p99_s")
         ax.set(xlabel="accuracy (PAS)", ylabel="p99 latency (s)")
         ax.set_title(f"{hardware}: Pareto over accuracy, cost, p99 latency (+ energy)", fontsize=8)
         ax.legend(fontsize=7)
@@ -132,6 +175,10 @@ def _save(fig, path: Path, note: str = "") -> Path:
     if note:
         fig.suptitle(f"⚠ {note}", fontsize=8, color="tab:red")
     fig.tight_layout()
+    left_out = place_labels(fig)["left_out"]
+    if left_out:
+        fig.text(0.99, 0.005, f"{left_out} name(s) left out where they would overlap: hover the report's figure",
+                 fontsize=6, ha="right", va="bottom", color="gray")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

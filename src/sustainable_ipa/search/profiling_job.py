@@ -24,6 +24,7 @@ from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace, configured_space, skipped_line
 from sustainable_ipa.search.workload import Workload, pipeline_workload
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
+from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.store import open_store
 
 
@@ -125,6 +126,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
             log(client, run_id, metrics={"profiles_flagged": len(flagged)},
                 tags={"profiles_quality": "flagged" if flagged else "ok"})
     console.print(f"profiles: {todo} measured, {len(table.rows)} in {path} (this machine: {escape(machine.key)})")
+    print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, run_id)
     warn_flagged(table, console)
     return table
 

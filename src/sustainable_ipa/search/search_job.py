@@ -11,6 +11,7 @@ from sustainable_ipa.search.evaluators import ProfileEvaluator, RunEvaluator
 from sustainable_ipa.search.objectives import resolve_objectives
 from sustainable_ipa.search.space import configured_space, skipped_line
 from sustainable_ipa.search.study import StudyOutcome, open_study, run_study
+from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.store import open_store
 
 
@@ -30,4 +31,6 @@ def search_job(cfg: DictConfig, console: Console | None = None) -> StudyOutcome:
             console.print(f"[dim]{skipped_line(space)}[/]")
         evaluator = RunEvaluator(cfg)
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    return run_study(cfg, evaluator, MlflowClient(tracking_uri=cfg.tracking.uri), experiment_id, console)
+    outcome = run_study(cfg, evaluator, MlflowClient(tracking_uri=cfg.tracking.uri), experiment_id, console)
+    print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, outcome.parent_run_id)
+    return outcome

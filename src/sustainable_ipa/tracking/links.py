@@ -1,16 +1,57 @@
-"""Where a user looks at a run: its address in the MLflow UI and, for a local store, the command that serves it."""
+"""Where a user looks at a run: its address in the MLflow UI and, for a local store, the command that serves it.
+
+MLflow 3.17's UI shows every experiment in its GenAI view (traces, token usage) unless the page asks for the
+model-training view (`workflowType=machine_learning`, else the user's last choice); the runs table opens with the
+project's key figures as columns through the saved view `tracking/store.py` records in each experiment.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from urllib.parse import urlencode
+
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens unless told otherwise
+MODEL_TRAINING = {"workflowType": "machine_learning"}  # the UI's own query parameter and value (3.17)
+SAVED_VIEW_PARAM = "viewStateShareKey"  # the runs page's query parameter that opens a saved view
+KEY_FIGURES_VIEW = "key-figures"  # the id of the saved view of the key figures (tracking/store.py)
+# The figures to compare runs on: a job with repetitions logs `<metric>_mean`, a single trial the plain name.
+KEY_FIGURES = ["accuracy_reference", "latency_p99_s", "energy_j_per_request", "cost_usd_per_1k", "throughput_rps"]
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's kind for training-like work
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the UI's prefix for a saved view's experiment tag (3.17)
 
 
-def run_url(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> str:
-    """The UI page of a run, or of an experiment's runs table: on the tracking server itself, else on the UI that
-    `ui_command` starts."""
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
-    page = f"{base}/#/experiments/{experiment_id}/runs"
-    return f"{page}/{run_id}" if run_id else page
+def experiment_tags(now_ms: int | None = None) -> dict[str, str]:
+    """The tags that make the UI treat an experiment as model training and offer the view "Key figures": the
+    runs table with the key figures (means and single values) and the adaptation as columns. The view's envelope
+    and state are the UI's own saved-view format (a JSON state inside a JSON envelope)."""
+    columns = ["tags.`adaptation`"] + [f"metrics.`{m}{suffix}`" for m in KEY_FIGURES for suffix in ("_mean", "")]
+    state = json.dumps({"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False})
+    created = int(time.time() * 1000) if now_ms is None else now_ms
+    envelope = json.dumps({"name": "Key figures", "createdAt": created, "updatedAt": created, "state": state})
+    return {**EXPERIMENT_KIND, SHARED_VIEW_TAG + KEY_FIGURES_VIEW: envelope}
+
+
+def ui_base(tracking_uri: str) -> str:
+    """The UI's address: the tracking server itself, else the UI that `ui_command` starts."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def runs_view_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table in the model-training view, with the key figures as columns."""
+    query = urlencode({**MODEL_TRAINING, SAVED_VIEW_PARAM: KEY_FIGURES_VIEW})
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The UI page of one run."""
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}?{urlencode(MODEL_TRAINING)}"
+
+
+def ids_from_url(url: str) -> tuple[str, str | None]:
+    """(experiment id, run id or None) of a URL made here: what the UI reads from it."""
+    parts = url.split("#/experiments/", 1)[1].split("?", 1)[0].split("/")
+    return parts[0], (parts[2] if len(parts) > 2 and parts[2] else None)
 
 
 def ui_command(tracking_uri: str) -> str | None:
@@ -21,9 +62,26 @@ def ui_command(tracking_uri: str) -> str | None:
 
 
 def where_to_look(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> list[str]:
-    """The lines a job ends with: the run, its store, and how to open it."""
+    """The lines a job ends with: the run, its store, how to open it, the runs table and the run's page."""
     lines = [f"run {run_id} in experiment '{experiment}' of {tracking_uri}"]
     command = ui_command(tracking_uri)
-    url = run_url(tracking_uri, experiment_id, run_id)
-    lines.append(f"open it: {command}, then {url}" if command else f"open it: {url}")
+    if command:
+        lines.append(f"serve the UI: {command}")
+    lines.append(f"runs table (key figures): {runs_view_url(tracking_uri, experiment_id)}")
+    lines.append(f"this run: {run_url(tracking_uri, experiment_id, run_id)}")
     return lines
+
+
+def print_where_to_look(console, tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> None:
+    """`where_to_look` on a rich console, each line whole: a URL cut by wrapping cannot be opened."""
+    for line in where_to_look(tracking_uri, experiment, experiment_id, run_id):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def tag_for_the_ui(client, experiment_id: str) -> None:
+    """The UI's experiment kind (model training, not GenAI) and the saved view of the key figures, on an experiment
+    that lacks them: a user's own choice of kind or edit of the view stays."""
+    present = client.get_experiment(experiment_id).tags
+    for key, value in experiment_tags().items():
+        if key not in present:
+            client.set_experiment_tag(experiment_id, key, value)

@@ -1,0 +1,180 @@
+"""What a user sees, in a real browser: the report and the MLflow UI's runs table of a small store, rendered by
+headless Chromium at 1280 px. Screenshots are kept as test artifacts (the folder is printed); the assertions read the
+rendered DOM (`--dump-dom`).
+
+Without Chromium these tests skip with the reason; under CI (which installs Debian's `chromium`) they fail instead.
+The printed URLs are checked against the server's REST API whether or not a browser is present.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.report.report_job import report_job
+from sustainable_ipa.tracking.links import EXPERIMENT_KIND, KEY_FIGURES_VIEW, SHARED_VIEW_TAG, ids_from_url
+from test_report import CONFIGS, log_synthetic, synthetic_store
+
+pytestmark = pytest.mark.slow
+WIDTH_PX, HEIGHT_PX = 1280, 900
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts")) / "browser"
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("no Chromium on a CI machine: .ci/run installs Debian's `chromium`; browser tests must not skip")
+    pytest.skip("no Chromium here (apt-get install chromium): the report and the MLflow UI are not checked in a browser")
+
+
+def render(url: str, name: str, tmp_path: Path, budget_ms: int) -> str:
+    """The DOM of `url` after `budget_ms` of virtual time, in a 1280 × 900 window; its screenshot saved as
+    ARTIFACTS/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars=false",
+            f"--user-data-dir={tmp_path / ('profile-' + name)}", f"--window-size={WIDTH_PX},{HEIGHT_PX}",
+            f"--virtual-time-budget={budget_ms}", f"--screenshot={shot}", "--dump-dom", url]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    print(f"screenshot: {shot}")
+    assert out.returncode == 0 and shot.exists(), out.stderr[-2000:]
+    return out.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(config, URL) of `mlflow server` on a free loopback port, serving the small store of tests/test_report.py (six
+    configurations, three repetitions each); the server boots while the runs are logged, and stops after the
+    module's tests."""
+    tmp_path = tmp_path_factory.mktemp("browser-store")
+    cfg, _, _ = synthetic_store(tmp_path)  # the database exists before the server opens it
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking.uri,
+                                "--artifacts-destination", str(tmp_path / "served"), "--host", "127.0.0.1",
+                                "--port", str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT,
+                               cwd=tmp_path, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        log_synthetic(tmp_path)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).read()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "server.log").read_text()[-2000:]
+                time.sleep(0.5)
+        yield cfg, base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def reported(served):
+    """The report job run against the tracking server: its folder and the lines it printed."""
+    cfg, server = served
+    cfg.tracking.uri = server
+    out = io.StringIO()
+    folder = report_job(cfg, Console(file=out, width=100))
+    return folder, out.getvalue()
+
+
+def printed(output: str, label: str) -> str:
+    [url] = re.findall(rf"^{re.escape(label)}: (\S+)$", output, flags=re.M)
+    return url
+
+
+def rest(base: str, path: str, **query) -> dict:
+    url = f"{base}/api/2.0/mlflow/{path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return json.loads(urllib.request.urlopen(url, timeout=10).read())
+
+
+def test_the_printed_urls_resolve_on_the_server(reported, served):
+    """The run page's URL names a run the UI's REST API finds in the URL's experiment; the runs table's URL names
+    the experiment, tagged as model training and holding the saved view the URL opens."""
+    (_, output), (_, server) = reported, served
+    run_page, runs_table = printed(output, "this run"), printed(output, "runs table (key figures)")
+    assert run_page.startswith(f"{server}/#/experiments/") and runs_table.startswith(f"{server}/#/experiments/")
+    experiment_id, run_id = ids_from_url(run_page)
+    run = rest(server, "runs/get", run_id=run_id)["run"]
+    assert run["info"]["experiment_id"] == experiment_id and run["info"]["run_name"].startswith("report-")
+    table_experiment, no_run = ids_from_url(runs_table)
+    assert (table_experiment, no_run) == (experiment_id, None)
+    tags = {t["key"]: t["value"] for t in rest(server, "experiments/get", experiment_id=experiment_id)
+            ["experiment"]["tags"]}
+    assert all(tags[k] == v for k, v in EXPERIMENT_KIND.items())
+    assert f"viewStateShareKey={KEY_FIGURES_VIEW}" in runs_table and SHARED_VIEW_TAG + KEY_FIGURES_VIEW in tags
+
+
+def test_the_mlflow_ui_opens_the_runs_table_with_the_key_figures(reported, tmp_path):
+    _, output = reported
+    dom = render(printed(output, "runs table (key figures)"), "mlflow-ui-runs", tmp_path, 8000)
+    assert 'role="grid"' in dom or "ag-root" in dom, "no runs table rendered"
+    for name in CONFIGS:  # the job runs, by name (their repetitions are nested under them)
+        assert re.search(rf">\s*{name}\s*<", dom), f"run {name} not listed"
+    # the model-training view (its side bar lists Runs and Models), not the GenAI one (Traces overview, Judges)
+    assert re.search(r">\s*Models\s*<", dom) and not re.search(r">\s*Judges\s*<", dom)
+    headers = set(re.findall(r'role="columnheader"[^>]*col-id="metrics\.`([^`]+)`"', dom))
+    for metric in ("accuracy_reference", "latency_p99_s", "energy_j_per_request", "cost_usd_per_1k"):
+        # a column of the table (the UI renders each column's header even while it is scrolled out of sight)
+        assert {metric, f"{metric}_mean"} & headers, f"key figure {metric} is not a column: {sorted(headers)}"
+
+
+WIDTH_CHECK = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const limit = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll("body *")]
+    .map(e => [e, e.getBoundingClientRect()])  // wholly left of the page (plotly's text-measuring svg): unreachable
+    .filter(([e, r]) => r.right > limit + 1 || (r.left < -1 && r.right > 0)).map(([e]) => e)
+    .map(e => e.tagName + (e.className && e.className.baseVal === undefined ? "." + e.className : ""));
+  const out = document.createElement("pre");
+  out.id = "width-check";
+  out.textContent = JSON.stringify({viewport: limit, page: document.documentElement.scrollWidth, wide: wide,
+                                    plots: document.querySelectorAll(".plotly-graph-div .main-svg").length});
+  document.body.appendChild(out);
+}, 500));
+</script>"""
+
+
+def test_the_report_fits_1280_px_and_names_every_configuration(reported, tmp_path):
+    folder, _ = reported
+    page = (folder / "report.html").read_text()
+    checked = tmp_path / "report-checked.html"  # a copy with the measuring script: the report itself stays as made
+    checked.write_text(page.replace("</body>", WIDTH_CHECK + "</body>"))
+    dom = render(checked.as_uri(), "report", tmp_path, 10000)
+    found = re.search(r'<pre id="width-check">(.*?)</pre>', dom, flags=re.S)
+    assert found, "the page's script did not run"
+    check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert check["viewport"] <= WIDTH_PX and check["page"] <= check["viewport"], check  # no horizontal scrollbar
+    assert check["wide"] == [], f"elements wider than the viewport: {check['wide'][:10]}"
+    assert check["plots"] >= 7, "the interactive figures did not render"
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<script[^>]*>.*?</script>", " ", dom, flags=re.S))
+    for name in CONFIGS:
+        assert re.search(rf"\b{name}\b", text), f"the report does not name configuration {name}"
