@@ -30,12 +30,16 @@ def test_default_command_runs_and_prints_a_summary(tmp_path, client):
     assert run.data.tags["weights_kind"] == "random" and "weights_note" in run.data.tags
     assert run.data.metrics["latency_p99_s_mean"] > 0  # default: 3 repetitions under one parent
     assert "95 % CI of the mean" in out.stdout + out.stderr  # the intervals say what they are
-    # it ends saying where the run is and how to open it
+    # it says where to follow the run as it starts, and ends saying where the run is and how to open it
     uri, experiment_id = f"sqlite:///{tmp_path}/mlruns/mlflow.db", run.info.experiment_id
-    assert (out.stdout + out.stderr).strip().splitlines()[-2:] == [
+    page = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    assert f"follow this run: {page}" in (out.stdout + out.stderr).splitlines()
+    assert (out.stdout + out.stderr).strip().splitlines()[-4:] == [
         f"run {run.info.run_id} in experiment 'sustainable-ipa' of {uri}",
-        f"open it: mlflow ui --backend-store-uri {uri}, then "
-        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run.info.run_id}"]
+        f"serve the UI: mlflow ui --backend-store-uri {uri}",
+        f"runs table (key figures): http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+        "?workflowType=machine_learning&viewStateShareKey=key-figures",
+        f"this run: {page}"]
 
 
 def test_multirun_gives_each_job_its_own_run_grouped_by_sweep(tmp_path, client):

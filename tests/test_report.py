@@ -211,7 +211,8 @@ def test_the_static_figures_name_points_without_names_colliding():
     sparse = pd.DataFrame({"adaptation": ["a", "b", "c"], "x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0]})
     for frame, everyone in ((crowded, False), (sparse, True)):
         fig, ax = plt.subplots(figsize=(5, 4))
-        ax.scatter(frame["x"], frame["y"])
+        ax.scatter(frame["x"], frame["y"], label="configurations")
+        legend = ax.legend(loc="upper left")
         name_points(ax, frame, "x", "y")
         fig.tight_layout()
         counts = place_labels(fig)
@@ -219,6 +220,7 @@ def test_the_static_figures_name_points_without_names_colliding():
         boxes = [t.get_window_extent(renderer) for t in ax.texts]
         assert counts["placed"] == len(boxes) and counts["placed"] + counts["left_out"] == len(frame)
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert not any(b.overlaps(legend.get_window_extent(renderer)) for b in boxes)
         frame_box = ax.get_window_extent(renderer)
         assert all(frame_box.x0 <= b.x0 and b.x1 <= frame_box.x1 for b in boxes)  # inside the panel
         assert (counts["left_out"] == 0) == everyone  # the sparse panel names all, the crowded one cannot

@@ -57,8 +57,8 @@ POINT_PX = 4.0  # half the side of the box a point's marker is taken to occupy
 
 def place_labels(fig) -> dict[str, int]:
     """Place the pending names of every axes of `fig` (after its layout is final): each at the first offset where
-    its box overlaps no placed name, no other point and stays inside the axes; a name with no such place is left
-    out (the report's interactive figure names it on hover). Returns {"placed": n, "left_out": m}."""
+    its box overlaps no placed name, no other point and not the legend, inside the axes; a name with no such place
+    is left out (the report's interactive figure names it on hover). Returns {"placed": n, "left_out": m}."""
     from matplotlib.transforms import Bbox
 
     fig.canvas.draw()
@@ -71,7 +71,7 @@ def place_labels(fig) -> dict[str, int]:
         points = [ax.transData.transform((px, py)) for _, px, py in pending]
         boxes = [Bbox.from_extents(u - POINT_PX, v - POINT_PX, u + POINT_PX, v + POINT_PX) for u, v in points]
         frame = ax.get_window_extent(renderer)
-        placed: list = []
+        placed: list = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
         for i, (name, px, py) in enumerate(pending):
             obstacles = placed + boxes[:i] + boxes[i + 1:]
             for dx, dy in OFFSETS:
