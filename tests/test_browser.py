@@ -34,7 +34,9 @@ WIDTH_PX, HEIGHT_PX = 1280, 900
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts")) / "browser"
 
 
+@pytest.fixture(scope="module")
 def chromium() -> str:
+    """The browser's path; asked for before the store and the server, so that a skip costs nothing."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
@@ -43,12 +45,12 @@ def chromium() -> str:
     pytest.skip("no Chromium here (apt-get install chromium): the report and the MLflow UI are not checked in a browser")
 
 
-def render(url: str, name: str, tmp_path: Path, budget_ms: int) -> str:
+def render(chromium: str, url: str, name: str, tmp_path: Path, budget_ms: int) -> str:
     """The DOM of `url` after `budget_ms` of virtual time, in a 1280 × 900 window; its screenshot saved as
     ARTIFACTS/<name>.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"{name}.png"
-    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars=false",
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars=false",
             f"--user-data-dir={tmp_path / ('profile-' + name)}", f"--window-size={WIDTH_PX},{HEIGHT_PX}",
             f"--virtual-time-budget={budget_ms}", f"--screenshot={shot}", "--dump-dom", url]
     out = subprocess.run(args, capture_output=True, text=True, timeout=180)
@@ -133,9 +135,9 @@ def test_the_printed_urls_resolve_on_the_server(reported, served):
     assert f"viewStateShareKey={KEY_FIGURES_VIEW}" in runs_table and SHARED_VIEW_TAG + KEY_FIGURES_VIEW in tags
 
 
-def test_the_mlflow_ui_opens_the_runs_table_with_the_key_figures(reported, tmp_path):
+def test_the_mlflow_ui_opens_the_runs_table_with_the_key_figures(chromium, reported, tmp_path):
     _, output = reported
-    dom = render(printed(output, "runs table (key figures)"), "mlflow-ui-runs", tmp_path, 8000)
+    dom = render(chromium, printed(output, "runs table (key figures)"), "mlflow-ui-runs", tmp_path, 8000)
     assert 'role="grid"' in dom or "ag-root" in dom, "no runs table rendered"
     for name in CONFIGS:  # the job runs, by name (their repetitions are nested under them)
         assert re.search(rf">\s*{name}\s*<", dom), f"run {name} not listed"
@@ -163,12 +165,12 @@ window.addEventListener("load", () => setTimeout(() => {
 </script>"""
 
 
-def test_the_report_fits_1280_px_and_names_every_configuration(reported, tmp_path):
+def test_the_report_fits_1280_px_and_names_every_configuration(chromium, reported, tmp_path):
     folder, _ = reported
     page = (folder / "report.html").read_text()
     checked = tmp_path / "report-checked.html"  # a copy with the measuring script: the report itself stays as made
     checked.write_text(page.replace("</body>", WIDTH_CHECK + "</body>"))
-    dom = render(checked.as_uri(), "report", tmp_path, 10000)
+    dom = render(chromium, checked.as_uri(), "report", tmp_path, 10000)
     found = re.search(r'<pre id="width-check">(.*?)</pre>', dom, flags=re.S)
     assert found, "the page's script did not run"
     check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
