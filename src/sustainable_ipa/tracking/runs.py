@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFL
 
 from sustainable_ipa.config import PROJECT_ROOT
 from sustainable_ipa.fingerprint import this_machine
+from sustainable_ipa.tracking import local_copy
 from sustainable_ipa.tracking.signals import Terminated, signals_held
 
 BATCH_LIMIT = 100  # MLflow's log_batch accepts at most this many params per call
@@ -48,7 +49,9 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
 
     `existing_run_id` adopts a run made by someone else (the one `mlflow run` creates). The run is tagged with this
     process as its owner (`owner_tags`). Its start and its end hold SIGINT and SIGTERM back (`signals_held`), and
-    until it ends `end_open_runs` knows it: no signal, however timed, leaves it RUNNING.
+    until it ends `end_open_runs` knows it: no signal, however timed, leaves it RUNNING. What it logs through `log`
+    is kept in memory until it ends: should the store stop answering, the run ends with one line (`StoreWentAway`)
+    and that record is written to a local copy (`local_copy`) instead of being lost.
     """
     all_tags = {**this_machine().tags(), **(tags or {}), **owner_tags()}  # where it ran, and who owns it
     if parent_run_id:
@@ -60,19 +63,36 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
                 client.update_run(existing_run_id, status="RUNNING")
                 run_id = existing_run_id
                 end_on_stop(client, run_id)
+                local_copy.started(run_id, client.tracking_uri, experiment_id, run_name, all_tags)
                 log(client, run_id, tags={MLFLOW_RUN_NAME: run_name, **all_tags})
             else:
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
                 end_on_stop(client, run_id)
+                local_copy.started(run_id, client.tracking_uri, experiment_id, run_name, all_tags)
         yield run_id
     except BaseException as err:
+        if local_copy.went_away(err):
+            raise _kept_locally(err, client, run_id or f"'{run_name}' (not made)", ending_status(err)) from None
         if run_id is not None:
             try:
                 end_run(client, run_id, ending_status(err))
             except Exception as end_error:  # the error that stopped the run is the one to report
                 logging.getLogger(__name__).warning("could not end run %s: %s", run_id, end_error)
         raise
-    end_run(client, run_id, ending_status(None))
+    try:
+        end_run(client, run_id, ending_status(None))
+    except Exception as err:
+        if local_copy.went_away(err):
+            raise _kept_locally(err, client, run_id, ending_status(None)) from None
+        raise
+
+
+def _kept_locally(error: BaseException, client: MlflowClient, run_id: str, status: str) -> local_copy.StoreWentAway:
+    """The store stopped answering: write what the run logged to its local copy and say where, in one line. The run
+    is not ended (the store does not answer): the import of the copy, or a later start, ends it."""
+    _open.pop(run_id, None)
+    local_copy.write(run_id, status)
+    return local_copy.went_away_error(error, run_id, client.tracking_uri)
 
 
 def end_on_stop(client: MlflowClient, run_id: str) -> None:
@@ -90,6 +110,7 @@ def end_run(client: MlflowClient, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status)
         _ended[run_id] = status
         _open.pop(run_id, None)
+        local_copy.forget(run_id)
 
 
 def end_open_runs(status: str = KILLED) -> dict[str, str]:
@@ -209,6 +230,7 @@ def log(client: MlflowClient, run_id: str, metrics: Mapping[str, float] | None =
     metric_list = [Metric(k, float(v), now_ms, 0) for k, v in (metrics or {}).items()]
     param_list = [Param(k, str(v)) for k, v in (params or {}).items()]
     tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    local_copy.logged(run_id, metric_list, param_list, tag_list)  # kept should the store stop answering
     with signals_held():
         for i in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), BATCH_LIMIT):
             client.log_batch(run_id, metrics=metric_list[i:i + BATCH_LIMIT], params=param_list[i:i + BATCH_LIMIT],

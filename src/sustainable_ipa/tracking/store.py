@@ -7,13 +7,19 @@ import logging
 import os
 import socket
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-from sustainable_ipa.db_driver import check_db_driver
+from sustainable_ipa.db_driver import check_db_connects, check_db_driver, without_password
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.tracking.links import tag_for_the_ui
 
+CREATION_ATTEMPTS = 6  # retries after 1, 2, 4, 8, 16 s
+RACE_SIGNS = ("already exist", "alembic", "migration")  # another process made the schema or experiment meanwhile
 FIX = "pass tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db (or an http(s):// tracking server)"
 
 
@@ -38,23 +44,65 @@ def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
                         "tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db") from None
 
 
+@contextmanager
+def _one_opener_at_a_time(db: Path | None) -> Iterator[None]:
+    """On a SQLite store, processes of this machine open it one at a time (flock on the database file, which SQLite's
+    own fcntl locks do not see): MLflow's schema set-up on a new file takes seconds, and a second process meanwhile
+    fails on half-made tables."""
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    with db.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _experiment(uri: str, experiment: str, artifact_root: str | None):
+    """The client and the experiment's id, the experiment made if needed, with its artifacts under `artifact_root`
+    (None: the store's default; a tracking server's own artifact store, proxied: the client writes no local path)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)  # MLflow 3.17.2 opens the store here: a refused one raises
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        if uri.startswith(("http://", "https://")) and found.artifact_location.startswith("file:"):
+            print(f"warning: experiment '{experiment}' on {uri} keeps its artifacts at {found.artifact_location}, a "
+                  "folder on whichever machine logs them; a new experiment (tracking.experiment=…) gets the server's "
+                  "own artifact store", file=sys.stderr)
+        return client, found.experiment_id
+    location = None
+    if artifact_root:
+        folder = Path(artifact_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        location = (folder / experiment).resolve().as_uri()
+    return client, client.create_experiment(experiment, artifact_location=location)
+
+
 def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
     """Point MLflow at `uri`, create the experiment if needed (artifacts under `artifact_root`), return its id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema set-up chatter on a new store
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
-
     from sustainable_ipa.tracking.runs import end_stale_runs
 
     if "://" not in uri:
         raise UserError(f"tracking.uri '{uri}' is not a URL (MLflow 3 refuses a bare folder as a file store)", FIX)
     if uri.startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
         raise UserError(f"tracking.uri '{uri}' is a file store, which MLflow 3 refuses", FIX)
-    if uri.startswith(("http://", "https://")):
+    server = uri.startswith(("http://", "https://"))
+    if server:
+        from sustainable_ipa.tracking.server import check_server_answers
+
         _check_reachable(uri)
+        check_server_answers(uri, experiment)
     else:
         check_db_driver(uri, "tracking.uri")
+        check_db_connects(uri, "tracking.uri")  # one attempt: MLflow's own retries take 100 s
     db = _sqlite_path(uri)
     if db is not None:
         db = db.resolve()  # a relative path (MLflow's own default, sqlite:///mlflow.db) is relative to the cwd
@@ -67,22 +115,23 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise UserError(f"tracking store {db} is not writable", FIX)
     try:
-        client = MlflowClient(tracking_uri=uri)  # MLflow 3.17.2 opens the store here: a refused one raises
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:
-            location = None
-            if artifact_root:
-                folder = Path(artifact_root)
-                folder.mkdir(parents=True, exist_ok=True)
-                location = (folder / experiment).resolve().as_uri()
-            experiment_id = client.create_experiment(experiment, artifact_location=location)
+        with _one_opener_at_a_time(db):
+            for attempt in range(CREATION_ATTEMPTS):
+                try:
+                    client, experiment_id = _experiment(uri, experiment, None if server else artifact_root)
+                    break
+                except Exception as err:
+                    # Jobs started together (a submitit sweep, search workers on several machines) on a new database
+                    # race to create its tables and the experiment: the loser finds them made a little later.
+                    if attempt + 1 == CREATION_ATTEMPTS or not any(sign in str(err).lower() for sign in RACE_SIGNS):
+                        raise
+                    time.sleep(2 ** attempt)
+        tag_for_the_ui(client, experiment_id)
     except UserError:
         raise
     except Exception as err:  # MLflow raises several types (REST, SQLAlchemy, OSError) for an unusable store
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot open tracking store {uri} ({reason})", FIX) from None
+        raise UserError(f"cannot open tracking store {without_password(uri)} ({reason})", FIX) from None
     for pid, run_ids in end_stale_runs(client, experiment_id).items():
         print(f"warning: ended {len(run_ids)} MLflow run(s) KILLED that process {pid} of this host left RUNNING and "
               f"no longer runs: {', '.join(run_ids)}", file=sys.stderr)

@@ -1,0 +1,60 @@
+"""A store that stops answering mid-run: the runs end with one line, what they logged is written to a local copy,
+and the copy logs to the store once it answers (here a SQLite store whose connection 'drops': no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from sustainable_ipa.tracking import local_copy
+from sustainable_ipa.tracking.runs import log, tracked_run
+from sustainable_ipa.tracking.store import open_store
+
+
+def test_a_store_gone_mid_run_leaves_a_local_copy_that_is_logged_once_it_answers(tmp_path, client, monkeypatch):
+    folder = tmp_path / "unsent"
+    monkeypatch.setattr(local_copy, "_folder", folder)
+    experiment_id = open_store(client.tracking_uri, "gone", None)
+    with pytest.raises(local_copy.StoreWentAway) as caught:
+        with tracked_run(client, experiment_id, "job") as parent:
+            log(client, parent, params={"adaptation": "default"})
+            with tracked_run(client, experiment_id, "job-rep0", parent_run_id=parent) as rep:
+                log(client, rep, metrics={"energy_j_total": 3.5}, params={"repetition": 0})
+                monkeypatch.setattr(client, "log_batch", lambda *a, **k: _drop())  # the store stops answering
+                log(client, rep, metrics={"latency_p50_s": 0.25})
+    message = str(caught.value)
+    assert f"stopped answering during run {rep} (server closed the connection unexpectedly)" in message
+    assert f"kept in {folder}" in message and f"python -m sustainable_ipa.tracking.local_copy {folder}" in message
+    copies = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert set(copies) == {parent, rep} and {c["status"] for c in copies.values()} == {"FAILED"}
+    assert {k: v for k, v, _, _ in copies[rep]["metrics"]} == {"energy_j_total": 3.5, "latency_p50_s": 0.25}
+    assert client.get_run(rep).info.status == "RUNNING"  # not ended: the store did not answer
+    assert "latency_p50_s" not in client.get_run(rep).data.metrics
+
+    monkeypatch.undo()  # the store answers again; a later start ended the runs KILLED meanwhile
+    client.set_terminated(rep, "KILLED")
+    assert local_copy.main([str(folder)]) == 0
+    run = client.get_run(rep)
+    assert run.info.status == "FAILED" and run.data.metrics == {"energy_j_total": 3.5, "latency_p50_s": 0.25}
+    assert run.data.params["repetition"] == "0" and client.get_run(parent).info.status == "FAILED"
+    assert not list(folder.glob("*.json")) and len(list((folder / "imported").glob("*.json"))) == 2
+
+
+def test_a_refusal_of_what_was_logged_is_no_store_gone():
+    from mlflow.exceptions import MlflowException
+
+    assert not local_copy.went_away(MlflowException("Changing param values is not allowed"))
+    assert local_copy.went_away(_caught())
+
+
+def _drop():
+    raise OperationalError("INSERT INTO metrics", {}, Exception("server closed the connection unexpectedly"))
+
+
+def _caught() -> BaseException:
+    try:
+        _drop()
+    except OperationalError as err:
+        return err
