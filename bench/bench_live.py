@@ -136,18 +136,21 @@ def report(tables: pd.DataFrame, intervals: pd.DataFrame, switches: pd.DataFrame
     saved = tables.loc["energy", "energy_j_saved_vs_ipa"]
     mean, low, high = mean_ci95(list(np.atleast_1d(saved)))
     sim_saved = float(np.atleast_1d(tables.loc["energy", "sim_energy_j_saved_vs_ipa"]).mean())
-    degraded = switches["degraded_s"] if len(switches) else pd.Series([0.0])
-    prepare = switches["prepare_s"] if len(switches) else pd.Series([0.0])
+    in_place = switches["how"] == "in place" if "how" in switches else pd.Series(False, index=switches.index)
+    new_workers = switches[~in_place] if len(switches) else switches
+    degraded = new_workers["degraded_s"] if len(new_workers) else pd.Series([0.0])
+    prepare = new_workers["prepare_s"] if len(new_workers) else pd.Series([0.0])
     decision = intervals["decision_ms"]
     lines += [
         "",
         f"- energy saved by the energy-aware policy over IPA's objective, live: {mean:.1%} "
         f"(95 % CI {low:.1%} … {high:.1%} over {np.atleast_1d(saved).size} repetitions); simulated: {sim_saved:.1%}",
-        f"- switches: {len(switches)}; degraded service (handover → the previous configuration's batches in flight "
-        f"done) median {degraded.median():.3f} s, max {degraded.max():.3f} s; preparation (start, load, warm the "
-        f"next while the current serves) median {prepare.median():.2f} s, max {prepare.max():.2f} s; switch energy "
+        f"- switches: {len(switches)}, {int(in_place.sum())} of them in place (batch sizes only: the same workers); "
+        f"with new workers: degraded service (handover → the previous configuration's batches in flight done) "
+        f"median {degraded.median():.3f} s, max {degraded.max():.3f} s; preparation (start, load, warm the next "
+        f"while the current serves) median {prepare.median():.2f} s, max {prepare.max():.2f} s; switch energy "
         f"(active, machine-wide over preparation and drain) median "
-        f"{switches['energy_j'].median() if len(switches) else 0:.1f} J",
+        f"{new_workers['energy_j'].median() if len(new_workers) else 0:.1f} J",
         f"- decision time (options and program, per interval, wall): median {decision.median():.1f} ms, p95 "
         f"{decision.quantile(0.95):.1f} ms, max {decision.max():.1f} ms" + (
             f"; CPU time of the deciding thread: median {intervals['decision_cpu_ms'].median():.1f} ms, p95 "

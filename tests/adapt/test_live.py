@@ -14,21 +14,23 @@ from sustainable_ipa.search.profiles import ProfileTable, StageProfile
 
 SPACE = ["search.space.detector.precision=[fp32]", "search.space.classifier.precision=[fp32]",
          "search.space.detector.runtime=[torch]", "search.space.classifier.runtime=[torch]",
-         "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18]",
+         "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
          "search.space.detector.batch_size=[1]", "search.space.classifier.batch_size=[1,4]",
          "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
          "pipeline.detector.image_size=320", "adapt.max_cores=2", "trial.sla_s=1.0"]
 
 
 def fake_profiles(folder, hardware: str = "cpu") -> None:
-    """Profiles that make the adapter switch: at a trickle the classifier's batch of 4 waits too long for its last
-    crop (SLA 1 s), at 5 requests/s a batch of 1 cannot keep up (4.5 crops a request at 60 ms each)."""
+    """Profiles that make the adapter switch models: at a trickle a batch of 4 waits too long for its last crop
+    (SLA 1 s), so the more accurate ResNet-34 goes in batches of 1; at 5 requests/s only ResNet-18 in batches of 4
+    keeps up (4.5 crops a request)."""
     def profile(stage, variant, batch, latency_s, energy_j):
         samples = tuple(latency_s * (1 + 0.02 * np.sin(i)) for i in range(20))
         return StageProfile(stage, variant, batch, 1, samples, energy_j, "estimate")
 
     rows = [profile("detector", "yolov5n", 1, 0.03, 0.3), profile("classifier", "resnet18", 1, 0.06, 0.3),
-            profile("classifier", "resnet18", 4, 0.12, 0.2)]
+            profile("classifier", "resnet18", 4, 0.12, 0.2), profile("classifier", "resnet34", 1, 0.05, 0.5),
+            profile("classifier", "resnet34", 4, 0.2, 0.4)]
     machine = this_machine()
     ProfileTable(rows, hardware, {"detector": (1,), "classifier": (5, 4)}, machine.key).save(
         cache_path(folder, hardware, machine))
@@ -51,10 +53,10 @@ def test_the_live_loop_switches_without_losing_a_request_beside_the_simulator(ma
     # every policy went live over the three intervals, switched once the load it observed rose, and lost nothing
     assert (table["requests"] > 5).all() and (table["requests_lost"] == 0).all()
     assert (table["switches"] >= 1).all()
-    assert set(switches["policy"]) == {"ipa", "carbon"} and (switches["prepare_s"] > 0).all()
-    assert (switches["degraded_s"] >= 0).all()
+    assert set(switches["policy"]) == {"ipa", "carbon"} and (switches["how"] == "new workers").all()
+    assert (switches["prepare_s"] > 0).all() and (switches["degraded_s"] >= 0).all()
     ipa = intervals[intervals["policy"] == "ipa"]
-    assert ipa["configuration"].iloc[0].endswith("classifier resnet18 b1 t1x1 fp32/torch")
+    assert ipa["configuration"].iloc[0].endswith("classifier resnet34 b1 t1x1 fp32/torch")
     assert ipa["configuration"].iloc[-1].endswith("classifier resnet18 b4 t1x1 fp32/torch")
     assert ipa["switched"].iloc[-1] and not ipa["switched"].iloc[0]
     # measured: a latency per request and energy per interval; beside each, what the simulator predicted
@@ -84,3 +86,16 @@ def test_a_live_run_asking_for_more_intervals_than_the_trace_holds_is_one_line(m
                    "adapt.duration_s=1800", "adapt.live_intervals=5")
     with pytest.raises(UserError, match="live_intervals=5 but the replayed span of the load trace 'load' holds 2 "):
         live_job(cfg)
+
+
+def test_a_change_of_batch_sizes_alone_is_switched_in_place():
+    from sustainable_ipa.adapt.live import only_batch_sizes
+    from sustainable_ipa.search.space import PipelineChoice, StageChoice
+
+    def choice(batch: int, variant: str = "resnet18", replicas: int = 1) -> PipelineChoice:
+        return PipelineChoice(detector=StageChoice("yolov5n", 1, 1, 1),
+                              classifier=StageChoice(variant, batch, 1, replicas))
+
+    assert only_batch_sizes(choice(1), choice(4))
+    assert not only_batch_sizes(choice(1), choice(1, "resnet34"))  # another model: new workers
+    assert not only_batch_sizes(choice(1), choice(4, replicas=2))  # another replica count: new workers

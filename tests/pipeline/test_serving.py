@@ -44,6 +44,7 @@ def test_a_handover_moves_every_queued_item_and_loses_no_request():
         moved = first.hand_over(second)
         with pytest.raises(RuntimeError, match="no longer takes requests"):
             first.submit(requests[8])
+        second.set_batch_sizes([1, 1])  # in place: its next batches are single items
         for request in requests[8:]:
             second.submit(request)
         assert first.wait_drained(10)
@@ -60,3 +61,4 @@ def test_a_handover_moves_every_queued_item_and_loses_no_request():
     # some requests began in the first configuration and ended in the second; the last ones never saw the first
     assert any(r.outputs["a"][0] in first_pids and set(r.outputs["b"]) & second_pids for r in requests)
     assert all(r.outputs["a"][0] in second_pids for r in requests[8:])
+    assert {b.size for b in second.batches if b.start_s > requests[-1].arrival_s} == {1}

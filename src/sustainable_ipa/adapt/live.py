@@ -6,7 +6,8 @@ requests per real second, so latency and throughput are those of that load; only
 interval's start the adapter decides from the load it observed (arrivals counted in the interval before) and the
 running pipeline switches to the decision without losing a request (`pipeline.serving`): the next configuration is
 started, loaded and warmed while the current one serves, then takes the arrivals and every queued item no replica
-has begun, while the current one finishes the batches it has in flight.
+has begun, while the current one finishes the batches it has in flight. A decision that changes batch sizes alone
+is switched in place: batch sizes are the parent's queues' business, so the same workers serve it at once.
 Energy is metered continuously, one meter window per interval; a switch's own window spans its preparation and
 the drain. Each policy is simulated over the same trace (`adapt.simulate`), and every interval is recorded live and
 as the simulator predicted it, in one MLflow run.
@@ -21,7 +22,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,16 @@ class Switch:
     energy_j: float  # active energy over preparation and drain (machine-wide: the serving meanwhile included)
     requests_during: int  # requests that arrived while it was under way
     latency_p99_during_s: float  # their p99 latency
+    how: str = "new workers"  # new workers | in place (only batch sizes changed: the same workers, nothing to prepare)
+
+
+NEW_WORKERS, IN_PLACE = "new workers", "in place"
+
+
+def only_batch_sizes(current: PipelineChoice, nxt: PipelineChoice) -> bool:
+    """Whether `nxt` differs from `current` in batch sizes alone: the running workers can serve it as they are."""
+    return all(replace(c, batch_size=0) == replace(n, batch_size=0)
+               for c, n in zip(current.stages().values(), nxt.stages().values()))
 
 
 @dataclass
@@ -275,14 +286,14 @@ class LiveLoop:
                 m = meter.end_window(f"{policy.name}-switch-{k}")
                 old.close()
                 timeline.append((k, began, prepared, handover, drained,
-                                 active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)))
+                                 active_energy_j(m.total_j, energy.idle_power_w, m.duration_s), NEW_WORKERS))
             except BaseException as err:  # raised in the loop's thread at the next interval
                 errors.append(err)
 
         feeder = threading.Thread(target=feed, name="live-feeder", daemon=True)
         history, decisions = [], [(decision, decision_ms, cpu_ms, self.rate_rps(0))]
         switchers: list[threading.Thread] = []
-        timeline: list[tuple] = []  # per switch: interval, began, prepared, handover, drained (s), active energy (J)
+        timeline: list[tuple] = []  # per switch: interval, began, prepared, handover, drained (s), energy (J), how
         errors: list[BaseException] = []
         deferred = 0  # decisions to switch taken while the switch before was still under way
         try:
@@ -305,6 +316,12 @@ class LiveLoop:
                     if decision.choice is not None and decision.choice != active["choice"]:
                         if switchers and switchers[-1].is_alive():
                             deferred += 1  # decided again at the next interval
+                        elif only_batch_sizes(active["choice"], decision.choice):
+                            with lock:  # the same workers: the queues cut their next batches at the new sizes
+                                active["pipeline"].set_batch_sizes(
+                                    [c.batch_size for c in decision.choice.stages().values()])
+                                active["choice"] = decision.choice
+                            timeline.append((k, *(time.perf_counter(),) * 4, 0.0, IN_PLACE))
                         else:
                             switcher = threading.Thread(target=switch, args=(decision.choice, k), name=f"switch-{k}",
                                                         daemon=True)
@@ -331,10 +348,10 @@ class LiveLoop:
         for pipeline in started:
             if pipeline.errors:
                 raise pipeline.errors[0]
-        for k, began, prepared, handover, drained, energy_j in timeline:  # every request is done by now
+        for k, began, prepared, handover, drained, energy_j, how in timeline:  # every request is done by now
             during = [r.latency_s for rs in arrived for r in rs if began <= r.arrival_s <= drained]
             switches.append(Switch(k, prepared - began, drained - handover, energy_j, len(during),
-                                   float(np.percentile(during, 99)) if during else float("nan")))
+                                   float(np.percentile(during, 99)) if during else float("nan"), how))
         predicted_intervals = simulated(self, policy)
         for k in range(n):
             rows.append(self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
@@ -388,7 +405,7 @@ def relative_error(live: pd.Series, predicted: pd.Series) -> pd.Series:
 def summary(run: LiveRun) -> dict[str, float]:
     frame = pd.DataFrame(run.rows)
     weights = frame["requests"] / max(frame["requests"].sum(), 1)
-    degraded = [s.degraded_s for s in run.switches]
+    degraded = [s.degraded_s for s in run.switches if s.how == NEW_WORKERS]
     return {
         "accuracy_mean": float((frame["accuracy"] * weights).sum()),  # the decisions' (catalogue), per request
         "sim_accuracy_mean": float(np.average(frame["sim_accuracy"], weights=frame["load_rps"] + 1e-12)),
@@ -403,9 +420,11 @@ def summary(run: LiveRun) -> dict[str, float]:
         "same_decision_share": float((frame["decision"] == frame["sim_decision"]).mean()),
         "requests": float(run.submitted), "requests_lost": float(run.lost), "switches": float(len(run.switches)),
         "switches_deferred": float(run.switches_deferred),
+        "switches_in_place": float(sum(s.how == IN_PLACE for s in run.switches)),
         "switch_degraded_s_max": max(degraded) if degraded else 0.0,
         "switch_degraded_s_median": float(np.median(degraded)) if degraded else 0.0,
-        "switch_prepare_s_median": float(np.median([s.prepare_s for s in run.switches])) if run.switches else 0.0,
+        "switch_prepare_s_median": float(np.median(prepared)) if (prepared := [
+            s.prepare_s for s in run.switches if s.how == NEW_WORKERS]) else 0.0,
         "switch_energy_j": float(sum(s.energy_j for s in run.switches)),
         "decision_ms_p50": float(np.median(run.decision_ms)), "decision_ms_max": float(max(run.decision_ms)),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -30,14 +30,16 @@ class BatchQueue(Generic[T]):
             self._closed = True
             self._cond.notify_all()
 
-    def take(self, n: int, stop: threading.Event) -> list[T] | None:
-        """The next batch, or None when the queue is closed and drained or `stop` is set."""
+    def take(self, n: int | Callable[[], int], stop: threading.Event) -> list[T] | None:
+        """The next batch, or None when the queue is closed and drained or `stop` is set. `n`: the batch size, or a
+        function giving it, read again while the batch fills (a batch size changed meanwhile applies at once)."""
+        size = n if callable(n) else lambda: n
         with self._cond:
-            while len(self._items) < n and not self._closed and not stop.is_set():
+            while len(self._items) < size() and not self._closed and not stop.is_set():
                 self._cond.wait(timeout=0.05)
             if stop.is_set() or not self._items:
                 return None
-            return [self._items.popleft() for _ in range(min(n, len(self._items)))]
+            return [self._items.popleft() for _ in range(min(size(), len(self._items)))]
 
     def close_and_take_all(self) -> list[T]:
         """Close the queue and take every item it holds, whole batches or not: what no consumer has begun."""

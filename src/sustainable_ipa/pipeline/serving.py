@@ -40,6 +40,7 @@ class ServingPipeline:
         self._threads: list[threading.Thread] = []
         self._live = [spec.settings.replicas for spec in self.stages]
         self._intake_closed = False
+        self.batch_sizes = [spec.settings.batch_size for spec in self.stages]  # `set_batch_sizes` changes them
 
     def start(self, warm_items: list) -> float:
         """Start the workers, run `warm_items` (first-stage items) through every replica of every stage, and begin
@@ -68,6 +69,13 @@ class ServingPipeline:
             raise RuntimeError("this configuration no longer takes requests")
         request.arrival_s, request.pending = time.perf_counter(), 1
         self._queues[0].put_many([(request, request.frame)])
+
+    def set_batch_sizes(self, sizes: Sequence[int]) -> None:
+        """Switch in place: the same workers cut their next batches (the one filling now included) at `sizes`. A
+        batch size is the parent's business (the queues'), so nothing is started or moved."""
+        if len(sizes) != len(self.stages) or any(int(b) < 1 for b in sizes):
+            raise ValueError(f"one batch size >= 1 per stage ({len(self.stages)}), not {list(sizes)}")
+        self.batch_sizes = [int(b) for b in sizes]
 
     def hand_over(self, successor: "ServingPipeline") -> int:
         """Take no more requests; every item queued here that no replica has begun, at any stage, moves to the
@@ -123,7 +131,7 @@ class ServingPipeline:
     def _serve(self, k: int, replica) -> None:
         spec, last_stage = self.stages[k], k + 1 == len(self.stages)
         try:
-            while (batch := self._queues[k].take(spec.settings.batch_size, self._stop)) is not None:
+            while (batch := self._queues[k].take(lambda: self.batch_sizes[k], self._stop)) is not None:
                 handoffs, done = serve_batch(spec, replica, batch, last_stage, self.batches, self._lock)
                 if handoffs:
                     with self._lock:  # here, or to the successor once handed over (`hand_over`)
