@@ -52,6 +52,8 @@ def test_every_experiment_opened_is_tagged_model_training_with_the_key_figures_v
     # the saved view, in the UI's envelope, lists the key figures (means and single values) as columns
     envelope = json.loads(tags_of(client, new)[SHARED_VIEW_TAG + KEY_FIGURES_VIEW])
     assert envelope["name"] == "Key figures" and isinstance(envelope["createdAt"], int)
-    columns = json.loads(envelope["state"])["selectedColumns"]
+    state = json.loads(envelope["state"])
+    columns = state["selectedColumns"]
     for metric in KEY_FIGURES:
         assert f"metrics.`{metric}_mean`" in columns and f"metrics.`{metric}`" in columns
+    assert state["columnOrder"][0] == "metrics.`energy_j_per_request_mean`"  # the means first, energy leading

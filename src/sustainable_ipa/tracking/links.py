@@ -16,17 +16,19 @@ MODEL_TRAINING = {"workflowType": "machine_learning"}  # the UI's own query para
 SAVED_VIEW_PARAM = "viewStateShareKey"  # the runs page's query parameter that opens a saved view
 KEY_FIGURES_VIEW = "key-figures"  # the id of the saved view of the key figures (tracking/store.py)
 # The figures to compare runs on: a job with repetitions logs `<metric>_mean`, a single trial the plain name.
-KEY_FIGURES = ["accuracy_reference", "latency_p99_s", "energy_j_per_request", "cost_usd_per_1k", "throughput_rps"]
+KEY_FIGURES = ["energy_j_per_request", "cost_usd_per_1k", "latency_p99_s", "accuracy_reference", "throughput_rps"]
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's kind for training-like work
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the UI's prefix for a saved view's experiment tag (3.17)
 
 
 def experiment_tags(now_ms: int | None = None) -> dict[str, str]:
     """The tags that make the UI treat an experiment as model training and offer the view "Key figures": the
-    runs table with the key figures (means and single values) and the adaptation as columns. The view's envelope
-    and state are the UI's own saved-view format (a JSON state inside a JSON envelope)."""
-    columns = ["tags.`adaptation`"] + [f"metrics.`{m}{suffix}`" for m in KEY_FIGURES for suffix in ("_mean", "")]
-    state = json.dumps({"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False})
+    runs table with the key figures as its first columns, the means of jobs with repetitions first, then the single
+    values of one-trial runs and study trials. The envelope and state are the UI's own saved-view format (a JSON
+    state inside a JSON envelope); `columnOrder` puts the columns in that order (the UI would sort them by name)."""
+    columns = [f"metrics.`{m}{suffix}`" for suffix in ("_mean", "") for m in KEY_FIGURES]
+    state = json.dumps({"selectedColumns": columns, "columnOrder": columns, "orderByKey": "attributes.start_time",
+                        "orderByAsc": False})
     created = int(time.time() * 1000) if now_ms is None else now_ms
     envelope = json.dumps({"name": "Key figures", "createdAt": created, "updatedAt": created, "state": state})
     return {**EXPERIMENT_KIND, SHARED_VIEW_TAG + KEY_FIGURES_VIEW: envelope}
