@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sustainable_ipa.report.analysis import ENERGY, Correlation  # noqa: E402
@@ -27,7 +28,8 @@ def _errorbars(ax, data, x, y):
 
 
 def _clean(err):
-    return None if err is None else [e.fillna(0).clip(lower=0) for e in err]
+    # a 2 × n array: matplotlib reads a list of one-element Series as scalars (and pandas warns)
+    return None if err is None else np.vstack([e.fillna(0).clip(lower=0).to_numpy(dtype=float) for e in err])
 
 
 MARKERS = "osD^vPX*"
