@@ -58,3 +58,20 @@ def _caught() -> BaseException:
         _drop()
     except OperationalError as err:
         return err
+
+
+def test_runs_a_signal_cannot_end_on_a_store_gone_are_kept_locally(tmp_path, client, monkeypatch):
+    """Ctrl-C while the store does not answer: `end_open_runs` (what the signal handler calls) writes each copy."""
+    from sustainable_ipa.tracking.runs import end_open_runs
+
+    monkeypatch.setattr(local_copy, "_folder", tmp_path / "unsent")
+    experiment_id = open_store(client.tracking_uri, "stopped", None)
+    with pytest.raises(local_copy.StoreWentAway):
+        with tracked_run(client, experiment_id, "job") as run_id:
+            log(client, run_id, metrics={"energy_j_total": 2.0})
+            monkeypatch.setattr(client, "set_terminated", lambda *a, **k: _drop())
+            failed = end_open_runs()
+            assert failed == {run_id: f"the store does not answer; what the run logged is kept in "
+                                      f"{tmp_path / 'unsent' / run_id}.json"}
+    copy = json.loads((tmp_path / "unsent" / f"{run_id}.json").read_text())
+    assert copy["status"] == "KILLED" and copy["metrics"][0][:2] == ["energy_j_total", 2.0]

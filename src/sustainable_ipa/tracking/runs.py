@@ -115,13 +115,16 @@ def end_run(client: MlflowClient, run_id: str, status: str) -> None:
 
 def end_open_runs(status: str = KILLED) -> dict[str, str]:
     """End the runs this process has open (the newest first, nested runs before their parent). Returns those that
-    could not be ended, with the store's reason; they stay open."""
+    could not be ended, with the store's reason; they stay open. A store that does not answer gets each run's local
+    copy written (`local_copy`), and the reason says where."""
     failed = {}
     for run_id, client in reversed(list(_open.items())):
         try:
             end_run(client, run_id, status)
         except Exception as err:
             failed[run_id] = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            if local_copy.went_away(err) and (path := local_copy.write(run_id, status)) is not None:
+                failed[run_id] = f"the store does not answer; what the run logged is kept in {path}"
     return failed
 
 
