@@ -14,6 +14,7 @@ from sustainable_ipa.report.analysis import ENERGY, Correlation
 
 HEIGHT_PX = 430
 MARKERS = ["circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "x", "star"]
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]  # plotly's own
 PARETO_KINDS = {"none": ("dominated", dict(color="lightgray", symbol="circle", size=9)),
                 "both": ("Pareto without energy", dict(color="#1f77b4", symbol="circle", size=10)),
                 "energy": ("Pareto only with energy", dict(color="#2ca02c", symbol="star", size=16))}
@@ -114,15 +115,19 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
 
     fig, panels = _panels(summary, f"Energy per request against {x}", note, titles=title)
     groups = sorted(summary["numerics"].unique()) if "numerics" in summary else [""]
+    in_legend: set[str] = set()  # each combination once, where it first has points; the same look in every panel
     for _, data, col in panels:
         for i, numerics in enumerate(groups):
             part = data[data["numerics"] == numerics] if "numerics" in data else data
+            if part.empty:
+                continue
             fig.add_trace(go.Scatter(x=part[x], y=part[ENERGY], mode="markers", name=numerics or "all",
-                                     legendgroup=numerics, showlegend=col == 1 and len(groups) > 1,
+                                     legendgroup=numerics, showlegend=len(groups) > 1 and numerics not in in_legend,
                                      error_x=_error(part, x), error_y=_error(part, ENERGY),
-                                     marker=dict(symbol=MARKERS[i % len(MARKERS)], size=10,
-                                                 line=dict(color="black", width=1)),
+                                     marker=dict(symbol=MARKERS[i % len(MARKERS)], color=COLOURS[i % len(COLOURS)],
+                                                 size=10, line=dict(color="black", width=1)),
                                      **_hover(part, _fields(part))), row=1, col=col)
+            in_legend.add(numerics)
         _axes(fig, col, x, "J per request (idle-subtracted)")
     if len(groups) > 1:
         fig.update_layout(legend_title_text="precision/runtime: detector + classifier")
@@ -132,16 +137,20 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
 def pareto_plot(summary: pd.DataFrame, without: dict[str, set[str]], with_energy: dict[str, set[str]],
                 note: str = "") -> go.Figure:
     fig, panels = _panels(summary, "Pareto sets over accuracy, cost, p99 latency (+ energy)", note)
+    in_legend: set[str] = set()
     for hardware, data, col in panels:
         base = without.get(hardware, set())
         extra = with_energy.get(hardware, set()) - base
         kinds = data["adaptation"].map(lambda a: "both" if a in base else ("energy" if a in extra else "none"))
         for kind, (label, style) in PARETO_KINDS.items():
             part = data[kinds == kind]
+            if part.empty:
+                continue
             fig.add_trace(go.Scatter(x=part["accuracy_reference"], y=part["latency_p99_s"], mode="markers",
-                                     name=label, legendgroup=kind, showlegend=col == 1,
+                                     name=label, legendgroup=kind, showlegend=kind not in in_legend,
                                      marker=dict(**style, line=dict(color="black", width=1)),
                                      **_hover(part, _fields(part))), row=1, col=col)
+            in_legend.add(kind)
         _axes(fig, col, "accuracy (PAS)", "p99 latency (s)")
     return fig
 
