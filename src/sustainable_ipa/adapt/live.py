@@ -49,6 +49,7 @@ from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
 from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice
+from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.runs import BATCH_LIMIT, common_tags, log, tracked_run
 from sustainable_ipa.tracking.signals import signals_held
 from sustainable_ipa.tracking.store import open_store
@@ -522,6 +523,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
     table.attrs["switches"] = switches
     table.attrs["run_id"] = run_id
     console.print(table[[c for c in SHOWN if c in table.columns]].T.to_string(float_format=lambda v: f"{v:.4g}"))
+    print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, run_id)
     return table
 
 
