@@ -108,16 +108,17 @@ def utc_seconds(text: str, tz: str, path: str | Path = "adapt.start", row: int |
 def _localized(path, naive: list[datetime], rows: list[int], tz: str) -> np.ndarray:
     """Naive wall-clock times in `tz` as Unix seconds (pandas places a DST day: the repeated hour by row order)."""
     import pandas as pd
-    import pytz
 
     if tz in ("UTC", "Etc/UTC"):
         return np.array([d.replace(tzinfo=timezone.utc).timestamp() for d in naive])
     try:
         index = pd.DatetimeIndex(naive).tz_localize(ZoneInfo(tz), ambiguous="infer", nonexistent="raise")
-    except pytz.exceptions.InvalidTimeError as err:
+    except Exception as err:  # pandas 2 raises pytz's errors, pandas 3 its own: told apart by name, not by module
+        if type(err).__name__ not in ("NonExistentTimeError", "AmbiguousTimeError"):
+            raise
         shown = next((r for r, d in zip(rows, naive) if str(d) in str(err)), None)
         where = f" row {shown}" if shown else ""
-        kind = "does not exist (the clock skips it)" if isinstance(err, pytz.exceptions.NonExistentTimeError) else \
+        kind = "does not exist (the clock skips it)" if type(err).__name__ == "NonExistentTimeError" else \
             "is ambiguous (the clock repeats it) and the rows do not tell which"
         raise UserError(f"trace {path}{where}: the naive time {err} {kind} in adapt.trace_tz={tz}",
                         "give the times with their offset (e.g. +01:00) or in UTC (adapt.trace_tz=UTC)") from None
