@@ -36,6 +36,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PostgresUnavailable(RuntimeError):
+    """No server can be started here; the message says why."""
+
+
 def unavailable(reason: str):
     """Skip with the reason; under CI (which always installs PostgreSQL) fail instead."""
     if os.environ.get("CI"):
@@ -68,21 +72,23 @@ class PostgresServer:
                        capture_output=True, timeout=60)
 
 
-def start_postgres(root: Path) -> PostgresServer:
-    """initdb + pg_ctl start on 127.0.0.1:<free port>; password authentication for USER over TCP."""
+def start_postgres(root: Path, durable: bool = False) -> PostgresServer:
+    """initdb + pg_ctl start on 127.0.0.1:<free port>; password authentication for USER over TCP. Raises
+    PostgresUnavailable where no server can be started (bench/bench_storage.py starts its own through this too).
+    `durable`: commits reach the disk (fsync on), as on a real server; tests skip that."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if not (initdb and pg_ctl):
-        unavailable("initdb/pg_ctl not found (apt-get install postgresql)")
+        raise PostgresUnavailable("initdb/pg_ctl not found (apt-get install postgresql)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        unavailable("the psycopg package is not installed")
+        raise PostgresUnavailable("the psycopg package is not installed")
     as_user: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            unavailable("running as root and there is no 'postgres' user to run the server as")
+            raise PostgresUnavailable("running as root and there is no 'postgres' user to run the server as")
         as_user = ["runuser", "-u", "postgres", "--"]
     root.mkdir(parents=True, exist_ok=True)
     data_dir, pwfile = root / "data", root / "pwfile"
@@ -94,14 +100,15 @@ def start_postgres(root: Path) -> PostgresServer:
                                      "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
                                      "--no-sync"], capture_output=True, text=True, timeout=120)
     if init.returncode != 0:
-        unavailable(f"initdb failed: {init.stderr.strip().splitlines()[-1:] or init.returncode}")
+        raise PostgresUnavailable(f"initdb failed: {init.stderr.strip().splitlines()[-1:] or init.returncode}")
     port = free_port()
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c max_connections=200 -c fsync=off"
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c max_connections=200" + \
+        ("" if durable else " -c fsync=off")
     start = subprocess.run(as_user + [pg_ctl, "-D", str(data_dir), "-o", options, "-l", str(root / "log"),
                                       "-w", "-t", "60", "start"], capture_output=True, text=True, timeout=90)
     if start.returncode != 0:
         log = (root / "log").read_text()[-300:] if (root / "log").exists() else start.stderr
-        unavailable(f"the server did not start: {log.strip()}")
+        raise PostgresUnavailable(f"the server did not start: {log.strip()}")
     return PostgresServer(port, data_dir, as_user, pg_ctl)
 
 
@@ -110,7 +117,11 @@ def postgres():
     """One server for the session; each test takes its own database with `postgres.new_database()`."""
     root = Path(tempfile.mkdtemp(prefix="sipa-pg-"))
     os.chmod(root, 0o755)
-    server = start_postgres(root / "cluster")
+    try:
+        server = start_postgres(root / "cluster")
+    except PostgresUnavailable as err:
+        shutil.rmtree(root, ignore_errors=True)
+        unavailable(str(err))
     try:
         yield server
     finally:

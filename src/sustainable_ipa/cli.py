@@ -123,6 +123,9 @@ def hydra_entry(work: Callable, from_mlflow: bool | None = None, mlflow_run_id: 
     def task(cfg: DictConfig):
         try:
             validate(cfg)  # every setting, for every entry point, before anything is loaded or recorded
+            from sustainable_ipa.tracking.server import use_settings
+
+            use_settings(cfg.tracking)  # how long a tracking server is waited for; where runs' local copies go
             return work(cfg)
         except UserError as err:
             fail(str(err))

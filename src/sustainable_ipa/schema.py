@@ -208,6 +208,11 @@ class Tracking(Settings):
     uri: Name  # its form is checked by the store, which can say what is wrong with a URL
     artifact_root: WritableLocation
     experiment: Name
+    # a tracking server that stops answering: MLflow's REST client retries (its own limit is 10), each call waits
+    # server_timeout_s, then the run ends with a local copy of its figures in local_copy_dir (tracking/local_copy.py)
+    server_retries: _described(int, "an integer in [0, 10] (MLflow's limit)", ge=0, le=10)
+    server_timeout_s: Count
+    local_copy_dir: WritablePath
 
 
 # energy/ ---------------------------------------------------------------------------------------------------------
@@ -254,6 +259,11 @@ class StageSpace(Settings):
                        AfterValidator(_unique)]
 
 
+class StorageProxy(Settings):
+    host: Name  # the address the proxy listens on: 127.0.0.1, or 0.0.0.0 for other machines
+    port: Annotated[int, Field(description="a TCP port in [1, 65535]", ge=1, le=65535)]
+
+
 class Search(Settings):
     evaluator: Literal["profile", "run"]
     n_trials: Count
@@ -265,6 +275,8 @@ class Search(Settings):
     storage: Name  # its form is checked where the storage opens, which names the driver or the fix
     study_name: Name
     heartbeat_s: Count
+    storage_timeout_s: Positive  # how long opening search.storage waits for its server or proxy (each proxy call too)
+    proxy: StorageProxy  # python src/storage_proxy.py: Optuna's gRPC proxy in front of search.storage
     load_rps: Positive
     space: dict[str, StageSpace]
 

@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from helpers import runs_by_status, store_overrides
+from study_workers import TINY as WORKERS_TINY
 from sustainable_ipa.config import PROJECT_ROOT
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
@@ -21,14 +22,8 @@ from sustainable_ipa.search.search_job import search_job
 from sustainable_ipa.search.space import SearchSpace
 from sustainable_ipa.search.study import MLFLOW_RUN_ATTR, TRIAL_RUN_ATTR
 
-TINY = ["search.space.detector.precision=[fp32]", "search.space.classifier.precision=[fp32]",
-        "search.space.detector.runtime=[torch]", "search.space.classifier.runtime=[torch]",
-        "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
-        "search.space.detector.batch_size=[1,2]", "search.space.classifier.batch_size=[1,4]",
-        "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
-        "search.space.detector.replicas=[1,2]", "search.space.classifier.replicas=[1]",
-        "hardware.cores=3", "profiling.repeats=1", "search.sampler=random", "trial.sla_s=30",
-        "search.load_rps=0.5"]  # every configuration keeps up: no test depends on the machine's speed of the moment
+# every configuration keeps up: no test depends on the machine's speed of the moment
+TINY = [*WORKERS_TINY, "profiling.repeats=1"]
 
 
 @pytest.fixture

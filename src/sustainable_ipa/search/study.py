@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterator
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig
@@ -30,6 +29,7 @@ from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
 from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
 from sustainable_ipa.search.samplers import make_sampler
+from sustainable_ipa.search.slots import TrialSlots
 from sustainable_ipa.search.space import (ALLOCATION, NUMERICS, PipelineChoice, SearchSpace, allocation_label,
                                           configured_space, numerics_label)
 from sustainable_ipa.search.storage import make_storage
@@ -65,7 +65,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> PipelineChoice:
 
 
 def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
-    storage = make_storage(cfg.search.storage, cfg.search.heartbeat_s)
+    storage = make_storage(cfg.search.storage, cfg.search.heartbeat_s, cfg.search.storage_timeout_s)
     directions = [o.direction for o in objectives]
     study = optuna.create_study(study_name=cfg.search.study_name, storage=storage, directions=directions,
                                 sampler=make_sampler(cfg.search.sampler, cfg.search.seed), load_if_exists=True)
@@ -97,9 +97,9 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
     if stored_cores is None and study.get_trials(deepcopy=False):
         raise UserError(f"study '{cfg.search.study_name}' was made by an older search (it pruned configurations "
                         "over the cores)", "pass a new search.study_name")
-    if stored_cores is None:
-        study.set_user_attr("max_cores", cores)
+    if stored_cores is None:  # allocations first: a worker that reads max_cores finds them too
         study.set_user_attr(ALLOCATION, allocations)
+        study.set_user_attr("max_cores", cores)
     elif study.user_attrs.get(ALLOCATION) != allocations:
         raise UserError(f"study '{cfg.search.study_name}' allocates {stored_cores} cores among other threads and "
                         f"replicas than this space on {cores} cores",
@@ -109,8 +109,9 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
 
 def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, experiment_id: str,
               console: Console | None = None) -> StudyOutcome:
-    """Run the study until it holds `search.n_trials` completed trials, counting those of earlier or concurrent
-    workers: rerunning the same command resumes it. Every trial fits the cores (`suggest`), so each one counts."""
+    """Run the study until it holds exactly `search.n_trials` completed trials, counting those of earlier or
+    concurrent workers: rerunning the same command resumes it. Every trial fits the cores (`suggest`), so each one
+    counts; a trial drawn when the trials before it already make up the total ends PRUNED, unevaluated (`slots`)."""
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
     space = configured_space(cfg, available_cores(cfg.hardware))
@@ -125,6 +126,8 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
 
         def objective(trial: optuna.Trial):
             choice = suggest(trial, space)
+            if slots.surplus(trial):
+                slots.give_way(trial)
             with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
                              tags={"study_name": study.study_name}) as run_id:
                 trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
@@ -145,17 +148,19 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                              **{f"objective_{o.name}": v for o, v in zip(objectives, values)}})
             return values
 
-        finished = (optuna.trial.TrialState.COMPLETE,)  # every trial fits: none is pruned
-        done = len(study.get_trials(deepcopy=False, states=finished))
-        remaining = max(int(cfg.search.n_trials) - done, 0)
+        # Waiting for the last slots polls the storage at most every heartbeat_s / 4 (staleness takes 2 ×
+        # heartbeat_s): a hundred workers waiting for a study's last trials must not flood the database or proxy.
+        slots = TrialSlots(study, int(cfg.search.n_trials), max_poll_s=max(1.0, cfg.search.heartbeat_s / 4),
+                           say=lambda line: console.print(f"[dim]{line}[/]"))
         with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn()) as progress:
-            task = progress.add_task("", total=int(cfg.search.n_trials), completed=done, name=study.study_name)
-            if remaining:
-                # MaxTrialsCallback stops every worker once the study as a whole has n_trials finished trials.
-                study.optimize(objective, n_trials=remaining, catch=(), callbacks=[
-                    MaxTrialsCallback(int(cfg.search.n_trials), states=finished),
-                    lambda s, t: progress.advance(task)])
+            task = progress.add_task("", total=int(cfg.search.n_trials), completed=slots.complete(),
+                                     name=study.study_name)
+            if slots.wait():
+                # Every worker stops once the study as a whole holds exactly n_trials completed trials.
+                study.optimize(objective, catch=(), callbacks=[
+                    lambda s, t: progress.advance(task) if t.state == optuna.trial.TrialState.COMPLETE else None,
+                    slots.after_trial])
         _close_stale(study, client)  # a dead worker's trial that Optuna failed during this search: end its runs
         pareto = feasible_pareto(study)
         parent.follow()
@@ -237,7 +242,8 @@ class ParentRun:
         winner = recorded_parent(self.study)
         if winner not in (None, self.run_id):
             self._move_children(self.run_id, winner)
-            if self.run_id == self.created:
+            if self.run_id == self.created:  # ended, then deleted: a deleted run left open fails a later stop
+                end_run(self.client, self.created, ending_status(None))
                 self.client.delete_run(self.created)
             self.run_id = winner
         return self.run_id
