@@ -75,3 +75,20 @@ def test_runs_a_signal_cannot_end_on_a_store_gone_are_kept_locally(tmp_path, cli
                                       f"{tmp_path / 'unsent' / run_id}.json"}
     copy = json.loads((tmp_path / "unsent" / f"{run_id}.json").read_text())
     assert copy["status"] == "KILLED" and copy["metrics"][0][:2] == ["energy_j_total", 2.0]
+
+
+def test_the_import_command_says_in_one_line_what_it_cannot_read(tmp_path, capsys):
+    assert local_copy.main([str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: no local copies at {tmp_path / 'nowhere'}. Fix: pass tracking.local_copy_dir or one of its .json files"]
+    (tmp_path / "broken.json").write_text("{not json")
+    assert local_copy.main([str(tmp_path)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / 'broken.json'} is not a local copy of a run")
+
+
+def test_a_locked_or_mismatched_database_is_not_a_store_gone_away():
+    """Contention and schema errors say the store answered: the run is not left RUNNING as if it had gone away."""
+    assert local_copy.went_away(_caught())  # the connection dropped
+    assert not local_copy.went_away(OperationalError("INSERT …", {}, Exception("database is locked")))
+    assert not local_copy.went_away(OperationalError("SELECT …", {}, Exception("no such table: runs")))

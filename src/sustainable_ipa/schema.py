@@ -341,7 +341,7 @@ class Forecast(Settings):
 
 
 class Adapt(Settings):
-    load: Name    # steady | bursty | diurnal | a CSV path or IPA's raw workload file: the trace reader names the choices
+    load: Name    # steady | bursty | diurnal | a CSV path or IPA's raw workload file (the trace reader names them)
     carbon: Name  # flat | diurnal | a CSV path
     duration_s: Positive
     step_s: Positive

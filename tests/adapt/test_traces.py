@@ -103,6 +103,9 @@ def test_start_picks_the_moment_and_the_carbon_trace_follows_the_loads_dates(tmp
     assert load_cut.at(0) == 20 and carbon_cut.at(0) == 34 and load_window.offset_s == 36000
     load_cut, carbon_cut, _, _ = replay_window(load, carbon, "2025-01-02T11:00", "Europe/Berlin", 3600, "error")
     assert load_cut.at(0) == 20 and carbon_cut.at(0) == 34  # 11:00 in Berlin is 10:00 UTC
+    for zone in ("UTC", "Europe/Berlin"):  # a start with its own offset means that moment, whatever trace_tz says
+        load_cut, carbon_cut, _, _ = replay_window(load, carbon, "2025-01-02T11:00+01:00", zone, 3600, "error")
+        assert load_cut.at(0) == 20 and carbon_cut.at(0) == 34
     load_cut, carbon_cut, _, _ = replay_window(load, carbon, 7200, "UTC", 3600, "error")
     assert load_cut.at(0) == 12 and carbon_cut.at(0) == 26
 

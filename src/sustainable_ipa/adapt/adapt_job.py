@@ -75,6 +75,13 @@ def traces(cfg: DictConfig) -> tuple[Trace, Trace]:
     return replay.load, replay.carbon
 
 
+def adapt_params(a) -> dict:
+    """The adapt settings as MLflow params (the forecaster's as adapt.forecast.*), for the replay and the live run."""
+    params = {f"adapt.{k}": v for k, v in a.items() if k not in ("job", "forecast")}
+    params.update({f"adapt.forecast.{k}": v for k, v in a.forecast.items()})
+    return params
+
+
 def predictor(cfg: DictConfig) -> Predictor:
     """The predictor `adapt.predictor` names, with `adapt.forecast`'s settings."""
     f = cfg.adapt.forecast
@@ -122,8 +129,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
             "profiles_fingerprint": profiles.fingerprint or "unknown",  # the machine they were measured on
             **replay.tags(), "predictor": forecaster.name, "capacity": ceiling.line() or "every interval fits",
             "figures": "composed prediction (profiles replayed by the simulator), not measured"}
-    params = {f"adapt.{k}": v for k, v in a.items() if k not in ("job", "forecast")}
-    params.update({f"adapt.forecast.{k}": v for k, v in a.forecast.items()})
+    params = adapt_params(a)
     with tracked_run(client, experiment_id, f"adapt-{load.name}-{carbon.name}", tags=tags) as run_id:
         log(client, run_id, params=params,
             metrics={**{f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()}, **job,

@@ -66,6 +66,9 @@ class Capacity:
         """The warning printed before the replay, or None when every interval fits."""
         if not self.over:
             return None
+        if self.max_load_rps <= 0:
+            return (f"capacity: no option of the space meets the SLA at any load on {self.max_cores} cores, so no "
+                    "adapt.load_scale fits; every interval is replayed with the least-bad choice, and counted")
         return (f"capacity: the space serves at most {self.max_load_rps:.3g} requests/s on {self.max_cores} cores; "
                 f"{self.over} of {self.intervals} intervals ({self.over_share:.0%}) ask for more (up to "
                 f"{self.peak_load_rps:.3g} requests/s); adapt.load_scale={self.fitting_scale:.3g} would fit them all "

@@ -49,6 +49,7 @@ from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
 from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice
+from sustainable_ipa.tracking import local_copy
 from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.runs import BATCH_LIMIT, common_tags, log, tracked_run
 from sustainable_ipa.tracking.signals import signals_held
@@ -118,7 +119,8 @@ def simulated_label(stages: tuple[tuple[str, str], ...]) -> str:
 def same_label(choice: PipelineChoice | None) -> str:
     """A live decision in the simulator's words (it records no threads or replicas)."""
     return "-" if choice is None else simulated_label(
-        tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}") for stage, c in choice.stages().items()))
+        tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
+              for stage, c in choice.stages().items()))
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,9 @@ class LiveLoop:
                 meter.begin_window(f"{policy.name}-switch-{k}")
                 nxt = self.serving(choice, done)
                 started.append(nxt)
+                if stop.is_set():  # the loop ended (an error, a signal) while this was prepared: no one else ends it
+                    nxt.close()
+                    return
                 prepared = time.perf_counter()
                 with lock:  # the feeder waits: the queued items move over before any new request
                     old, active["pipeline"], active["choice"] = active["pipeline"], nxt, choice
@@ -344,6 +349,8 @@ class LiveLoop:
             windows.append(meter.end_window(f"{policy.name}-{n - 1}"))  # the last requests' tail included
         finally:
             stop.set()
+            for switcher in switchers:  # one preparing now closes what it made once it sees stop
+                switcher.join(timeout=60)
             for pipeline in started:
                 pipeline.close()
         for pipeline in started:
@@ -441,6 +448,7 @@ def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
     now_ms = int(time.time() * 1000)
     metrics = [Metric(f"{run.policy}_interval_{name}", float(row[name]), now_ms, int(row["interval"]))
                for row in run.rows for name in INTERVAL_METRICS if np.isfinite(float(row[name]))]
+    local_copy.logged(run_id, metrics, [], [])  # kept, should the store stop answering before the run ends
     with signals_held():
         for i in range(0, len(metrics), BATCH_LIMIT):
             client.log_batch(run_id, metrics=metrics[i:i + BATCH_LIMIT])
@@ -449,7 +457,7 @@ def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
 def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None = None) -> pd.DataFrame:
     """Every policy of `adapt.live_policies` served live on the same trace, one MLflow run; returns per policy its
     live and simulated totals (`summary`), and the intervals as `.attrs["intervals"]`."""
-    from sustainable_ipa.adapt.adapt_job import policies, predictor, replay_traces
+    from sustainable_ipa.adapt.adapt_job import adapt_params, policies, predictor, replay_traces
     from sustainable_ipa.search.profiling_job import profile_job
     from sustainable_ipa.search.space import configured_space
 
@@ -481,6 +489,9 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     runs: list[LiveRun] = []
     with EnergySession(cfg.energy, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
+        if not energy.meter.concurrent_windows:  # a switch's window opens inside its interval's
+            raise UserError(f"the live loop measures each switch inside its interval, and the {energy.source_tag} "
+                            "meter measures one window at a time", "pass energy.meter=rapl or energy.meter=estimate")
         tags = {**common_tags("adapt-live", "random"), **energy.tags(), "adapt_mode": "live", "load_trace": load.name,
                 "carbon_trace": carbon.name, "profiles_fingerprint": profiles.fingerprint or "unknown",
                 "energy_kind": "active (meter - idle baseline)" + (
@@ -488,8 +499,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
                 "sim_kind": "composed prediction (profiles, adapt.simulate)"}
         with tracked_run(client, experiment_id, f"adapt-live-{load.name}-{carbon.name}", tags=tags) as run_id:
             log(client, run_id, tags=replay.tags(),
-                params={**{f"adapt.{k}": v for k, v in a.items() if k not in ("job", "forecast")},
-                                        "live.seed": seed, "live.cores": loop.max_cores},
+                params={**adapt_params(a), "live.seed": seed, "live.cores": loop.max_cores},
                 metrics={"options_precompute_s": precompute_s, "models_build_s": models_build_s})
             with progress_bar(console, TextColumn("live {task.description}"), BarColumn(), MofNCompleteColumn(),
                               TextColumn("intervals"), TimeElapsedColumn()) as progress:

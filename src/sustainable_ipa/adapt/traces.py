@@ -102,7 +102,10 @@ def _iso(text: str) -> datetime:
 
 def utc_seconds(text: str, tz: str, path: str | Path = "adapt.start", row: int | None = None) -> float:
     """One ISO 8601 time as Unix seconds: zoned as it says, naive in `tz`. Used for `adapt.start`."""
-    return float(_localized(path, [_iso(text)], [row or 0], tz)[0])
+    moment = _iso(text)
+    if moment.tzinfo is not None:  # its own offset says when it is; `tz` is for naive times only
+        return moment.timestamp()
+    return float(_localized(path, [moment], [row or 0], tz)[0])
 
 
 def _localized(path, naive: list[datetime], rows: list[int], tz: str) -> np.ndarray:

@@ -31,6 +31,8 @@ class CodeCarbonMeter(Meter):
                                    "pass energy.meter=estimate") from None
         self._open: dict[str, float] = {}
 
+    concurrent_windows = False  # one CodeCarbon task at a time
+
     def begin_window(self, name: str) -> None:
         if self._open:
             raise RuntimeError(f"CodeCarbon measures one window at a time; {next(iter(self._open))!r} is open")

@@ -15,6 +15,10 @@ class CompositeMeter(Meter):
         self.fallback_reason = next((m.fallback_reason for m in meters if m.fallback_reason), None)
 
     @property
+    def concurrent_windows(self) -> bool:
+        return all(m.concurrent_windows for m in self.meters)
+
+    @property
     def sources(self) -> list[str]:
         return [m.source.value for m in self.meters]
 

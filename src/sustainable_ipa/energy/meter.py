@@ -28,6 +28,7 @@ class Meter(ABC):
     """
 
     source: EnergySource
+    concurrent_windows = True  # several windows open at once (the live loop's switch inside its interval)
     fallback_reason: str | None = None
 
     @abstractmethod

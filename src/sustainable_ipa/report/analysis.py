@@ -234,4 +234,3 @@ def several_machines(trials: pd.DataFrame) -> list[str]:
     return [f"these runs were measured on {found['machine'].nunique()} machines: each is reported apart, as "
             f"{', '.join(found['hardware'])}; no Pareto set, correlation or ordering below mixes them (see "
             "'Where the figures were measured')"]
-

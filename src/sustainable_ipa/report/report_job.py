@@ -104,7 +104,8 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     carbon_html = note + (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: "
                           f"{html.escape(EQUIVALENTS_SOURCE)}.</p>{table(carbon, 3)}")
     if len(carbon):
-        carbon_html += figure(interactive.carbon_bars(carbon, figure_note), plots.carbon_bars(carbon, folder, figure_note))
+        carbon_html += figure(interactive.carbon_bars(carbon, figure_note),
+                              plots.carbon_bars(carbon, folder, figure_note))
     carbon_html += "<p>The same energy in other regions (kg CO2e per year; CodeCarbon's offline national " \
                    f"averages, {html.escape('Our World in Data')}):</p>{table(regions, 3)}"
     sections.append(("Carbon", carbon_html))

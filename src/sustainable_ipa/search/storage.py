@@ -27,7 +27,7 @@ import optuna
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
-from sustainable_ipa.db_driver import check_db_driver
+from sustainable_ipa.db_driver import check_db_driver, without_password
 from sustainable_ipa.errors import UserError
 
 FIX = ("pass search.storage=sqlite:////abs/path/optuna.db, a postgresql+psycopg://user:password@host:5432/db URL, "
@@ -48,17 +48,6 @@ def lost_creation_race(err: Exception, fresh: bool = False) -> bool:
     text = str(err).lower()
     return ("alembic_version" in text or "already exists" in text or "duplicate key" in text
             or (fresh and "no longer compatible" in text))
-
-
-def shown_url(url: str) -> str:
-    """The URL as messages print it: the password masked."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return url
 
 
 def retry_callback():
@@ -128,13 +117,13 @@ def open_error(url: str, err: Exception) -> UserError:
     elif "does not exist" in text and "database" in text:
         fix = "create the database first (createdb -h HOST -p PORT -U USER NAME), or name one that exists"
     elif "storage upgrade" in text or "no longer compatible" in text:
-        fix = f"upgrade its schema: optuna storage upgrade --storage '{shown_url(url)}' (back it up first)"
+        fix = f"upgrade its schema: optuna storage upgrade --storage '{without_password(url)}' (back it up first)"
     elif any(s in text for s in ("connection refused", "timeout expired", "could not connect", "connection failed",
                                  "could not translate host name", "name or service not known")):
         fix = "start the database server, or check the host and port in search.storage"
     else:
         fix = FIX
-    return UserError(f"cannot open study storage {shown_url(url)} ({reason})", fix)
+    return UserError(f"cannot open study storage {without_password(url)} ({reason})", fix)
 
 
 def _optuna_tables(url: str, connect_args: dict) -> set[str]:
@@ -153,8 +142,8 @@ def _optuna_tables(url: str, connect_args: dict) -> set[str]:
     ours = tables & set(models.BaseModel.metadata.tables)
     if tables and not ours:
         others = ", ".join(sorted(tables)[:4]) + (", …" if len(tables) > 4 else "")
-        raise UserError(f"search.storage {shown_url(url)} holds {len(tables)} tables of something else ({others}) "
-                        "and none of an Optuna study storage",
+        raise UserError(f"search.storage {without_password(url)} holds {len(tables)} tables of something else "
+                        f"({others}) and none of an Optuna study storage",
                         "give the studies a database of their own: an empty one gets Optuna's schema (e.g. "
                         "createdb optuna, then search.storage=postgresql+psycopg://user:password@host:5432/optuna)")
     return ours
@@ -317,7 +306,7 @@ def serve_proxy(url: str, host: str, port: int, timeout_s: float, ready=print) -
         raise UserError(f"the storage proxy cannot listen on {host}:{port} ({reason})",
                         "pass a free search.proxy.port, or stop what listens there")
     server.start()
-    ready(f"study storage proxy on {GRPC}{host}:{port} in front of {shown_url(url)}; workers pass "
+    ready(f"study storage proxy on {GRPC}{host}:{port} in front of {without_password(url)}; workers pass "
           f"search.storage={GRPC}{'<this host>' if host in ('0.0.0.0', '::') else host}:{port} (Ctrl-C stops it)")
     try:
         server.wait_for_termination()

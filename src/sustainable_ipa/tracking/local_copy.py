@@ -61,6 +61,11 @@ def forget(run_id: str) -> None:
     _records.pop(run_id, None)
 
 
+# Database errors that say the store answered: contention or a schema problem, not a store gone away.
+NOT_GONE = ("database is locked", "no such table", "no such column", "duplicate column", "already exists",
+            "syntax error", "violates")
+
+
 def went_away(error: BaseException) -> bool:
     """Whether `error` is the store failing to answer (its transport or its database connection), not a refusal of
     what was logged: MLflow wraps both in an MlflowException, raised while it handled the error underneath."""
@@ -69,8 +74,10 @@ def went_away(error: BaseException) -> bool:
 
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (StoreWentAway, requests.exceptions.RequestException, OperationalError, InterfaceError)):
+        if isinstance(error, (StoreWentAway, requests.exceptions.RequestException, InterfaceError)):
             return True
+        if isinstance(error, OperationalError) and not any(word in str(error).lower() for word in NOT_GONE):
+            return True  # a connection refused, reset or timed out; not a lock or a schema that does not fit
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return False
@@ -132,7 +139,10 @@ def import_copy(path: Path, tracking_uri: str | None = None) -> str:
     run_id = record["run_id"]
     try:
         held = client.get_run(run_id).data.params
-    except MlflowException:
+    except MlflowException as err:
+        if went_away(err):
+            raise UserError(f"tracking store {_safe(uri)} still does not answer ({_reason(err)})",
+                            "try again once it answers") from None
         raise UserError(f"run {run_id} of {path} is not in tracking store {_safe(uri)}",
                         "pass --tracking-uri with the store the run was made in") from None
     params = [Param(k, v) for k, v in record["params"].items() if k not in held]  # a param is written once
@@ -154,11 +164,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="the store to log to (default: the one each copy names)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    files = sorted(args.path.glob("*.json")) if args.path.is_dir() else [args.path]
-    files.sort(key=lambda f: json.loads(f.read_text())["started_ms"])  # parents before their nested runs
     try:
+        if not args.path.exists():
+            raise UserError(f"no local copies at {args.path}", "pass tracking.local_copy_dir or one of its .json files")
+        files = sorted(args.path.glob("*.json")) if args.path.is_dir() else [args.path]
+        started = {}
         for path in files:
-            print(f"logged {path.name} to run {import_copy(path, args.tracking_uri)}")
+            try:
+                started[path] = json.loads(path.read_text())["started_ms"]
+            except (OSError, ValueError, KeyError) as err:
+                raise UserError(f"{path} is not a local copy of a run ({type(err).__name__}: {err})",
+                                "leave only the files the job wrote in that folder") from None
+        for path in sorted(files, key=started.get):  # parents before their nested runs
+            try:
+                print(f"logged {path.name} to run {import_copy(path, args.tracking_uri)}")
+            except UserError:
+                raise
+            except Exception as err:  # the store failed mid-import: what is left stays, to be imported again
+                raise UserError(f"could not log {path} ({_reason(err)})", "try again once the store answers") from None
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

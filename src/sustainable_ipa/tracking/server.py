@@ -13,6 +13,7 @@ import os
 from sustainable_ipa.errors import UserError
 
 PROBE_TIMEOUT_S = 5
+EXPORTED = {name for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT") if name in os.environ}
 PROBE_ENDPOINT = "/api/2.0/mlflow/experiments/get-by-name"
 
 
@@ -21,8 +22,11 @@ def use_settings(tracking) -> None:
     where runs' local copies go."""
     from sustainable_ipa.tracking import local_copy
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(tracking.server_retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(tracking.server_timeout_s)))
+    # What the user exported wins; otherwise each job's own settings (a multirun's jobs may differ).
+    for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", tracking.server_retries),
+                        ("MLFLOW_HTTP_REQUEST_TIMEOUT", int(tracking.server_timeout_s))):
+        if name not in EXPORTED:
+            os.environ[name] = str(value)
     local_copy.keep_in(tracking.local_copy_dir)
 
 
