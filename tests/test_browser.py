@@ -13,11 +13,7 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +24,7 @@ from sustainable_ipa.config import PROJECT_ROOT
 from sustainable_ipa.report.report_job import report_job
 from sustainable_ipa.tracking.links import (EXPERIMENT_KIND, KEY_FIGURES, KEY_FIGURES_VIEW, SHARED_VIEW_TAG,
                                             ids_from_url)
+from mlflow_server import MlflowServer
 from test_report import CONFIGS, log_synthetic, synthetic_store
 
 pytestmark = pytest.mark.slow
@@ -60,43 +57,18 @@ def render(chromium: str, url: str, name: str, tmp_path: Path, budget_ms: int) -
     return out.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(config, URL) of `mlflow server` on a free loopback port, serving the small store of tests/test_report.py (six
-    configurations, three repetitions each); the server boots while the runs are logged, and stops after the
-    module's tests."""
+    configurations, three repetitions each); stopped after the module's tests."""
     tmp_path = tmp_path_factory.mktemp("browser-store")
     cfg, _, _ = synthetic_store(tmp_path)  # the database exists before the server opens it
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking.uri,
-                                "--artifacts-destination", str(tmp_path / "served"), "--host", "127.0.0.1",
-                                "--port", str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT,
-                               cwd=tmp_path, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-                               start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    log_synthetic(tmp_path)
+    server = MlflowServer(cfg.tracking.uri, tmp_path / "served", tmp_path / "server.log").start()
     try:
-        log_synthetic(tmp_path)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).read()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, \
-                    (tmp_path / "server.log").read_text()[-2000:]
-                time.sleep(0.5)
-        yield cfg, base
+        yield cfg, server.url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
-        process.wait(timeout=30)
-        log.close()
+        server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.metrics.accuracy import option_accuracies
 from sustainable_ipa.metrics.energy import active_energy_j
+from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment
 from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import poisson_times_s
 from sustainable_ipa.pipeline.runner import RequestRecord
@@ -384,9 +385,7 @@ class LiveLoop:
             "decision": same_label(decision.choice), "accuracy": decision.accuracy, "sim_accuracy": sim.accuracy,
             "switched": switched, "decision_ms": decision_ms, "decision_cpu_ms": decision_cpu_ms,
             "requests": len(requests),
-            "latency_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
-            "latency_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
-            "sla_attainment": float(np.mean(latencies <= self.sla_s)) if len(latencies) else float("nan"),
+            **served(latencies, self.sla_s),
             "energy_j": live_j, "window_s": m.duration_s,
             "emissions_g": emissions_g(live_j, intensity, self.pue),
             "sim_decision": simulated_label(sim.stages),
@@ -436,6 +435,15 @@ def summary(run: LiveRun) -> dict[str, float]:
         "switch_energy_j": float(sum(s.energy_j for s in run.switches)),
         "decision_ms_p50": float(np.median(run.decision_ms)), "decision_ms_max": float(max(run.decision_ms)),
     }
+
+
+def served(latencies_s: np.ndarray, sla_s: float) -> dict[str, float]:
+    """An interval's latency p50/p99 and SLA attainment, as metrics/latency.py defines them (NaN with no request)."""
+    if not len(latencies_s):
+        return {"latency_p50_s": float("nan"), "latency_p99_s": float("nan"), "sla_attainment": float("nan")}
+    percentiles = latency_percentiles_s(latencies_s)
+    return {"latency_p50_s": percentiles["latency_p50_s"], "latency_p99_s": percentiles["latency_p99_s"],
+            "sla_attainment": sla_attainment(latencies_s, sla_s)}
 
 
 INTERVAL_METRICS = ("sla_attainment", "sim_sla_attainment", "energy_j", "sim_energy_j", "energy_j_per_request",
