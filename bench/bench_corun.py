@@ -24,7 +24,8 @@ import torch  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.data import load_dataset  # noqa: E402
-from sustainable_ipa.search.workload import video_workload  # noqa: E402
+from sustainable_ipa.families import stage_families  # noqa: E402
+from sustainable_ipa.search.workload import pipeline_workload  # noqa: E402
 from sustainable_ipa.search.profiling_job import build_stage_model  # noqa: E402
 
 
@@ -112,7 +113,7 @@ def main() -> None:
         parser.error("--frames and --crops must be 1 or more")
     torch.set_num_threads(1)
     cfg = compose([])
-    inputs = video_workload(load_dataset(cfg.dataset)).inputs
+    inputs = pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset)).inputs
     build = build_stage_model(cfg)
     det, cls = build("detector", args.detector), build("classifier", args.classifier)
     frames = list(islice(cycle(inputs["detector"]), args.frames))

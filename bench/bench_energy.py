@@ -28,9 +28,11 @@ from sustainable_ipa.data import load_dataset  # noqa: E402
 from sustainable_ipa.energy.estimate import EstimateReader  # noqa: E402
 from sustainable_ipa.energy.meter import CounterMeter  # noqa: E402
 from sustainable_ipa.energy.rapl import RaplReader  # noqa: E402
-from sustainable_ipa.models.classifier import Classifier  # noqa: E402
-from sustainable_ipa.models.detector import Detector  # noqa: E402
-from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings  # noqa: E402
+from sustainable_ipa.families.resnet import Classifier  # noqa: E402
+from sustainable_ipa.families.yolov5 import Detector  # noqa: E402
+from sustainable_ipa.families.resnet import Classify  # noqa: E402
+from sustainable_ipa.families.yolov5 import DetectAndCrop  # noqa: E402
+from sustainable_ipa.pipeline.runner import StageRunner, StageSettings, StageSpec  # noqa: E402
 
 
 def bench_window_read(n: int = 2000) -> None:
@@ -60,9 +62,11 @@ def bench_overhead(rounds: int, requests: int) -> None:
     a = cfg.adaptation
     frames = list(islice(cycle(load_dataset(cfg.dataset).frames), requests))
     torch.manual_seed(0)
-    runner = PipelineRunner(Detector(a.detector.variant, None), Classifier(a.classifier.variant, None),
-                            StageSettings(a.detector.batch_size, 1, 1), StageSettings(a.classifier.batch_size, 1, 1),
-                            crops_from_ground_truth=True)
+    runner = StageRunner([
+        StageSpec("detector", DetectAndCrop(Detector(a.detector.variant, None), "reference"),
+                  StageSettings(a.detector.batch_size, 1, 1)),
+        StageSpec("classifier", Classify(Classifier(a.classifier.variant, None)),
+                  StageSettings(a.classifier.batch_size, 1, 1))])
     runner.run(frames[:4], np.zeros(4))
     folder = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     PowercapTree(folder)

@@ -28,31 +28,24 @@ from sustainable_ipa.data import load_dataset  # noqa: E402
 from sustainable_ipa.energy.estimate import EstimateReader  # noqa: E402
 from sustainable_ipa.energy.meter import CounterMeter  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
-from sustainable_ipa.models.classifier import Classifier  # noqa: E402
-from sustainable_ipa.models.detector import Detector  # noqa: E402
-from sustainable_ipa.models.runtimes import stage_crops  # noqa: E402
-from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings  # noqa: E402
+from sustainable_ipa.families import stage_families  # noqa: E402
+from sustainable_ipa.pipeline.runner import StageRunner, StageSettings, StageSpec  # noqa: E402
+from sustainable_ipa.search.profiling_job import build_stage_model  # noqa: E402
+from sustainable_ipa.search.workload import pipeline_workload  # noqa: E402
 
 BEST = ["adaptation.detector.precision=int8", "adaptation.detector.runtime=openvino",
         "adaptation.classifier.precision=int8", "adaptation.classifier.runtime=openvino"]
 
 
-def runner_for(cfg, dataset, export_dir: Path) -> PipelineRunner:
-    a, d = cfg.adaptation, cfg.pipeline.detector
-    torch.manual_seed(0)  # the same random weights in both pipelines
-    detector = Detector(a.detector.variant, None, d.image_size, d.conf_threshold, d.iou_threshold, d.max_detections,
-                        "cpu", a.detector.precision)
-    classifier = Classifier(a.classifier.variant, None, cfg.pipeline.classifier.crop_size, "cpu",
-                            a.classifier.precision)
-    if a.detector.runtime == "openvino":
-        detector.use_openvino(export_dir, [f.image_bgr for f in dataset.frames])
-    if a.classifier.runtime == "openvino":
-        classifier.use_openvino(export_dir, stage_crops(detector, dataset))
-    return PipelineRunner(detector, classifier, StageSettings(a.detector.batch_size, 1, 1),
-                          StageSettings(a.classifier.batch_size, 1, 1), crops_from_ground_truth=True)
+def runner_for(cfg, dataset) -> StageRunner:
+    """The adaptation's stages as profiled (random weights, the same in both pipelines: one seed), one replica of one
+    thread each; stages on OpenVINO exported into cfg.export_dir."""
+    build = build_stage_model(cfg, pipeline_workload(stage_families(cfg.pipeline), dataset))
+    return StageRunner([StageSpec(s, build(s, c.variant, c.precision, c.runtime), StageSettings(c.batch_size, 1, 1))
+                        for s in cfg.pipeline.stages if (c := cfg.adaptation[s])])
 
 
-def measured_round(runner: PipelineRunner, frames: list, active_w: float, idle_w: float) -> tuple[float, float]:
+def measured_round(runner: StageRunner, frames: list, active_w: float, idle_w: float) -> tuple[float, float]:
     """(requests per second, estimated active joules per request) of one pass over `frames`."""
     meter = CounterMeter(EstimateReader(active_w, idle_w), 1.0)
     meter.begin_window("round")
@@ -70,18 +63,18 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the knobbed pipeline (default: both int8 "
                                                      "on OpenVINO)")
     args = parser.parse_args()
-    base = compose(["adaptation=default", "hardware.cores=2"])
-    best = compose(["adaptation=default", "hardware.cores=2", *(args.overrides or BEST)])
+    export_dir = Path(tempfile.mkdtemp(prefix="bench-exports-"))
+    base = compose(["adaptation=default", "hardware.cores=2", f"export_dir={export_dir}"])
+    best = compose(["adaptation=default", "hardware.cores=2", f"export_dir={export_dir}", *(args.overrides or BEST)])
     dataset = load_dataset(base.dataset)
     frames = [f for f in islice(cycle(dataset.frames), args.requests)]
-    export_dir = Path(tempfile.mkdtemp(prefix="bench-exports-"))
     estimate = base.hardware.estimate
     knobs = ", ".join(f"{s} {best.adaptation[s].runtime} {best.adaptation[s].precision}" for s in ("detector",
                                                                                                   "classifier"))
     print(f"CPU: {this_machine().key}; torch {torch.__version__}; adaptation default (yolov5n b1 + resnet18 b4, "
           f"1 core per stage, random weights), {args.requests} requests at t = 0, {args.rounds} alternating rounds")
     results = {"torch fp32": ([], []), knobs: ([], [])}
-    with runner_for(base, dataset, export_dir) as plain, runner_for(best, dataset, export_dir) as knobbed:
+    with runner_for(base, dataset) as plain, runner_for(best, dataset) as knobbed:
         for runner in (plain, knobbed):
             runner.run(frames[:4], np.zeros(4))  # warm-up: first batches, OpenVINO's compilation
         for i in range(args.rounds):

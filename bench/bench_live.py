@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPETITIONS = 3
 # A space the 2-core development machine serves with a core per stage: what the adapter chooses between is the
 # classifier (ResNet-18/34) and the batch sizes; small frames keep the detector from being the bottleneck.
-BENCH = ["weights=random", "pipeline.detector.image_size=320",
+BENCH = ["weights=random", "pipeline.detector.params.image_size=320",
          "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
          "search.space.detector.batch_size=[1,2]", "search.space.classifier.batch_size=[1,4]",
          "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",

@@ -26,9 +26,10 @@ import torch  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
-from sustainable_ipa.models.classifier import Classifier  # noqa: E402
-from sustainable_ipa.models.detector import Detector  # noqa: E402
-from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity  # noqa: E402
+from sustainable_ipa.families.resnet import Classifier  # noqa: E402
+from sustainable_ipa.families.yolov5 import Detector  # noqa: E402
+from sustainable_ipa.families.resnet import classifier_fidelity  # noqa: E402
+from sustainable_ipa.families.yolov5 import detector_fidelity  # noqa: E402
 
 CLASSIFIERS = [("resnet18", 8), ("resnet50", 8), ("resnet152", 8)]
 DETECTORS = [("yolov5n", 1), ("yolov5s", 1), ("yolov5x", 1)]
@@ -82,7 +83,7 @@ def main() -> None:
         models = {}
         for runtime, precision in CLASSIFIER_COMBOS:
             torch.manual_seed(0)  # the same weights in every combination
-            model = Classifier(variant, None, cfg.pipeline.classifier.crop_size, "cpu", precision)
+            model = Classifier(variant, None, cfg.pipeline.classifier.params.crop_size, "cpu", precision)
             if runtime == "openvino":
                 made = model.use_openvino(export_dir, crops)
                 if not made.cached:
@@ -92,15 +93,15 @@ def main() -> None:
 
         def fidelity(model):
             f = classifier_fidelity(model, crops)
-            return f"top-1 agreement {f['fidelity_classifier_top1_agreement']:.3f}, logit cosine " \
-                   f"{f['fidelity_classifier_logit_cosine_mean']:.6f}"
+            return f"top-1 agreement {f['top1_agreement']:.3f}, logit cosine " \
+                   f"{f['logit_cosine_mean']:.6f}"
 
         compare(variant, batch, models, x, fidelity, args.rounds, active_w)
     for variant, batch in DETECTORS:
         models = {}
         for runtime, precision in DETECTOR_COMBOS:
             torch.manual_seed(0)
-            model = Detector(variant, None, cfg.pipeline.detector.image_size, device="cpu", precision=precision)
+            model = Detector(variant, None, cfg.pipeline.detector.params.image_size, device="cpu", precision=precision)
             if runtime == "openvino":
                 made = model.use_openvino(export_dir, frames)
                 if not made.cached:
@@ -110,9 +111,9 @@ def main() -> None:
 
         def fidelity(model):
             f = detector_fidelity(model, frames)
-            return f"box cosine {f['fidelity_detector_box_cosine_mean']:.6f}, score cosine " \
-                   f"{f['fidelity_detector_score_cosine_mean']:.6f}, score correlation " \
-                   f"{f['fidelity_detector_score_correlation_mean']:.6f}"
+            return f"box cosine {f['box_cosine_mean']:.6f}, score cosine " \
+                   f"{f['score_cosine_mean']:.6f}, score correlation " \
+                   f"{f['score_correlation_mean']:.6f}"
 
         compare(variant, batch, models, x, fidelity, args.rounds, active_w)
     print("exports (one-off, not in any per-item figure): " + "; ".join(exports))

@@ -31,9 +31,11 @@ import torch  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.data import load_dataset  # noqa: E402
-from sustainable_ipa.models.classifier import Classifier, crop  # noqa: E402
-from sustainable_ipa.models.detector import Detector  # noqa: E402
-from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings  # noqa: E402
+from sustainable_ipa.families.resnet import Classifier, crop  # noqa: E402
+from sustainable_ipa.families.yolov5 import Detector  # noqa: E402
+from sustainable_ipa.families.resnet import Classify  # noqa: E402
+from sustainable_ipa.families.yolov5 import DetectAndCrop  # noqa: E402
+from sustainable_ipa.pipeline.runner import StageRunner, StageSettings, StageSpec  # noqa: E402
 from timing import median_call_s  # noqa: E402
 
 
@@ -74,9 +76,9 @@ def bench_throughput(adaptation: str, rounds: int, requests: int, cores: int) ->
     detector_replicas, classifier_replicas = split_cores(cores, frame_s, crops * crop_s)
     detector_settings = StageSettings(a.detector.batch_size, 1, detector_replicas)
     classifier_settings = StageSettings(a.classifier.batch_size, 1, classifier_replicas)
-    runners = {isolation: PipelineRunner(detector, classifier, detector_settings, classifier_settings,
-                                         crops_from_ground_truth=True, isolation=isolation)
-               for isolation in ("processes", "threads")}
+    stages = [StageSpec("detector", DetectAndCrop(detector, "reference"), detector_settings),
+              StageSpec("classifier", Classify(classifier), classifier_settings)]
+    runners = {isolation: StageRunner(stages, isolation=isolation) for isolation in ("processes", "threads")}
     yolo = YOLO(f"{a.detector.variant}.yaml")
     naive_classifier = get_model(a.classifier.variant, weights=None).eval()
     transform = get_model_weights(a.classifier.variant)["IMAGENET1K_V1"].transforms()

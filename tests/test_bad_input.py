@@ -74,7 +74,7 @@ NAMES = ["unknown variant", "batch size zero", "too many cores", "missing datase
 def test_bad_input_is_one_clear_error_and_leaves_no_run(name, make_cfg, client, tmp_path, monkeypatch):
     from sustainable_ipa.models import weights
 
-    monkeypatch.setattr(weights, "search_dirs", lambda d: [d])  # this machine's caches must not matter
+    monkeypatch.setattr(weights, "library_paths", lambda source: ())  # this machine's caches must not matter
     without_proxies(monkeypatch)  # the unreachable server is probed only where no proxy stands between
     if name == "cuda without a gpu":
         import torch

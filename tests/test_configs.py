@@ -9,15 +9,42 @@ from sustainable_ipa.config import CONFIG_DIR, PROJECT_ROOT, compose, group_opti
 from sustainable_ipa.errors import UserError
 
 
+def alias_of(group: str, option: str) -> str | None:
+    """The option a file stands for when it holds nothing but a defaults list naming it (`video-default`)."""
+    doc = yaml.safe_load((CONFIG_DIR / group / f"{option}.yaml").read_text()) or {}
+    return doc["defaults"][0] if set(doc) == {"defaults"} else None
+
+
+def with_its_pipeline(adaptation: str) -> list[str]:
+    """`adaptation=<p>-default` is chosen with `pipeline=<p>` (the defaults list picks it from the pipeline); the other
+    adaptations of a non-video pipeline name their pipeline themselves."""
+    pipeline = adaptation.removesuffix("-default")
+    return [f"adaptation={adaptation}"] + ([f"pipeline={pipeline}"] if pipeline in group_options("pipeline") else [])
+
+
 @pytest.mark.parametrize("adaptation", group_options("adaptation"))
 def test_every_adaptation_composes_and_fits_two_cores(adaptation):
-    cfg = compose([f"adaptation={adaptation}", "hardware.cores=2"])
+    cfg = compose([*with_its_pipeline(adaptation), "hardware.cores=2"])
     validate(cfg)
-    assert cfg.adaptation.name == adaptation
+    assert cfg.adaptation.name == (alias_of("adaptation", adaptation) or adaptation)
+
+
+def test_each_pipeline_has_a_default_adaptation_and_embedded_inputs():
+    for pipeline in group_options("pipeline"):
+        cfg = compose([f"pipeline={pipeline}"])
+        assert cfg.pipeline.name == pipeline
+        assert set(cfg.adaptation) - {"name"} == set(cfg.pipeline.stages)
+        assert list(cfg.search.space) == list(cfg.pipeline.stages)
+        validate(cfg)
+
+
+def video_adaptations() -> list[str]:
+    return [n for n in group_options("adaptation") if n != "default" and not alias_of("adaptation", n)
+            and compose(with_its_pipeline(n)).pipeline.name == "video"]
 
 
 def test_adaptations_span_the_experiment():
-    names = [n for n in group_options("adaptation") if n != "default"]
+    names = video_adaptations()
     assert len(names) >= 10
     cfgs = [compose([f"adaptation={n}"]).adaptation for n in names]
     pairs = {(a.detector.variant, a.classifier.variant) for a in cfgs}
@@ -34,28 +61,30 @@ def test_default_load_is_poisson_at_the_one_rate_search_and_adapt_use():
     assert moved.search.load_rps == moved.adapt.mean_rps == 3.5
 
 
-def experiment_adaptations() -> list[str]:
-    experiment = yaml.safe_load((CONFIG_DIR / "experiment" / "energy_study.yaml").read_text())
+def experiment_adaptations(name: str = "energy_study") -> list[str]:
+    experiment = yaml.safe_load((CONFIG_DIR / "experiment" / f"{name}.yaml").read_text())
     return experiment["hydra"]["sweeper"]["params"]["adaptation"].split(",")
 
 
 @pytest.mark.parametrize("adaptation", group_options("adaptation"))
 def test_no_shipped_adaptation_has_a_batch_larger_than_the_requests_it_serves(adaptation):
-    """Under the default trial and, for the experiment's adaptations, under the experiment's: the detector gets one
-    frame per request, the classifier the ground-truth crops of the sample's frames (weights=random)."""
+    """Under the default trial and, for the experiments' adaptations, under the experiment's: each stage gets the
+    items its embedded dataset's references hand it (weights=random)."""
     from itertools import cycle, islice
 
     from sustainable_ipa.data import load_dataset
-    from sustainable_ipa.models.classifier import crop
+    from sustainable_ipa.families import stage_families
+    from sustainable_ipa.search.workload import pipeline_workload
 
-    runs = [[f"adaptation={adaptation}"]]
-    if adaptation in experiment_adaptations():
-        runs.append([f"adaptation={adaptation}", "+experiment=energy_study"])
+    runs = [with_its_pipeline(adaptation)]
+    for experiment in ("energy_study", "pipelines"):
+        if adaptation in experiment_adaptations(experiment):
+            runs.append([*with_its_pipeline(adaptation), f"+experiment={experiment}"])
     for overrides in runs:
         cfg = compose(overrides)
-        frames = load_dataset(cfg.dataset).frames
-        crops = [sum(crop(f.image_bgr, gt.box_xyxy) is not None for gt in f.ground_truth) for f in frames]
-        served = {"detector": cfg.trial.requests, "classifier": sum(islice(cycle(crops), cfg.trial.requests))}
+        workload = pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset))
+        served = {stage: sum(islice(cycle(per_request), cfg.trial.requests))
+                  for stage, per_request in workload.items_per_request().items()}
         for stage, items in served.items():
             assert cfg.adaptation[stage].batch_size <= items, (overrides, stage, items)
 
@@ -109,10 +138,12 @@ def test_conda_env_lists_the_same_dependencies_as_pyproject():
 def test_mlproject_declares_the_issue_parameters():
     project = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
     params = project["entry_points"]["main"]["parameters"]
-    assert set(params) == {"adaptation", "hardware", "trial", "dataset", "hydra_options"}
+    assert set(params) == {"pipeline", "adaptation", "hardware", "trial", "dataset", "hydra_options"}
     assert "$(echo {hydra_options})" in project["entry_points"]["main"]["command"]
-    for group in ("adaptation", "hardware", "trial", "dataset"):
+    for group in ("pipeline", "hardware", "trial"):
         assert params[group]["default"] in group_options(group)
+    for group in ("adaptation", "dataset"):  # empty: the pipeline's own (<pipeline>-default, <pipeline>-sample)
+        assert params[group]["default"] == ""
     assert CONFIG_DIR.is_dir()
 
 
@@ -151,7 +182,7 @@ def test_group_checks_read_sweeps_with_hydras_grammar(capsys):
             check_group_choices([bad])
         assert stopped.value.code == 2
         err = capsys.readouterr().err
-        assert named in err and "Fix: choose one of default" in err and len(err.strip().splitlines()) == 1
+        assert named in err and "Fix: choose one of audio-qa-default" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         check_group_choices(["+experiment=nope"])  # an appended group is checked too
     assert "unknown experiment 'nope'. Fix: choose one of energy_study" in capsys.readouterr().err
@@ -177,8 +208,9 @@ def test_the_core_budget_is_the_cores_this_process_may_use(monkeypatch):
     assert cfg.hardware.cores is None  # the default: whatever the process is given
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # e.g. `taskset -c 0` or a 1-CPU container
     assert available_cores(cfg.hardware) == 1
-    with pytest.raises(UserError, match="needs 2 cores"):
-        validate(compose(["adaptation=default"]))
+    with pytest.raises(UserError, match="needs 3 cores"):
+        validate(compose(["adaptation=default", "adaptation.classifier.threads=2"]))
+    validate(compose(["adaptation=default"]))  # one thread per stage, the least it runs on: its stages share the core
 
 
 def test_a_run_needs_its_cores_here_even_where_hardware_cores_says_more(monkeypatch):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sustainable_ipa.config import PROJECT_ROOT
-from sustainable_ipa.metrics.accuracy import coco_map, coco_to_imagenet, mapped_top1, pipeline_accuracy
+from sustainable_ipa.families.resnet import coco_to_imagenet, mapped_top1
+from sustainable_ipa.metrics.accuracy import coco_map, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores, cost_usd_per_1k
 from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment, throughput_rps
 from sustainable_ipa.metrics.record import aggregate

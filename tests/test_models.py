@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sustainable_ipa.models.classifier import Classifier, crop
-from sustainable_ipa.models.detector import Detector
+from sustainable_ipa.families.resnet import Classifier, crop
+from sustainable_ipa.families.yolov5 import Detector
 
 
 @pytest.fixture(scope="module")

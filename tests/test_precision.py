@@ -12,9 +12,10 @@ from ultralytics.utils import ASSETS
 from helpers import runs_by_status
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import Fingerprint, this_machine
-from sustainable_ipa.models.classifier import Classifier
-from sustainable_ipa.models.detector import Detector
-from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity
+from sustainable_ipa.families.resnet import Classifier
+from sustainable_ipa.families.yolov5 import Detector
+from sustainable_ipa.families.resnet import classifier_fidelity
+from sustainable_ipa.families.yolov5 import detector_fidelity
 from sustainable_ipa.models.precision import emulated_stages
 
 AMD = Fingerprint("AMD EPYC", ("avx2", "avx512f", "avx512_vnni", "avx512_bf16"), 2)
@@ -46,9 +47,9 @@ def test_bf16_classifier_agrees_with_fp32_and_a_broken_input_path_would_show():
     torch.manual_seed(0)
     low = Classifier("resnet18", None, 224, "cpu", "bf16")
     fidelity = classifier_fidelity(low, crops())
-    assert fidelity["fidelity_classifier_top1_agreement"] == 1.0
-    assert fidelity["fidelity_classifier_logit_cosine_mean"] >= 0.999
-    assert fidelity["fidelity_classifier_items"] == 8
+    assert fidelity["top1_agreement"] == 1.0
+    assert fidelity["logit_cosine_mean"] >= 0.999
+    assert fidelity["items"] == 8
 
     class MisNormalised(Classifier):  # an input path that forgot part of the normalisation, in bf16 only
         def logits(self, x):
@@ -56,7 +57,7 @@ def test_bf16_classifier_agrees_with_fp32_and_a_broken_input_path_would_show():
 
     broken = MisNormalised("resnet18", None, 224, "cpu", "bf16")
     broken.model = low.model
-    assert classifier_fidelity(broken, crops())["fidelity_classifier_logit_cosine_mean"] < 0.99
+    assert classifier_fidelity(broken, crops())["logit_cosine_mean"] < 0.99
 
 
 def test_bf16_detector_runs_in_bf16_and_stays_close_to_fp32():
@@ -67,8 +68,8 @@ def test_bf16_detector_runs_in_bf16_and_stays_close_to_fp32():
 
     assert not torch.equal(low.infer(x), fp32_twin(low).infer(x))  # autocast took effect: bf16 rounding shows
     fidelity = detector_fidelity(low, frames())
-    assert fidelity["fidelity_detector_box_cosine_mean"] >= 0.999
-    assert fidelity["fidelity_detector_score_cosine_mean"] >= 0.999
+    assert fidelity["box_cosine_mean"] >= 0.999
+    assert fidelity["score_cosine_mean"] >= 0.999
 
 
 def test_a_bf16_adaptation_runs_end_to_end_and_records_its_fidelity(make_cfg, client):
@@ -126,11 +127,11 @@ def test_int8_on_openvino_stays_close_to_fp32_and_a_broken_input_path_would_show
     low = resnet18("int8")
     low.use_openvino(export_dir, crops())
     fidelity = classifier_fidelity(low, crops())
-    assert fidelity["fidelity_classifier_top1_agreement"] == 1.0
-    assert fidelity["fidelity_classifier_logit_cosine_mean"] >= 0.999
+    assert fidelity["top1_agreement"] == 1.0
+    assert fidelity["logit_cosine_mean"] >= 0.999
     compiled = low._openvino
     low._openvino = lambda x: compiled(x + 2.0)  # an export fed a mis-normalised input
-    assert classifier_fidelity(low, crops())["fidelity_classifier_logit_cosine_mean"] < 0.99
+    assert classifier_fidelity(low, crops())["logit_cosine_mean"] < 0.99
 
 
 def test_int8_needs_vnni_or_amx():
@@ -209,8 +210,8 @@ def test_the_detector_on_openvino_fp32_finds_torch_fp32s_detections_at_every_bat
             assert len(det) == len(ref) > 0  # the informative weights find boxes: NMS sees real work
             assert _cosine(det[:, :4], ref[:, :4]) >= 0.999 and _cosine(det[:, 4], ref[:, 4]) >= 0.999
     fidelity = detector_fidelity(detector, frames())
-    assert fidelity["fidelity_detector_box_cosine_mean"] >= 0.999
-    assert fidelity["fidelity_detector_score_correlation_mean"] >= 0.9999
+    assert fidelity["box_cosine_mean"] >= 0.999
+    assert fidelity["score_correlation_mean"] >= 0.9999
 
 
 def test_the_detector_in_int8_is_exported_once_and_stays_close_and_a_broken_export_would_show(export_dir):
@@ -220,13 +221,13 @@ def test_the_detector_in_int8_is_exported_once_and_stays_close_and_a_broken_expo
     again = yolov5n("int8").use_openvino(export_dir, frames())
     assert again.cached and again.xml == first.xml
     fidelity = detector_fidelity(low, frames())
-    assert fidelity["fidelity_detector_box_cosine_mean"] >= 0.999
-    assert fidelity["fidelity_detector_score_correlation_mean"] >= 0.99  # measured 0.994-0.998 on these frames
+    assert fidelity["box_cosine_mean"] >= 0.999
+    assert fidelity["score_correlation_mean"] >= 0.99  # measured 0.994-0.998 on these frames
     compiled = low._openvino
     low._openvino = lambda x: compiled(x.flip(1))  # an export fed BGR instead of RGB
-    assert detector_fidelity(low, frames())["fidelity_detector_score_correlation_mean"] < 0.99
+    assert detector_fidelity(low, frames())["score_correlation_mean"] < 0.99
     low._openvino = lambda x: compiled(x + 0.1)  # ... or an input off by a tenth of its range
-    assert detector_fidelity(low, frames())["fidelity_detector_score_correlation_mean"] < 0.99
+    assert detector_fidelity(low, frames())["score_correlation_mean"] < 0.99
 
 
 def test_both_stages_on_openvino_int8_run_end_to_end_and_log_each_export(make_cfg, client, tmp_path):
@@ -253,15 +254,15 @@ def test_both_stages_on_openvino_int8_run_end_to_end_and_log_each_export(make_cf
 
 
 def test_low_precision_detections_are_scored_against_fp32s_by_cocoeval():
-    from sustainable_ipa.models.fidelity import detector_map_against_fp32
+    from sustainable_ipa.families.yolov5 import map_against_fp32
 
     # informative weights: fp32 finds boxes to score against (100 a frame, their scores near-ties around 0.52,
     # so that bf16's rounding reorders which survive NMS: it scores 0.33 here, where pretrained weights' confident
     # boxes would not move)
-    same = detector_map_against_fp32(yolov5n("fp32"), frames())
-    assert same["fidelity_detector_map50_vs_fp32"] == pytest.approx(1.0, abs=0.01)  # fp32 against itself
-    bf16 = detector_map_against_fp32(yolov5n("bf16"), frames())
-    assert 0 < bf16["fidelity_detector_map50_vs_fp32"] <= 1 and 0 < bf16["fidelity_detector_map_vs_fp32"] <= 1
+    same = map_against_fp32(yolov5n("fp32"), frames())
+    assert same["map50_vs_fp32"] == pytest.approx(1.0, abs=0.01)  # fp32 against itself
+    bf16 = map_against_fp32(yolov5n("bf16"), frames())
+    assert 0 < bf16["map50_vs_fp32"] <= 1 and 0 < bf16["map_vs_fp32"] <= 1
 
     class Mirrored(Detector):  # a broken input path: frames flipped left-right before the low-precision model
         def infer(self, x):
@@ -269,6 +270,6 @@ def test_low_precision_detections_are_scored_against_fp32s_by_cocoeval():
 
     broken = yolov5n("bf16")
     broken.__class__ = Mirrored
-    assert detector_map_against_fp32(broken, frames())["fidelity_detector_map50_vs_fp32"] < \
-        bf16["fidelity_detector_map50_vs_fp32"]
-    assert detector_map_against_fp32(yolov5n("bf16", informative=False), frames()) == {}  # nothing to score
+    assert map_against_fp32(broken, frames())["map50_vs_fp32"] < \
+        bf16["map50_vs_fp32"]
+    assert map_against_fp32(yolov5n("bf16", informative=False), frames()) == {}  # nothing to score

@@ -48,7 +48,8 @@ def log_synthetic(tmp_path, energy_source=lambda name: "rapl"):
                                            "cost_usd_per_1k": cores * 0.01, "latency_p99_s": p99 * (1 + noise),
                                            "energy_j_per_request": energy * (1 + noise), "sla_attainment": 1.0,
                                            "emissions_g_per_1k": energy * 0.1, "energy_j_total": energy * 20})
-                    log(client, run, params={"hardware.name": "cpu", **knobs}, metrics=per_repetition[-1])
+                    log(client, run, params={"hardware.name": "cpu", "pipeline.stages": '["detector", "classifier"]',
+                                             **knobs}, metrics=per_repetition[-1])
             log(client, job, metrics=aggregate(per_repetition))  # the job's means, as a job with repetitions logs
     return cfg, client
 
@@ -244,3 +245,48 @@ def test_every_interactive_figure_names_each_configuration_on_hover():
         assert named == set(CONFIGS)
         assert all("%{customdata[0]}" in trace.hovertemplate for trace in fig.data)
     assert "a note" in figures[0].layout.title.text  # a figure saved from the page keeps its warning
+
+
+def pipeline_trials(energy: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """Trials of several pipelines: (pipeline, what a request brings its first stage) → energy per request."""
+    return pd.DataFrame([{"hardware": "cpu on m1", "pipeline": pipeline, "pipeline_input": kind,
+                          "adaptation": f"{pipeline}-{i % 2}", "energy_j_per_request": e}
+                         for (pipeline, kind), values in energy.items() for i, e in enumerate(values)])
+
+
+@pytest.mark.parametrize("text,video,verdict", [
+    ([1.0, 1.1, 0.9, 1.2], [5.0, 5.5, 4.8, 5.2], "holds"),
+    ([6.0, 6.1, 5.9, 6.2], [1.0, 1.1, 0.9, 1.2], "does not hold"),
+    ([1.0, 5.0, 1.2, 5.1], [1.1, 5.2, 0.9, 5.0], "cannot tell"),
+])
+def test_energy_by_pipeline_type_tells_the_hypothesis_only_by_disjoint_intervals(text, video, verdict):
+    from sustainable_ipa.report.analysis import energy_by, type_answer
+
+    by_type = energy_by(pipeline_trials({("nlp", "text"): text, ("video", "frame"): video}), "type")
+    assert list(by_type["type"]) == ["text", "video"] and list(by_type["trials"]) == [4, 4]
+    low, high = by_type["energy_j_per_request_ci95_low"], by_type["energy_j_per_request_ci95_high"]
+    assert (low >= 0).all() and (low <= by_type["energy_j_per_request"]).all()
+    assert (by_type["energy_j_per_request"] <= high).all()
+    assert f"the hypothesis {verdict}" in type_answer(by_type)
+
+
+def test_a_report_over_several_pipelines_answers_per_pipeline_and_by_type(tmp_path):
+    cfg, client, experiment = synthetic_store(tmp_path)
+    for pipeline, kind, energy in (("video", "frame", 6.0), ("sum-qa", "text", 1.5)):
+        for name, (acc, cores, p99, _) in list(CONFIGS.items())[:4]:
+            tags = {"adaptation": f"{pipeline}-{name}", "pipeline": pipeline, "pipeline_input": kind,
+                    "energy_source": "rapl", "weights_kind": "random"}
+            with tracked_run(client, experiment, name, tags=tags) as job:
+                for noise in (-0.01, 0.0, 0.01):
+                    with tracked_run(client, experiment, f"{name}-rep", parent_run_id=job, tags=tags) as run:
+                        log(client, run, metrics={"accuracy_reference": acc, "cost_cores": cores,
+                                                  "cost_usd_per_1k": cores * 0.01, "latency_p99_s": p99,
+                                                  "energy_j_per_request": energy * cores * (1 + noise),
+                                                  "sla_attainment": 1.0})
+    folder = report_job(cfg)
+    summary = pd.read_csv(folder / "summary.csv")
+    assert set(summary["hardware"].str.split(" · ").str[0]) == {"video", "sum-qa"}  # each pipeline compared apart
+    html = (folder / "report.html").read_text()
+    assert "Energy per request by pipeline type" in html and "the hypothesis holds" in html
+    types = pd.read_csv(folder / "pipeline_types.csv")
+    assert list(types["type"]) == ["text", "video"] and list(types["configurations"]) == [4, 4]

@@ -11,7 +11,8 @@ from helpers import runs_by_status
 
 LATENCY = ["latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s"]
 CONTRACT = ["accuracy_reference", *LATENCY, "detector_batch_s", "classifier_batch_s", "throughput_rps",
-            "sla_attainment", "cost_cores", "cost_usd_per_1k", "cpu_detector_s", "cpu_classifier_s"]
+            "sla_attainment", "cost_cores", "cost_usd_per_1k", "cpu_detector_s", "cpu_classifier_s",
+            "detector_latency_p50_s", "classifier_latency_p99_s", "classifier_items_per_request"]
 
 
 def test_one_run_records_the_contract(make_cfg, client):
@@ -31,11 +32,16 @@ def test_one_run_records_the_contract(make_cfg, client):
     assert run.data.params["adaptation.detector.batch_size"] == "2"
     assert run.data.params["trial.requests"] == "5"
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
-    assert {"config.yaml", "requests.csv", "detections.json"} <= artifacts
+    assert {"config.yaml", "requests.csv", "outputs.json"} <= artifacts
     rows = list(csv.DictReader(io.StringIO(open(client.download_artifacts(outcome.run_id, "requests.csv")).read())))
     assert len(rows) == 5
-    assert [int(r["crops"]) for r in rows] == [5, 4, 5, 4, 5]  # ground-truth crops of bus.jpg / zidane.jpg
-    assert json.load(open(client.download_artifacts(outcome.run_id, "detections.json"))) == []
+    assert [int(r["classifier_items"]) for r in rows] == [5, 4, 5, 4, 5]  # ground-truth crops of bus.jpg / zidane.jpg
+    assert m["classifier_items_per_request"] == pytest.approx(23 / 5)
+    assert all(float(r["arrival_s"]) <= float(r["detector_done_s"]) <= float(r["finish_s"]) for r in rows)
+    outputs = json.load(open(client.download_artifacts(outcome.run_id, "outputs.json")))
+    assert [o["item"] for o in outputs] == ["bus.jpg", "zidane.jpg"]  # once per input, though requests cycle
+    assert [o["outputs"]["detector"] for o in outputs] == [[[]], [[]]]  # random weights detect nothing
+    assert [len(o["outputs"]["classifier"]) for o in outputs] == [5, 4]
     # each replica as measured inside its worker process, not read back from the config
     replicas = json.load(open(client.download_artifacts(outcome.run_id, "replicas.json")))
     assert sorted((r["stage"], r["torch_threads"], len(r["cores"])) for r in replicas) == \

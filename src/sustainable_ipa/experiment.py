@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -16,23 +17,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sustainable_ipa.config import check_run_fits, validate
-from sustainable_ipa.data import Dataset, load_dataset
+from sustainable_ipa.config import adaptation_cores, check_run_fits, validate
+from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.energy.timeseries import plot_power, power_csv
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
-from sustainable_ipa.metrics.accuracy import mapped_top1, option_accuracies, option_accuracy_pct, pipeline_accuracy
+from sustainable_ipa.families import stage_families, variant_model, worker_modules
+from sustainable_ipa.metrics.accuracy import option_accuracies, option_accuracy_pct, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
-from sustainable_ipa.metrics.record import TrialContext, aggregate, detections_json, requests_csv, trial_metrics
+from sustainable_ipa.metrics.record import TrialContext, aggregate, outputs_json, requests_csv, trial_metrics
 from sustainable_ipa.models.precision import emulated_stages
-from sustainable_ipa.models.runtimes import fidelity_metrics, needs_crops, stage_crops, use_runtimes
+from sustainable_ipa.models.runtimes import fidelity_metrics, use_runtimes
 from sustainable_ipa.models.weights import RANDOM, plan_weights
 from sustainable_ipa.pipeline import replicas
 from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
-from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
+from sustainable_ipa.pipeline.runner import StageRunner, StageSettings, StageSpec
 from sustainable_ipa.progress import progress_bar
+from sustainable_ipa.search.workload import pipeline_workload
 from sustainable_ipa.tracking.links import print_where_to_look, run_url, tag_for_the_ui
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
@@ -66,34 +69,22 @@ def flatten(cfg: DictConfig) -> dict[str, object]:
     return flat
 
 
-def classifier_top1_on_ground_truth(classifier, dataset: Dataset) -> float:
-    """Top-1 on ground-truth crops whose COCO category has ImageNet counterparts (see metrics/coco_to_imagenet.yaml)."""
-    from sustainable_ipa.models.classifier import crop
-
-    crops, names = [], []
-    for frame in dataset.frames:
-        for gt in frame.ground_truth:
-            piece = crop(frame.image_bgr, gt.box_xyxy)
-            if piece is not None:
-                crops.append(piece)
-                names.append(dataset.categories.get(gt.category_id, ""))
-    if not crops:
-        return float("nan")
-    top1, _ = mapped_top1(names, classifier(crops), classifier.categories)
-    return top1
+def build_models(cfg: DictConfig, families: dict, plan) -> dict:
+    """Each stage's variant in its precision, with the plan's weights (random init: the same for the same seed);
+    random weights hand on the items' references, pretrained ones what their models make."""
+    torch.manual_seed(cfg.trial.seed)
+    handoff = "reference" if plan.kind == RANDOM else "model"
+    return {stage: family.build(cfg.adaptation[stage].variant,
+                                variant_model(family, cfg.pipeline, cfg.adaptation[stage].variant),
+                                plan.files[stage], cfg.adaptation[stage].precision, cfg.hardware.device, handoff)
+            for stage, family in families.items()}
 
 
-def build_models(cfg: DictConfig, plan):
-    from sustainable_ipa.models.classifier import Classifier
-    from sustainable_ipa.models.detector import Detector
-
-    torch.manual_seed(cfg.trial.seed)  # random weights are the same for the same seed
-    det, cls = cfg.pipeline.detector, cfg.pipeline.classifier
-    detector = Detector(cfg.adaptation.detector.variant, plan.detector_file, det.image_size, det.conf_threshold,
-                        det.iou_threshold, det.max_detections, cfg.hardware.device, cfg.adaptation.detector.precision)
-    classifier = Classifier(cfg.adaptation.classifier.variant, plan.classifier_file, cls.crop_size, cfg.hardware.device,
-                            cfg.adaptation.classifier.precision)
-    return detector, classifier
+def weights_wanted(cfg: DictConfig, families: dict) -> dict:
+    """Each stage's pretrained weights source, for `plan_weights`."""
+    return {stage: family.weights_source(cfg.adaptation[stage].variant,
+                                         variant_model(family, cfg.pipeline, cfg.adaptation[stage].variant))
+            for stage, family in families.items()}
 
 
 def stage_settings(cfg: DictConfig, stage: str) -> StageSettings:
@@ -105,66 +96,85 @@ def stage_settings(cfg: DictConfig, stage: str) -> StageSettings:
 class Prepared:
     """Everything a job needs before it records anything."""
 
-    runner: PipelineRunner
+    runner: StageRunner
     ctx: TrialContext
-    frames: list  # the dataset's frames
+    items: list  # the dataset's items, one per request (cycled)
     plan: object
     measured: bool  # pretrained weights: accuracy is measured, not only referenced
     params: dict[str, object]
     fidelity: dict[str, float]  # stages below fp32 against fp32, same weights and inputs
     emulated: list[str]  # stages whose precision this CPU emulates (hardware.allow_emulated)
     export_tags: dict[str, str]  # exported models: built or cached, where
+    input_kind: str  # what a request brings the first stage: frame, speech, text (the report's pipeline type)
+
+
+def measured_accuracies(families: dict, models: dict, inputs: dict[str, list], dataset) -> dict[str, float]:
+    """Each stage's accuracy on its reference inputs (`<stage>_<metric>`, fractions), and the pipeline's
+    (`accuracy_measured`, their product over the stages' primary metrics) when every stage could be scored."""
+    measured: dict[str, float] = {}
+    primary = []
+    for stage, family in families.items():
+        scores = family.accuracy(models[stage], inputs[stage], dataset)
+        measured.update({f"{stage}_{k}": v for k, v in scores.items() if np.isfinite(v)})
+        primary.append(scores.get(family.metric, float("nan")))
+    if primary and all(np.isfinite(primary)):
+        measured["accuracy_measured"] = float(np.prod(primary))
+    return measured
 
 
 def prepare(cfg: DictConfig, console: Console) -> Prepared:
     """Validate, load the dataset, resolve the weights, build the models. Every bad input fails here, before the
     store gets its first run."""
-    from ultralytics.data.converter import coco80_to_coco91_class
-
     validate(cfg)
     check_run_fits(cfg)
-    stages = list(cfg.pipeline.stages)
+    families = stage_families(cfg.pipeline)
+    stages = list(families)
     emulated = emulated_stages({s: cfg.adaptation[s].precision for s in stages}, this_machine(),
                                cfg.hardware.allow_emulated)
     dataset = load_dataset(cfg.dataset)
-    replicas.prestart()  # the stage workers' forkserver imports torch and the models while the models are built
+    pipeline_workload(families, dataset)  # the dataset's items are what the first stage takes, before any build
+    # the stage workers' forkserver imports torch and the families' modules while the models are built
+    replicas.prestart(worker_modules(families))
     adaptation = cfg.adaptation
-    plan = plan_weights(cfg.weights, cfg.weights_dir, adaptation.detector.variant, adaptation.classifier.variant)
+    plan = plan_weights(cfg.weights, cfg.weights_dir, weights_wanted(cfg, families))
     if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
         console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
                       "real; accuracy is the reference accuracy only (tag weights_kind=random). Put the files in "
                       f"{cfg.weights_dir} for measured accuracy, or pass weights=random to silence this.")
-    with console.status(f"building {adaptation.detector.variant} + {adaptation.classifier.variant}"):
-        detector, classifier = build_models(cfg, plan)
+    with console.status(f"building {' + '.join(adaptation[s].variant for s in stages)}"):
+        models = build_models(cfg, families, plan)
     measured = plan.kind != RANDOM
     if emulated:
         console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
                       "native instructions, so latency and energy measure an emulation (tag emulated=true)")
-    frames = [f.image_bgr for f in dataset.frames]
-    crops = stage_crops(detector, dataset) if needs_crops(cfg) else []
-    export_metrics, export_tags = use_runtimes(cfg, {"detector": detector, "classifier": classifier},
-                                               {"detector": frames, "classifier": crops}, console)
+    shared = adaptation_cores(cfg) - len(os.sched_getaffinity(0))
+    if shared > 0:
+        console.print(f"[yellow]note[/]: pipeline '{cfg.pipeline.name}' has {len(stages)} stages and this process "
+                      f"may use {len(os.sched_getaffinity(0))} cores: its stage workers share cores (tag "
+                      "cores_shared), so latency includes waiting for a core")
+    inputs = pipeline_workload(families, dataset, models).inputs  # each stage's own inputs, by the references
+    export_metrics, export_tags = use_runtimes(cfg, models, inputs, console)
     with console.status("fidelity of the low-precision stages against fp32"):
-        fidelity = {**fidelity_metrics(detector, classifier, frames, crops), **export_metrics}
-    has_ground_truth = any(f.ground_truth for f in dataset.frames)
-    if not measured and not has_ground_truth:
-        console.print("[yellow]note[/]: random detector and no ground truth: the classifier gets no crops")
-    runner = PipelineRunner(detector, classifier, stage_settings(cfg, "detector"), stage_settings(cfg, "classifier"),
-                            crops_from_ground_truth=not measured)
+        fidelity = {**fidelity_metrics(models, inputs), **export_metrics}
+    for before, stage in zip(stages, stages[1:]):
+        if not inputs[stage]:
+            console.print(f"[yellow]note[/]: the dataset gives stage '{stage}' no items (stage '{before}' hands "
+                          "none on its items' references): it will run only on what the models hand on")
+    runner = StageRunner([StageSpec(stage, models[stage], stage_settings(cfg, stage)) for stage in stages])
     # the catalogue's published figure of each stage in its precision (fp32 reference + published change), as the
     # study composes it
     accuracies = option_accuracies(cfg.pipeline.variants)
     reference = [option_accuracy_pct(accuracies, s, adaptation[s].variant, adaptation[s].precision) for s in stages]
+    with console.status("accuracy of each stage on its reference inputs"):
+        accuracy = measured_accuracies(families, models, inputs, dataset) if measured else {}
     ctx = TrialContext(
         sla_s=cfg.trial.sla_s, cost_cores=cost_cores([(adaptation[s].threads, adaptation[s].replicas) for s in stages]),
         price_usd_per_core_hour=cfg.hardware.price_usd_per_core_hour,
-        accuracy_reference=pipeline_accuracy(reference), coco_ids=coco80_to_coco91_class(),
-        annotations=dataset.annotations if has_ground_truth else None,
-        classifier_top1=classifier_top1_on_ground_truth(classifier, dataset) if measured and has_ground_truth else None)
+        accuracy_reference=pipeline_accuracy(reference), accuracy_measured=accuracy)
     params = flatten(cfg)
-    params.update({"detector.params": detector.params, "detector.gmacs_per_image": round(detector.gmacs_per_image, 4),
-                   "classifier.params": classifier.params, "classifier.gmacs_per_crop": classifier.gmacs_per_crop})
-    return Prepared(runner, ctx, dataset.frames, plan, measured, params, fidelity, emulated, export_tags)
+    params.update({f"{stage}.{key}": value for stage, model in models.items() for key, value in model.describe().items()})
+    return Prepared(runner, ctx, list(dataset.items), plan, measured, params, fidelity, emulated, export_tags,
+                    families[stages[0]].consumes)
 
 
 def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
@@ -189,7 +199,8 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
                           f"'{cfg.tracking.experiment}': pass --experiment-name {cfg.tracking.experiment} to mlflow "
                           f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there", soft_wrap=True)
-    tags = {**common_tags(cfg.adaptation.name, job.plan.kind), **load_tags(cfg.trial.load)}
+    tags = {**common_tags(cfg.adaptation.name, job.plan.kind), **load_tags(cfg.trial.load),
+            "pipeline": cfg.pipeline.name, "pipeline_input": job.input_kind}
     if sweep_id:
         tags["sweep_id"] = sweep_id
     if job.plan.reason:
@@ -197,6 +208,8 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
     tags.update(job.export_tags)
     if job.emulated:
         tags.update({"emulated": "true", "emulated_stages": ",".join(job.emulated)})
+    if adaptation_cores(cfg) > len(os.sched_getaffinity(0)):
+        tags["cores_shared"] = f"{adaptation_cores(cfg)} stage cores on {len(os.sched_getaffinity(0))}"
     repetitions = cfg.trial.repetitions
     name = f"{cfg.adaptation.name}-{cfg.hardware.name}"
     adopt = outer_run_id if outer_run_id and not nest_under_outer else None
@@ -246,13 +259,13 @@ def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: Energ
     """One trial: warm-up, then the measured requests inside an energy window; its record logged to `run_id`."""
     runner, ctx = job.runner, job.ctx
     if cfg.trial.warmup:
-        warmup = list(islice(cycle(job.frames), cfg.trial.warmup))
+        warmup = list(islice(cycle(job.items), cfg.trial.warmup))
         runner.run(warmup, np.zeros(len(warmup)))
-    frames = list(islice(cycle(job.frames), cfg.trial.requests))  # requests cycle over the dataset's frames
-    offsets = arrival_offsets_s(len(frames), cfg.trial.load, cfg.trial.rate_rps, cfg.trial.seed + rep)
+    items = list(islice(cycle(job.items), cfg.trial.requests))  # requests cycle over the dataset's items
+    offsets = arrival_offsets_s(len(items), cfg.trial.load, cfg.trial.rate_rps, cfg.trial.seed + rep)
     with energy.window(f"rep{rep}") as window:  # the measured requests only, not the warm-up
-        result = runner.run(frames, offsets, on_request_done=on_done)
-    metrics = trial_metrics(result, ctx, measure_accuracy=job.measured)
+        result = runner.run(items, offsets, on_request_done=on_done)
+    metrics = trial_metrics(result, ctx)
     m = window.measurement
     metrics.update(energy_metrics(m.total_j, m.energy_j, m.duration_s, energy.idle_power_w, len(result.requests),
                                   metrics["latency_mean_s"], result.stage_cpu_s(),
@@ -261,7 +274,7 @@ def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: Energ
         metrics["meter_agreement_ratio"] = window.cross_check.total_j / m.total_j  # CodeCarbon ÷ RAPL
     log(client, run_id, metrics=metrics)
     client.log_text(run_id, requests_csv(result), "requests.csv")
-    client.log_dict(run_id, detections_json(result, ctx.coco_ids), "detections.json")
+    client.log_dict(run_id, outputs_json(result), "outputs.json")
     # what each replica ran with, measured in its worker (cores, torch threads, busy OS threads, CPU seconds)
     client.log_dict(run_id, [asdict(r) for r in result.replicas], "replicas.json")
     client.log_text(run_id, power_csv(window.samples, window.start_s), "power.csv")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -81,17 +82,6 @@ class Settings(BaseModel):
 
 
 # pipeline/ -------------------------------------------------------------------------------------------------------
-class DetectorParams(Settings):
-    image_size: Count
-    conf_threshold: Probability
-    iou_threshold: Probability
-    max_detections: Count
-
-
-class ClassifierParams(Settings):
-    crop_size: Count
-
-
 class PrecisionChange(Settings):
     """A published change of a variant's accuracy in a precision against fp32, with where it was published."""
 
@@ -103,17 +93,31 @@ class PrecisionChange(Settings):
 
 
 class Variant(Settings):
+    # the published accuracy in %, higher is better (a WER is written as 100 - WER), and where it was published
     reference_accuracy: _described(float, "a percentage in [0, 100]", ge=0, le=100)
+    source: _described(str, "where the reference accuracy was published (a paper, a model card, IPA's table)",
+                       min_length=1)
     # accuracy in a precision = reference_accuracy + points (metrics/accuracy.py); fp32 is the reference itself
     precision_change: dict[Literal["bf16", "int8"], PrecisionChange] = Field(default_factory=dict)
+    # what the stage's family builds for this variant (a hub id and its architecture's hyper-parameters); declared
+    # and checked by the family (`ModelFamily.Model`, families/)
+    model: dict[str, Any] = Field(default_factory=dict)
+
+
+class StageDefinition(Settings):
+    family: Name  # a key of families.BUILT_IN, or package.module:Class
+    params: dict[str, Any] = Field(default_factory=dict)  # declared and checked by the family (`ModelFamily.Params`)
 
 
 class Pipeline(Settings):
+    """`name`, the `stages` in order, each stage's definition under its own name, the variant catalogue per stage."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, StageDefinition]
     name: Name
     stages: Annotated[list[Name], Field(min_length=1, description="a non-empty list of stage names")]
-    detector: DetectorParams
-    classifier: ClassifierParams
-    variants: dict[str, dict[str, Variant]]
+    sla_s: Positive  # the end-to-end latency SLA IPA gives this pipeline (trial.sla_s follows it)
+    variants: dict[str, Annotated[dict[str, Variant], Field(min_length=1)]]
 
 
 # adaptation/ -----------------------------------------------------------------------------------------------------
@@ -200,7 +204,45 @@ class VideoDataset(DatasetBase):
     stride: Count
 
 
-Dataset = Annotated[Union[SampleDataset, CocoDataset, VideoDataset], Field(discriminator="name")]
+REFERENCE_KEYS = ("transcript", "question", "answers", "sentiment", "language", "translation", "summary")
+References = _described(list[Literal[REFERENCE_KEYS]], f"a list of reference keys ({', '.join(REFERENCE_KEYS)})")
+
+
+class SpeechManifestDataset(DatasetBase):
+    """Clips (16 kHz mono WAV) listed in a JSON manifest with their references (data/manifests.py)."""
+
+    manifest: str
+    references: References  # fields every entry must have
+
+
+class TextManifestDataset(DatasetBase):
+    """Texts listed in a JSON manifest with their references (data/manifests.py)."""
+
+    manifest: str
+    references: References  # fields every entry must have
+    answers_in: Annotated[list[Literal[("text", *REFERENCE_KEYS)]],
+                          Field(min_length=1, description="a non-empty list of 'text' and reference keys")]
+
+
+class AudioQaSampleDataset(SpeechManifestDataset):
+    name: Literal["audio-qa-sample"]
+
+
+class AudioSentSampleDataset(SpeechManifestDataset):
+    name: Literal["audio-sent-sample"]
+
+
+class SumQaSampleDataset(TextManifestDataset):
+    name: Literal["sum-qa-sample"]
+
+
+class NlpSampleDataset(TextManifestDataset):
+    name: Literal["nlp-sample"]
+
+
+Dataset = Annotated[Union[SampleDataset, CocoDataset, VideoDataset, AudioQaSampleDataset, AudioSentSampleDataset,
+                          SumQaSampleDataset, NlpSampleDataset], Field(discriminator="name")]
+DATASET_NAMES = tuple(get_args(m.model_fields["name"].annotation)[0] for m in get_args(get_args(Dataset)[0]))
 
 
 # tracking/ -------------------------------------------------------------------------------------------------------
@@ -391,10 +433,34 @@ def check_settings(cfg: DictConfig) -> Config:
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as err:  # an interpolation that cannot resolve (`${oc.env:…}` without a default)
-        key = getattr(err, "full_key", None) or "a setting"
+        key = _unresolvable(cfg) or getattr(err, "full_key", None) or "a setting"
         reason = str(err).splitlines()[0]  # OmegaConf appends the key and the node's type on lines of their own
         raise UserError(f"{key} cannot be resolved: {reason}", f"pass {key}=… explicitly") from None
     return check_values(values)
+
+
+_REFERENCE = re.compile(r"^\$\{[\w.]+\}$")  # `${trial.rate_rps}`: a value taken from another setting
+
+
+def _unresolvable(cfg: DictConfig) -> str | None:
+    """The setting whose own interpolation fails, not one that only refers to it (`search.load_rps` is
+    `${trial.rate_rps}`; the user set `trial.rate_rps`)."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    for key, value in _leaves(raw):
+        if isinstance(value, str) and "${" in value and not _REFERENCE.match(value):
+            try:
+                OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+            except OmegaConfBaseException:
+                return key
+    return None
+
+
+def _leaves(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
 
 
 def check_values(values: dict) -> Config:
@@ -445,7 +511,7 @@ def setting_path(loc: tuple) -> str:
     pydantic's, not a key; list positions are written `[i]`."""
     parts: list[str] = []
     for i, part in enumerate(loc):
-        if i == 1 and loc[0] == "dataset" and part in ("sample", "coco", "video"):
+        if i == 1 and loc[0] == "dataset" and part in DATASET_NAMES:
             continue
         if isinstance(part, int):
             parts[-1] += f"[{part}]"

@@ -17,7 +17,7 @@ SPACE = ["search.space.detector.precision=[fp32]", "search.space.classifier.prec
          "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18,resnet34]",
          "search.space.detector.batch_size=[1]", "search.space.classifier.batch_size=[1,4]",
          "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
-         "pipeline.detector.image_size=320", "adapt.max_cores=2", "trial.sla_s=1.0"]
+         "pipeline.detector.params.image_size=320", "adapt.max_cores=2", "trial.sla_s=1.0"]
 
 
 def fake_profiles(folder, hardware: str = "cpu") -> None:

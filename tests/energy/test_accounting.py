@@ -34,8 +34,8 @@ def test_idle_subtraction_and_the_record():
 
 def test_energy_per_request_does_not_depend_on_batch_size():
     """Constant energy per image: J per request must come out the same for batch 1, 4 and 8 (never ÷ batch)."""
-    from sustainable_ipa.pipeline.runner import PipelineRunner, StageSettings
-    from test_runner import FakeClassifier, FakeDetector, frames
+    from sustainable_ipa.pipeline.runner import StageSettings
+    from test_runner import FakeClassifier, FakeDetector, frames, video_runner
 
     per_request = {}
     for batch in (1, 4, 8):
@@ -47,7 +47,7 @@ def test_energy_per_request_does_not_depend_on_batch_size():
                 return super().__call__(images)
 
         meter = CounterMeter(reader, start_polling=False)
-        runner = PipelineRunner(CountingDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(batch, 1, 1),
+        runner = video_runner(CountingDetector(boxes_per_frame=0), FakeClassifier(), StageSettings(batch, 1, 1),
                                 StageSettings(batch, 1, 1), isolation="threads")  # the fake counts joules in this process
         meter.begin_window("trial")
         result = runner.run(frames(16), np.zeros(16))

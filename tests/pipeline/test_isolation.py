@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from sustainable_ipa.pipeline.replicas import WorkerDied
-from sustainable_ipa.pipeline.runner import PipelineRunner, StageRunner
+from sustainable_ipa.pipeline.runner import StageRunner
 from sustainable_ipa.pipeline.stage import ItemResult, StageSettings, StageSpec
 from test_runner import gone
 
@@ -142,8 +142,9 @@ def test_the_energy_estimate_counts_the_workers_cpu_time():
 def test_real_stages_give_the_same_outputs_in_workers_with_the_parents_weights():
     from sustainable_ipa.config import compose
     from sustainable_ipa.data import load_dataset
-    from sustainable_ipa.models.classifier import Classifier
-    from sustainable_ipa.models.detector import Detector
+    from sustainable_ipa.families.resnet import Classifier
+    from sustainable_ipa.families.yolov5 import Detector
+    from test_runner import crop_classes, video_runner
 
     frames = load_dataset(compose([]).dataset).frames * 2
     torch.manual_seed(0)
@@ -155,10 +156,10 @@ def test_real_stages_give_the_same_outputs_in_workers_with_the_parents_weights()
 
     outputs = {}
     for isolation in ("threads", "processes"):
-        with PipelineRunner(detector, classifier, StageSettings(2, 1, 1), StageSettings(4, 1, 1),
-                            crops_from_ground_truth=True, isolation=isolation) as runner:
+        with video_runner(detector, classifier, StageSettings(2, 1, 1), StageSettings(4, 1, 1),
+                          crops_from_ground_truth=True, isolation=isolation) as runner:
             result = runner.run(frames, np.zeros(len(frames)))
-        outputs[isolation] = [(r.detections.tolist(), r.crop_classes) for r in result.requests]
+        outputs[isolation] = [(r.outputs["detector"][0].tolist(), crop_classes(r)) for r in result.requests]
     assert outputs["processes"] == outputs["threads"]
     assert sum(len(classes) for _, classes in outputs["processes"]) == 2 * sum(len(f.ground_truth) for f in frames[:2])
 

@@ -46,6 +46,7 @@ def write_fake_profiles(overrides) -> Path:
     from sustainable_ipa.search.profiler import cache_path, missing_profiles
     from sustainable_ipa.search.profiles import ProfileTable, StageProfile
     from sustainable_ipa.search.space import configured_space
+    from sustainable_ipa.families import stage_families
     from sustainable_ipa.search.workload import pipeline_workload
 
     cfg = compose(overrides) if isinstance(overrides, list) else overrides
@@ -55,7 +56,7 @@ def write_fake_profiles(overrides) -> Path:
         base_s = (0.02 if stage == "detector" else 0.005) * (1 + i % 3) * batch ** 0.7 / threads
         rows.append(StageProfile(stage, variant, batch, threads, tuple(base_s * (1 + 0.01 * k) for k in range(20)),
                                  0.5 * base_s * 20 / batch, "estimate", precision=precision, runtime=runtime))
-    items = pipeline_workload(cfg.pipeline, load_dataset(cfg.dataset)).items_per_request()
+    items = pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset)).items_per_request()
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name, this_machine())
     ProfileTable(rows, cfg.hardware.name, items, this_machine().key).save(path)
     return path

@@ -246,8 +246,9 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
     from types import SimpleNamespace
 
     from sustainable_ipa.data import load_dataset
+    from sustainable_ipa.families import stage_families
     from sustainable_ipa.search.profiler import missing_profiles, profile_space
-    from sustainable_ipa.search.workload import video_workload
+    from sustainable_ipa.search.workload import pipeline_workload
 
     cfg = compose()
     space = SearchSpace.from_config(*space_cfg({("detector", "variants"): ["yolov5n"],
@@ -262,7 +263,7 @@ def test_profiling_builds_each_model_once_and_times_every_profile_in_each_round(
     def energy_window():  # 1 J above idle per batch
         yield SimpleNamespace(active_j=1.0)
 
-    table = profile_space(space, video_workload(load_dataset(cfg.dataset)), build, 3, energy_window, "estimate", "cpu",
+    table = profile_space(space, pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset)), build, 3, energy_window, "estimate", "cpu",
                           on_batch=batches.append, retries=0)
     assert builds == [("detector", "yolov5n"), ("classifier", "resnet18")]
     # round after round (a warm-up round + 3 timed rounds), each timing one batch of all 4 profiles in turn

@@ -29,7 +29,7 @@ def space(detector=None, classifier=None):
 
 @pytest.fixture
 def openvino_for_the_classifier_only(monkeypatch):
-    monkeypatch.setattr("sustainable_ipa.config.OPENVINO_STAGES", ("classifier",))
+    monkeypatch.setattr("sustainable_ipa.families.yolov5.YoloV5.runtimes", ("torch",))
 
 
 def test_the_space_enumerates_precision_and_runtime_without_the_pairs_a_run_refuses(openvino_for_the_classifier_only):
@@ -111,7 +111,7 @@ def test_the_study_suggests_precision_and_runtime_and_each_trial_run_records_the
     from sustainable_ipa.tracking.store import open_store
 
     monkeypatch.setattr("sustainable_ipa.fingerprint.this_machine", lambda: ALL_FLAGS)
-    monkeypatch.setattr("sustainable_ipa.config.OPENVINO_STAGES", ("classifier",))
+    monkeypatch.setattr("sustainable_ipa.families.yolov5.YoloV5.runtimes", ("torch",))
     cfg = make_cfg(f"search.storage=sqlite:///{tmp_path}/optuna.db", "search.n_trials=12", "search.sampler=random",
                    "search.objectives=[accuracy,energy_per_request]",
                    "search.space.detector.variants=[yolov5n]", "search.space.classifier.variants=[resnet18]",

@@ -15,7 +15,8 @@ from sustainable_ipa.search.profiler import QualityLimits, profile_space
 from sustainable_ipa.search.profiles import CONTENDED, NOISY, OK, ProfileTable
 from sustainable_ipa.search.profiling_job import warn_flagged
 from sustainable_ipa.search.space import SearchSpace
-from sustainable_ipa.search.workload import video_workload
+from sustainable_ipa.families import stage_families
+from sustainable_ipa.search.workload import pipeline_workload
 
 REPEATS = 4
 
@@ -47,7 +48,7 @@ def profile(machine: FakeMachine, retries: int):
     def energy_window():
         yield SimpleNamespace(active_j=1.0)
 
-    table = profile_space(space, video_workload(load_dataset(cfg.dataset)), lambda stage, variant, precision, runtime: (lambda batch: None),
+    table = profile_space(space, pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset)), lambda stage, variant, precision, runtime: (lambda batch: None),
                           REPEATS, energy_window, "estimate", "cpu", on_batch=batches.append, retries=retries,
                           counters=machine, cores=2, limits=QualityLimits(max_p90_over_p50=float("inf")),
                           on_retry=extra.append)

@@ -39,6 +39,7 @@ from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.families import stage_families, worker_modules
 from sustainable_ipa.metrics.accuracy import option_accuracies
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment
@@ -47,19 +48,14 @@ from sustainable_ipa.pipeline.load import poisson_times_s
 from sustainable_ipa.pipeline.runner import RequestRecord
 from sustainable_ipa.pipeline.serving import ServingPipeline
 from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
-from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice
+from sustainable_ipa.search.workload import pipeline_workload
 from sustainable_ipa.tracking import local_copy
 from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.runs import BATCH_LIMIT, common_tags, log, tracked_run
 from sustainable_ipa.tracking.signals import signals_held
 from sustainable_ipa.tracking.store import open_store
-
-# How each stage of the video pipeline is served: random-weight models, as profiled, so the classifier gets the
-# frames' ground-truth crops (random detector weights find nothing; the profiles' workload is those crops).
-STAGE_WRAPPERS = {DETECTOR: lambda model: DetectAndCrop(model, crops_from_ground_truth=True), CLASSIFIER: Classify}
-
 
 # The traces' API, in one place: a decision interval's load, the forecast, the simulator ---------------------------
 def interval_load_rps(load, t_s: float, length_s: float) -> float:
@@ -105,7 +101,7 @@ def simulated(loop: "LiveLoop", policy: Policy) -> list:
 
 
 def label(choice: PipelineChoice | None) -> str:
-    """`detector yolov5n b1 t1x1 fp32/torch | classifier resnet18 b4 t1x1 fp32/torch` (threads x replicas)"""
+    """`asr s2t-small b1 t1x1 fp32/torch | qa roberta-base-squad2 b4 t1x1 fp32/torch` (threads x replicas)"""
     if choice is None:
         return "-"
     return " | ".join(f"{stage} {c.variant} b{c.batch_size} t{c.threads}x{c.replicas} {c.precision}/{c.runtime}"
@@ -113,7 +109,7 @@ def label(choice: PipelineChoice | None) -> str:
 
 
 def simulated_label(stages: tuple[tuple[str, str], ...]) -> str:
-    """An interval's stages as the simulator records them, `detector yolov5n b1 fp32/torch | classifier …`."""
+    """An interval's stages as the simulator records them, `asr s2t-small b1 fp32/torch | qa …`."""
     return " | ".join(f"{stage} {value}" for stage, value in stages)
 
 
@@ -180,11 +176,15 @@ class LiveLoop:
                             f"set adapt.live_intervals to at most {available}, or lengthen adapt.duration_s")
         self.span_s = self.intervals * self.step_s  # whole intervals: the live ones all last step_s / speedup
         own = sorted(os.sched_getaffinity(0))
-        self.max_cores = min(int(a.max_cores), len(own))
+        # a pipeline with more stages than this process has cores runs one thread per stage on shared cores
+        self.max_cores = max(min(int(a.max_cores), len(own)), len(cfg.pipeline.stages))
         self.cores = own[:self.max_cores]
         self.sla_s = float(cfg.trial.sla_s)
         self.pue = float(cfg.hardware.pue)
-        self.frames = load_dataset(cfg.dataset).frames
+        # served as profiled: random-weight models handing on the items' references; stages on OpenVINO calibrated
+        # on their own inputs
+        self.workload = pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset))
+        self.items = self.workload.inputs[cfg.pipeline.stages[0]]
         self._models: dict[tuple, object] = {}
 
     def rate_rps(self, k: int) -> float:
@@ -211,7 +211,7 @@ class LiveLoop:
 
         key = (stage, c.variant, c.precision, c.runtime)
         if key not in self._models:
-            self._models[key] = build_stage_model(self.cfg)(stage, c.variant, c.precision, c.runtime)
+            self._models[key] = build_stage_model(self.cfg, self.workload)(stage, c.variant, c.precision, c.runtime)
         return self._models[key]
 
     def build_models(self) -> float:
@@ -226,11 +226,11 @@ class LiveLoop:
 
     def serving(self, choice: PipelineChoice, on_done) -> ServingPipeline:
         """`choice` started, loaded and warmed, ready to take requests."""
-        specs = [StageSpec(stage, STAGE_WRAPPERS[stage](self._model(stage, c)),
-                           StageSettings(c.batch_size, c.threads, c.replicas)) for stage, c in choice.stages().items()]
+        specs = [StageSpec(stage, self._model(stage, c), StageSettings(c.batch_size, c.threads, c.replicas))
+                 for stage, c in choice.stages().items()]
         pipeline = ServingPipeline(specs, self.cores, on_done)
         try:
-            pipeline.start(self.frames)
+            pipeline.start(self.items)
         except BaseException:
             pipeline.close()
             raise
@@ -267,7 +267,7 @@ class LiveLoop:
                 delay = t0 + offset - time.perf_counter()
                 if delay > 0 and stop.wait(delay):
                     return
-                request = RequestRecord(i, self.frames[i % len(self.frames)])
+                request = RequestRecord(i, self.items[i % len(self.items)])
                 with lock:
                     active["pipeline"].submit(request)
                     arrived[k].append(request)
@@ -477,7 +477,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
     for line in replay.reports():
         console.print(line)
     space = configured_space(cfg, max_cores=None)
-    replicas.prestart()
+    replicas.prestart(worker_modules(stage_families(cfg.pipeline)))
     profiles = profile_job(cfg, console, space)
     loop = LiveLoop(cfg, profiles, space.profile_grid(), replay, predictor(cfg), console)
     if a.plan_for == "peak":
@@ -485,7 +485,10 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
                       "(adapt.plan_for=peak applies to the simulation beside it)")
     if loop.max_cores < int(a.max_cores):
         console.print(f"live: the adapter allocates at most {loop.max_cores} cores (this process may use "
-                      f"{loop.max_cores}; adapt.max_cores={a.max_cores}), and so does the simulation beside it")
+                      f"{len(loop.cores)}; adapt.max_cores={a.max_cores}), and so does the simulation beside it")
+    if loop.max_cores > len(loop.cores):
+        console.print(f"live: pipeline '{cfg.pipeline.name}' has {loop.max_cores} stages and this process may use "
+                      f"{len(loop.cores)} cores: one thread per stage, its stage workers sharing cores")
     console.print(f"live: {loop.intervals} intervals of {loop.step_s:g} trace seconds, {loop.live_step_s:.3g} s each "
                   f"at speedup {a.speedup:g} ({loop.intervals * loop.live_step_s * len(compared):.0f} s of serving)")
     with console.status("live: the options' latencies at every load the loop can observe"):

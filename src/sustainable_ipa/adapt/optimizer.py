@@ -22,7 +22,7 @@ choice of it: 0/1 marginals force a 0/1 combination (in `decide`). The stages ar
 order, as many as the pipeline has.
 
 The per-stage sum is separable, which an integer program needs, but it is not the pipeline's latency: in the
-pipeline a stage is fed by the bursts of the one before (the classifier by the detector's). The SLA verdict is
+pipeline a stage is fed by the bursts of the one before (ResNet by YOLOv5's crops). The SLA verdict is
 therefore the study's own model (`search.compose.latency_s`, the end-to-end replay): a pipeline the program picks
 that the model says misses the SLA is excluded by a cut (Σ its options ≤ stages − 1) and the program solved again.
 The decision is thus the optimum among the pipelines the per-stage sum admits and the model accepts; one the sum

@@ -28,18 +28,26 @@ class Frame:
 
 @dataclass(frozen=True)
 class Dataset:
+    """Frames for a pipeline whose first stage takes frames. Every dataset has a `name`, a `kind` (the item kind of
+    its `items`, one per request) and its `items`; a speech or text dataset is a `samples.SampleDataset`."""
+
     name: str
     frames: list[Frame]
     annotations: Path | None = None  # COCO instances JSON the frames' ground truth comes from
     categories: dict[int, str] = field(default_factory=dict)  # COCO id -> name
+    kind = "frame"
+
+    @property
+    def items(self) -> list[Frame]:
+        return self.frames
 
     @property
     def image_ids(self) -> list[int]:
         return [f.image_id for f in self.frames]
 
 
-def load_dataset(cfg: DictConfig) -> Dataset:
-    """Build the dataset the config names (its `_target_`)."""
+def load_dataset(cfg: DictConfig):
+    """Build the dataset the config names (its `_target_`): a `Dataset` of frames or a `samples.SampleDataset`."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from omegaconf.errors import MissingMandatoryValue
@@ -52,8 +60,9 @@ def load_dataset(cfg: DictConfig) -> Dataset:
         if isinstance(err.__cause__, UserError):  # Hydra wraps what the dataset builder raised
             raise err.__cause__ from None
         raise
-    if not dataset.frames:
-        raise UserError(f"dataset '{dataset.name}' has no frames", "point dataset.root / dataset.path at images or a video")
+    if not dataset.items:
+        raise UserError(f"dataset '{dataset.name}' has no items", "point the dataset's paths at images, a video, "
+                        "clips or texts")
     return dataset
 
 

@@ -1,18 +1,32 @@
-"""The detector stage: an ultralytics YOLOv5u model run batched, with ultralytics' own letterbox and NMS."""
+"""The `yolov5` family: IPA's video detector stage, an ultralytics YOLOv5u model run batched with ultralytics' own
+letterbox and NMS. It takes frames and hands the next stage the crop of each box it finds (each ground-truth box's
+crop with random weights, which find nothing). Accuracy: COCO mAP@0.5 by pycocotools on the dataset's annotations."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from sustainable_ipa.errors import UserError
+from sustainable_ipa.families.base import FamilySettings, Handoff, ModelFamily, StageModel, WeightsSource
+from sustainable_ipa.families.resnet import crop
+from sustainable_ipa.metrics.accuracy import coco_map, coco_results
+from sustainable_ipa.models.fidelity import centred, cosines, fp32_twin
 from sustainable_ipa.models.precision import forward_context
+from sustainable_ipa.models.weights import download_file
 from sustainable_ipa.models.yolo_env import configure_ultralytics
+from sustainable_ipa.pipeline.stage import ItemResult
 
 configure_ultralytics()
+
+YOLO_RELEASE = "v8.4.0"  # the ultralytics assets release that hosts the YOLOv5u checkpoints
 
 
 class Detector:
@@ -25,8 +39,9 @@ class Detector:
         from ultralytics.utils.torch_utils import get_flops, get_num_params
 
         # `yolov5s.yaml` builds the same YOLOv5u architecture as the `yolov5su.pt` checkpoint, with random init.
-        yolo = YOLO(str(weights_file) if weights_file else f"{variant}.yaml", task="detect")
-        model = yolo.model
+        model = YOLO(f"{variant}.yaml", task="detect").model
+        if weights_file:
+            model = _checked_checkpoint(YOLO(str(weights_file), task="detect").model, model, variant, weights_file)
         self.params = int(get_num_params(model))
         self.gmacs_per_image = float(get_flops(model, image_size)) / 2  # ultralytics reports 2 FLOPs per multiply-add
         # Fold batch-norm into convs as ultralytics' predictor does; channels_last suits oneDNN's CPU kernels (bench/).
@@ -188,3 +203,149 @@ def orientation_groups(frame_shapes: list[tuple[int, int]]) -> list[list[int]]:
     portrait = [i for i, (h, w) in enumerate(frame_shapes) if h > w]
     others = [i for i, (h, w) in enumerate(frame_shapes) if h <= w]
     return [g for g in (portrait, others) if g]
+
+
+def _checked_checkpoint(loaded, expected, variant: str, path) -> torch.nn.Module:
+    """The checkpoint's model, refused in one line when it is another architecture than `variant` (its weights'
+    names and shapes differ from the architecture the variant's YAML builds)."""
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    if shapes(loaded) != shapes(expected):
+        raise UserError(f"the weights in {path} are another architecture than detector variant {variant}",
+                        f"put {weights_file_name(variant)} there, or pass weights=random")
+    return loaded
+
+
+def weights_file_name(variant: str) -> str:
+    return f"{variant}u.pt"  # the ultralytics re-release of YOLOv5 with an anchor-free head
+
+
+def weights_url(variant: str) -> str:
+    return f"https://github.com/ultralytics/assets/releases/download/{YOLO_RELEASE}/{weights_file_name(variant)}"
+
+
+# Fidelity: how far a detector in another precision or runtime strays from torch fp32 -------------------------------
+def detector_fidelity(detector: Detector, frames: list[np.ndarray]) -> dict[str, float]:
+    """The mean cosine of the raw head output against fp32, per frame, for the boxes and for the class scores apart:
+    box coordinates are hundreds of pixels and scores below 1, so one cosine over both would see only the boxes.
+    Scores also get their correlation (the cosine once each frame's mean score is taken off): they sit on a common
+    offset (the head's prior bias, or 0.5), which keeps the plain cosine near 1 whatever the network computes."""
+    boxes, scores, correlations = [], [], []
+    for frame in frames:  # one at a time: frames of other shapes do not stack
+        x = detector.preprocess([frame])
+        low, reference = detector.infer(x), fp32_twin(detector).infer(x)  # (1, 4 + classes, anchors)
+        boxes.append(cosines(low[:, :4], reference[:, :4]))
+        scores.append(cosines(low[:, 4:], reference[:, 4:]))
+        correlations.append(cosines(centred(low[:, 4:]), centred(reference[:, 4:])))
+    return {"box_cosine_mean": float(torch.cat(boxes).mean()),
+            "score_cosine_mean": float(torch.cat(scores).mean()),
+            "score_correlation_mean": float(torch.cat(correlations).mean()),
+            "items": float(len(frames))}
+
+
+def map_against_fp32(detector: Detector, frames: list[np.ndarray]) -> dict[str, float]:
+    """COCOeval's mAP of this detector's detections scored against torch fp32's on the same frames, as if fp32's
+    were the ground truth: how much of what fp32 finds survives the precision (1.0: the same boxes). Empty when
+    fp32 finds nothing (random weights usually): there is nothing to score against."""
+    reference = fp32_twin(detector)(frames)
+    if not any(len(d) for d in reference):
+        return {}
+    low = detector(frames)
+    classes = sorted({int(c) for d in reference for c in d[:, 5]} | {int(c) for d in low for c in d[:, 5]})
+    ids = list(range(max(classes) + 1))  # class index → category id: itself, the truth here being fp32's classes
+    truth = {"images": [{"id": i, "width": f.shape[1], "height": f.shape[0]} for i, f in enumerate(frames)],
+             "categories": [{"id": c, "name": str(c)} for c in ids],
+             "annotations": [{"id": n, "image_id": i, "category_id": int(c), "iscrowd": 0,
+                              "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                              "area": float((x2 - x1) * (y2 - y1))}
+                             for n, (i, (x1, y1, x2, y2, _, c)) in enumerate(
+                                 (i, row) for i, det in enumerate(reference) for row in det)]}
+    results = [r for i, det in enumerate(low) for r in coco_results(i, det, ids)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fp32_detections.json"
+        path.write_text(json.dumps(truth))
+        map50, map50_95 = coco_map(path, list(range(len(frames))), results)
+    return {"map50_vs_fp32": map50, "map_vs_fp32": map50_95}
+
+
+# The family --------------------------------------------------------------------------------------------------------
+class YoloV5Params(FamilySettings):
+    image_size: int = Field(ge=32, description="letterboxed square input, pixels")
+    conf_threshold: float = Field(ge=0, le=1)
+    iou_threshold: float = Field(ge=0, le=1)
+    max_detections: int = Field(ge=1)
+
+
+class DetectAndCrop(StageModel):
+    """Frames → per frame its detections `(n, 6)`; hands on the crop of every box (with `handoff="reference"` the
+    frame's ground-truth boxes instead: random weights find nothing, and the next stage's workload should stay
+    realistic)."""
+
+    def __init__(self, detector, handoff: Handoff = "model"):
+        self.detector, self.handoff = detector, handoff
+
+    variant = property(lambda self: self.detector.variant)
+    precision = property(lambda self: self.detector.precision)
+    runtime = property(lambda self: self.detector.runtime)
+
+    def __call__(self, frames: list) -> list[ItemResult]:
+        results = []
+        for frame, det in zip(frames, self.detector([f.image_bgr for f in frames])):
+            boxes = [gt.box_xyxy for gt in frame.ground_truth] if self.handoff == "reference" else det[:, :4]
+            crops = [c for c in (crop(frame.image_bgr, b) for b in boxes) if c is not None]
+            results.append(ItemResult(det, crops))
+        return results
+
+    def fidelity(self, frames: list) -> dict[str, float]:
+        images = [f.image_bgr for f in frames]
+        return {**detector_fidelity(self.detector, images), **map_against_fp32(self.detector, images)}
+
+    def use_openvino(self, cache_dir: Path, frames: list):
+        return self.detector.use_openvino(cache_dir, [f.image_bgr for f in frames])
+
+    def describe(self) -> dict[str, float]:
+        return {"params": self.detector.params, "gmacs_per_image": round(self.detector.gmacs_per_image, 4)}
+
+    def fp32_twin(self) -> "DetectAndCrop":
+        return DetectAndCrop(fp32_twin(self.detector), self.handoff)
+
+
+class YoloV5(ModelFamily):
+    """YOLOv5 n/s/m/l/x (ultralytics' YOLOv5u re-release), frames in, a crop per box out."""
+
+    consumes, emits = "frame", "crop"
+    metric = "map50"
+    metric_description = "COCO mAP@0.5 (%)"
+    runtimes = ("torch", "openvino")
+    Params = YoloV5Params
+    preload = ("cv2", "ultralytics.nn.tasks", "ultralytics.data.augment", "ultralytics.utils.nms", "ultralytics.utils.ops")
+
+    def weights_source(self, variant: str, model) -> WeightsSource:
+        from ultralytics.utils import SETTINGS
+
+        name = weights_file_name(variant)
+        return WeightsSource(name, weights_url(variant), (Path(SETTINGS["weights_dir"]) / name,),
+                             fetch=lambda destination: download_file(weights_url(variant), destination))
+
+    def build(self, variant: str, model, weights: Path | None, precision: str, device: str,
+              handoff: Handoff) -> DetectAndCrop:
+        p = self.params
+        return DetectAndCrop(Detector(variant, weights, p.image_size, p.conf_threshold, p.iou_threshold,
+                                      p.max_detections, device, precision), handoff)
+
+    def reference_handoffs(self, frame) -> list | None:
+        if not frame.ground_truth:
+            return None
+        return [c for gt in frame.ground_truth if (c := crop(frame.image_bgr, gt.box_xyxy)) is not None]
+
+    def accuracy(self, model: DetectAndCrop, frames: list, dataset) -> dict[str, float]:
+        """mAP@0.5 and mAP@0.5:0.95 of the model's detections on the frames, against the dataset's COCO
+        annotations (none: nothing to score)."""
+        from ultralytics.data.converter import coco80_to_coco91_class
+
+        if getattr(dataset, "annotations", None) is None or not any(f.ground_truth for f in frames):
+            return {}
+        coco_ids = coco80_to_coco91_class()
+        detections = model.detector([f.image_bgr for f in frames])
+        results = [r for f, det in zip(frames, detections) for r in coco_results(f.image_id, det, coco_ids)]
+        map50, map50_95 = coco_map(dataset.annotations, [f.image_id for f in frames], results)
+        return {"map50": map50, "map50_95": map50_95}

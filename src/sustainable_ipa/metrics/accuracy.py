@@ -1,17 +1,14 @@
-"""Accuracy: IPA's pipeline accuracy score from reference accuracies, and measured detector mAP / classifier top-1."""
+"""Accuracy: IPA's pipeline accuracy score from the catalogue's published accuracies, and COCO mAP (pycocotools).
+Each family's own measured accuracy is computed in its module (`families/`) with the field's library."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import math
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
-
-MAPPING_FILE = Path(__file__).with_name("coco_to_imagenet.yaml")
 
 
 def pipeline_accuracy(stage_accuracies_pct: list[float]) -> float:
@@ -78,16 +75,3 @@ def coco_map(annotations: Path, image_ids: list[int], results: list[dict]) -> tu
         evaluation.summarize()
     # stats[0] = AP@[.5:.95], stats[1] = AP@.5; -1 means "no ground truth to evaluate"
     return max(float(evaluation.stats[1]), 0.0), max(float(evaluation.stats[0]), 0.0)
-
-
-@lru_cache(maxsize=1)
-def coco_to_imagenet() -> dict[str, tuple[str, ...]]:
-    """COCO category name → the ImageNet class names that count as a correct top-1 for its crops."""
-    return {k: tuple(v) for k, v in yaml.safe_load(MAPPING_FILE.read_text()).items()}
-
-
-def mapped_top1(crop_categories: list[str], predicted: list[int], imagenet_names: list[str]) -> tuple[float, int]:
-    """Top-1 accuracy over crops whose COCO category maps to ImageNet, and how many crops that was."""
-    mapping = coco_to_imagenet()
-    hits = [imagenet_names[p] in mapping[c] for c, p in zip(crop_categories, predicted) if c in mapping]
-    return (float(np.mean(hits)) if hits else float("nan")), len(hits)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sustainable_ipa.metrics.accuracy import coco_map, coco_results
 from sustainable_ipa.metrics.cost import cost_usd_per_1k
 from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment, throughput_rps
 from sustainable_ipa.metrics.stats import mean_ci95
@@ -23,12 +22,12 @@ class TrialContext:
     cost_cores: int
     price_usd_per_core_hour: float
     accuracy_reference: float
-    coco_ids: list[int]  # detector class index → COCO category id
-    annotations: object = None  # COCO instances JSON path, when the dataset has ground truth
-    classifier_top1: float | None = None  # measured once on ground-truth crops (pretrained weights only)
+    # measured once on each stage's reference inputs (pretrained weights only): `<stage>_<metric>` fractions and
+    # `accuracy_measured`, their product (`experiment.measured_accuracies`)
+    accuracy_measured: dict[str, float] = field(default_factory=dict)
 
 
-def trial_metrics(result: TrialResult, ctx: TrialContext, measure_accuracy: bool) -> dict[str, float]:
+def trial_metrics(result: TrialResult, ctx: TrialContext) -> dict[str, float]:
     requests = result.requests
     arrivals = np.array([r.arrival_s for r in requests])
     finishes = np.array([r.finish_s for r in requests])
@@ -43,42 +42,79 @@ def trial_metrics(result: TrialResult, ctx: TrialContext, measure_accuracy: bool
         "cost_usd_per_1k": cost_usd_per_1k(ctx.price_usd_per_core_hour, ctx.cost_cores, span_s, len(requests)),
         "requests_served": float(len(requests)),
         "duration_s": span_s,
-        "crops_per_request": float(np.mean([r.crops for r in requests])),
     }
-    for stage in dict.fromkeys(b.stage for b in result.batches):
-        metrics[f"{stage}_batch_s"] = float(np.mean([b.duration_s for b in result.batches if b.stage == stage]))
+    stages = result.stages or list(dict.fromkeys(b.stage for b in result.batches))
+    for stage in stages[1:]:  # the first stage gets one item per request
+        metrics[f"{stage}_items_per_request"] = float(np.mean([len(r.outputs.get(stage, ())) for r in requests]))
+    for stage, latencies_s in stage_latencies_s(requests, stages).items():
+        metrics.update({f"{stage}_{k}": v for k, v in latency_percentiles_s(latencies_s).items()})
+    for stage in stages:
+        durations_s = [b.duration_s for b in result.batches if b.stage == stage]
+        if durations_s:
+            metrics[f"{stage}_batch_s"] = float(np.mean(durations_s))
     for stage, cpu_s in result.stage_cpu_s().items():
         metrics[f"cpu_{stage}_s"] = cpu_s  # measured by the OS in the stage's worker processes
-    if measure_accuracy and ctx.annotations is not None:
-        results = detections_json(result, ctx.coco_ids)
-        image_ids = sorted({r.frame.image_id for r in requests})
-        metrics["detector_map50"], metrics["detector_map50_95"] = coco_map(ctx.annotations, image_ids, results)
-        if ctx.classifier_top1 is not None and np.isfinite(ctx.classifier_top1):
-            metrics["classifier_top1"] = ctx.classifier_top1
-            metrics["accuracy_measured"] = metrics["detector_map50"] * ctx.classifier_top1
+    metrics.update(ctx.accuracy_measured)
     return metrics
 
 
-def detections_json(result: TrialResult, coco_ids: list[int]) -> list[dict]:
-    """COCO results for each frame once (requests cycle over frames; a frame's detections repeat)."""
-    seen: set[int] = set()
-    out: list[dict] = []
-    for r in result.requests:
-        if r.frame.image_id not in seen:
-            seen.add(r.frame.image_id)
-            out.extend(coco_results(r.frame.image_id, r.detections, coco_ids))
+def stage_latencies_s(requests: list, stages: list[str]) -> dict[str, np.ndarray]:
+    """Per stage, each request's time in it: from when the stage before was done with the request (its arrival, for
+    the first stage) until this stage was done with its last item (queueing, batching and compute). Requests that
+    brought a stage no item are not counted for it."""
+    out: dict[str, np.ndarray] = {}
+    for k, stage in enumerate(stages):
+        spans = [r.stage_end_s[stage] - (r.stage_end_s[stages[k - 1]] if k else r.arrival_s)
+                 for r in requests if stage in r.stage_end_s and (k == 0 or stages[k - 1] in r.stage_end_s)]
+        if spans:
+            out[stage] = np.array(spans)
     return out
 
 
+def outputs_json(result: TrialResult) -> list[dict]:
+    """What every stage made of each input, once per input (requests cycle over the dataset's items)."""
+    seen: set[int] = set()
+    out: list[dict] = []
+    for r in result.requests:
+        if id(r.item) not in seen:
+            seen.add(id(r.item))
+            out.append({"item": item_name(r.item),
+                        "outputs": {stage: [jsonable(o) for o in outputs] for stage, outputs in r.outputs.items()}})
+    return out
+
+
+def item_name(item) -> str:
+    return str(getattr(item, "name", ""))
+
+
+def jsonable(value):
+    """A stage's output as JSON: arrays as nested lists, numpy numbers as Python's."""
+    if isinstance(value, np.ndarray):
+        return np.round(value, 4).tolist() if value.dtype.kind == "f" else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return jsonable(asdict(value))
+    return value
+
+
 def requests_csv(result: TrialResult) -> str:
-    """Per-request timeline, seconds from the trial's start."""
+    """Per-request timeline, seconds from the trial's start: when each stage was done with the request's items, and
+    how many items each stage after the first got."""
+    stages = result.stages or list(dict.fromkeys(b.stage for b in result.batches))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["id", "image_id", "arrival_s", "detected_s", "finish_s", "latency_s", "crops"])
+    writer.writerow(["id", "item", "arrival_s", *(f"{s}_done_s" for s in stages), "finish_s", "latency_s",
+                     *(f"{s}_items" for s in stages[1:])])
     for r in result.requests:
-        writer.writerow([r.request_id, r.frame.image_id, f"{r.arrival_s - result.start_s:.6f}",
-                         f"{r.detected_s - result.start_s:.6f}", f"{r.finish_s - result.start_s:.6f}",
-                         f"{r.latency_s:.6f}", r.crops])
+        done = [f"{r.stage_end_s.get(s, float('nan')) - result.start_s:.6f}" for s in stages]
+        writer.writerow([r.request_id, item_name(r.item), f"{r.arrival_s - result.start_s:.6f}", *done,
+                         f"{r.finish_s - result.start_s:.6f}", f"{r.latency_s:.6f}",
+                         *(len(r.outputs.get(s, ())) for s in stages[1:])])
     return buffer.getvalue()
 
 

@@ -1,7 +1,7 @@
 """The OpenVINO runtime for a stage: the torch model converted once (for int8, quantised post-training by NNCF on
 calibration inputs), cached on disk under a key of everything the file depends on, compiled in the process that
-runs it with that process's thread count. How a stage is converted is its own `build` (the classifier:
-`convert_torch`; the detector: ultralytics' exporter, `detector.ultralytics_openvino`); the cache is shared.
+runs it with that process's thread count. How a stage is converted is its family's `build` (ResNet:
+`convert_torch`; YOLOv5: ultralytics' exporter; the transformers families their own); the cache is shared.
 
 The cache entry is written into a temporary folder and renamed into place, so a failed or interrupted export leaves
 nothing a later run could read. Library versions are part of the key: an IR written by another OpenVINO or NNCF is
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -68,39 +69,40 @@ class ExportKey:
     @property
     def folder_name(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return f"{self.variant}-{self.precision}-{hashlib.sha256(blob).hexdigest()[:16]}"
+        name = re.sub(r"[^\w.-]", "_", self.variant)  # a hub id's "/" is no folder of the cache
+        return f"{name}-{self.precision}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
 class Export:
     """An exported model on disk, and what producing it cost (zero when it came from the cache)."""
 
-    xml: Path
+    xml: Path  # the entry's main file (its folder is the whole entry)
     key: ExportKey
     cached: bool
     wall_s: float
     cpu_s: float
 
 
-def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None]) -> Export:
-    """The cached IR for `key`, or a new one: `build(folder)` writes `model.xml` and `model.bin` into an empty
-    staging folder, which becomes the cache entry only once complete."""
+def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None], main_file: str = "model.xml") -> Export:
+    """The cached IR for `key`, or a new one: `build(folder)` writes `main_file` (`model.xml` and `model.bin`; an
+    optimum-intel export writes a folder of IRs and configs, named by one of its files) into an empty staging
+    folder, which becomes the cache entry only once complete."""
     folder = Path(cache_dir) / key.folder_name
-    xml = folder / "model.xml"
+    xml = folder / main_file
     if xml.is_file():
         return Export(xml, key, True, 0.0, 0.0)
     if key.precision == "int8" and not key.calibration_items:
-        raise UserError(f"{key.variant} in int8 needs calibration inputs and the dataset gave none",
-                        "use a dataset with images (the detector calibrates on its frames, the classifier on crops "
-                        "of the ground truth or of the fp32 detector's boxes), or pass "
-                        "adaptation.<stage>.precision=fp32")
+        raise UserError(f"{key.variant} in int8 needs calibration inputs and the dataset gave its stage none",
+                        "use a dataset whose items reach that stage (with references, or pretrained weights "
+                        "upstream), or pass adaptation.<stage>.precision=fp32")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     wall, cpu = time.perf_counter(), time.process_time()
     staging = Path(tempfile.mkdtemp(prefix=f".{key.folder_name}-", dir=cache_dir))
     try:
         build(staging)
-        if not (staging / "model.xml").is_file():
-            raise RuntimeError("the export wrote no model.xml")
+        if not (staging / main_file).is_file():
+            raise RuntimeError(f"the export wrote no {main_file}")
         (staging / "key.json").write_text(json.dumps(asdict(key), indent=1))
         try:
             os.rename(staging, folder)  # atomic: a reader sees the whole entry or none

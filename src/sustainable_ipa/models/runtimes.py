@@ -1,60 +1,30 @@
-"""What a run's stage models need beyond their weights: the classifier's inputs found without it (for int8
-calibration and fidelity), exported models for the stages on OpenVINO, and every stage's fidelity to torch fp32."""
+"""What a run's stage models need beyond their weights: exported models for the stages on OpenVINO (int8 calibrated
+on each stage's own inputs), and every stage's fidelity to torch fp32."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig
 from rich.console import Console
-
-from sustainable_ipa.data import Dataset
 
 CALIBRATION_ENOUGH = 300  # images ultralytics' int8 export asks for before it stops warning
 
 
-def needs_crops(cfg: DictConfig) -> bool:
-    """Whether the classifier runs other than torch fp32, so that its inputs are needed before the run."""
-    c = cfg.adaptation.classifier
-    return c.precision != "fp32" or c.runtime != "torch"
-
-
-def stage_crops(detector, dataset: Dataset) -> list[np.ndarray]:
-    """The classifier's inputs on this dataset, found without it: the ground truth's crops, else the fp32
-    detector's (for fidelity and int8 calibration)."""
-    from sustainable_ipa.models.classifier import crop
-    from sustainable_ipa.models.fidelity import fp32_twin
-
-    frames = [f.image_bgr for f in dataset.frames]
-    boxes = [[gt.box_xyxy for gt in f.ground_truth] for f in dataset.frames]
-    if not any(boxes):
-        boxes = [[d[:4] for d in det] for det in fp32_twin(detector)(frames)]
-    return [c for frame, frame_boxes in zip(frames, boxes) for b in frame_boxes if (c := crop(frame, b)) is not None]
-
-
-def fidelity_metrics(detector, classifier, frames: list[np.ndarray], crops: list[np.ndarray]) -> dict[str, float]:
-    """Each stage below fp32 or off torch against torch fp32 with the same weights on this dataset's inputs."""
-    from sustainable_ipa.models.fidelity import classifier_fidelity, detector_fidelity, detector_map_against_fp32
-
+def fidelity_metrics(models: dict, items: dict[str, list]) -> dict[str, float]:
+    """Each stage below fp32 or off torch against its torch fp32 twin, same weights, on the stage's inputs
+    (`items`, by stage): `fidelity_<stage>_<measure>`."""
     metrics: dict[str, float] = {}
-    if detector.precision != "fp32" or detector.runtime != "torch":
-        metrics.update(detector_fidelity(detector, frames))
-        metrics.update(detector_map_against_fp32(detector, frames))  # pretrained weights: fp32 finds boxes
-    if (classifier.precision != "fp32" or classifier.runtime != "torch") and crops:
-        metrics.update(classifier_fidelity(classifier, crops))
+    for stage, model in models.items():
+        if (model.precision != "fp32" or model.runtime != "torch") and items.get(stage):
+            metrics.update({f"fidelity_{stage}_{k}": v for k, v in model.fidelity(items[stage]).items()})
     return metrics
 
 
-# What each stage calibrates int8 on, as the warning names it.
-CALIBRATION_ITEMS = {"detector": "frames", "classifier": "crops"}
-
-
-def use_runtimes(cfg: DictConfig, models: dict, calibration: dict[str, list[np.ndarray]],
-                 console: Console) -> tuple[dict, dict]:
+def use_runtimes(cfg: DictConfig, models: dict, calibration: dict[str, list], console: Console) -> tuple[dict, dict]:
     """Stages on OpenVINO get their exported model (made now, or from `export_dir`), `models` and `calibration`
-    (the detector's frames, the classifier's crops) by stage name; each export's one-off cost (wall and CPU
-    seconds, and energy by the run's meter) is logged apart, never in per-request figures. Returns (metrics, tags)."""
+    (each stage's own inputs) by stage name; each export's one-off cost (wall and CPU seconds, and energy by the
+    run's meter) is logged apart, never in per-request figures. Returns (metrics, tags)."""
     metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
     on_openvino = [stage for stage in models if cfg.adaptation[stage].runtime == "openvino"]
@@ -80,7 +50,7 @@ def use_runtimes(cfg: DictConfig, models: dict, calibration: dict[str, list[np.n
                 metrics[f"calibration_{stage}_items"] = float(len(inputs))
                 if len(inputs) < CALIBRATION_ENOUGH:
                     console.print(f"[yellow]warning[/]: {stage} int8 calibrated on {len(inputs)} "
-                                  f"{CALIBRATION_ITEMS[stage]}: too few for accuracy claims (ultralytics and NNCF "
+                                  "items: too few for accuracy claims (ultralytics and NNCF "
                                   f"advise ≥ {CALIBRATION_ENOUGH}); latency and energy are unaffected")
             tags.update({f"export_{stage}": "cached" if made.cached else "built",
                          f"export_{stage}_dir": str(made.xml.parent)})

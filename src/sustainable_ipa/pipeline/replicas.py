@@ -8,8 +8,8 @@ Forkserver, not fork: GNU OpenMP (libgomp, which torch's Linux wheels ship) is n
 after the parent ran a parallel region hangs at its own first one (GCC bug 60035, pytorch issues 41197 and 89693;
 reproduced with torch 2.14.1 here). The parent has always run models by the time a runner starts, so workers are
 forked from multiprocessing's forkserver instead: a fresh interpreter that imports torch and the models' modules
-once (`PRELOAD`) and never runs an op; a worker then starts in about 0.1 s. `prestart()` starts that server early,
-so that its imports overlap with the parent's model building.
+once (`PRELOAD`, and the modules of the pipeline's families) and never runs an op; a worker then starts in about
+0.1 s. `prestart(modules)` starts that server early, so that its imports overlap with the parent's model building.
 
 Each stage is written once with `torch.save` and memory-mapped by every replica (`torch.load(mmap=True)`): the
 workers run on the parent's very weights, stored once in memory however many replicas there are.
@@ -43,10 +43,10 @@ from sustainable_ipa.pipeline.stage import ItemResult, StageSpec
 ISOLATIONS = ("processes", "threads")
 
 # Imported once by the forkserver, so that workers fork with them loaded; a module missing here is imported by each
-# worker that unpickles a stage needing it (seconds for ultralytics), never an error.
-PRELOAD = ["torch", "numpy", "cv2", "sustainable_ipa.models.detector", "sustainable_ipa.models.classifier",
-           "sustainable_ipa.pipeline.video", "sustainable_ipa.pipeline.replicas", "ultralytics.nn.tasks",
-           "ultralytics.data.augment", "ultralytics.utils.nms", "ultralytics.utils.ops", "torchvision.models"]
+# worker that unpickles a stage needing it (seconds for ultralytics or transformers), never an error. The modules of
+# the pipeline's families are added by `prestart`.
+PRELOAD = ["torch", "numpy", "sustainable_ipa.pipeline.replicas"]
+_preload = list(PRELOAD)
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 INPUT_CACHE = 32  # first-stage items a worker keeps per run
@@ -109,14 +109,16 @@ class WorkerDied(RuntimeError):
 
 def _context():
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)  # read when the server starts; once it runs, this changes nothing
+    ctx.set_forkserver_preload(_preload)  # read when the server starts; once it runs, this changes nothing
     return ctx
 
 
-def prestart() -> None:
-    """Start the forkserver now: its imports take seconds and can overlap with the parent's own work."""
+def prestart(modules: Sequence[str] = ()) -> None:
+    """Start the forkserver now, importing `modules` too (the pipeline's families): its imports take seconds and can
+    overlap with the parent's own work."""
     from multiprocessing import forkserver
 
+    _preload.extend(m for m in modules if m not in _preload)
     _context()
     forkserver.ensure_running()
 
@@ -170,7 +172,7 @@ def keep_freed_memory() -> None:
 
     A fresh worker's malloc starts from the defaults (allocations over 128 kB mapped and unmapped each time, the
     heap trimmed above 128 kB free), so every batch faulted its activations in anew: ~110,000 minor page faults
-    per 16-request run of the default adaptation's classifier against ~9,000 in a long-lived process, ~10 % more
+    per 16-request run of the default adaptation's second stage (ResNet-18) against ~9,000 in a long-lived process, ~10 % more
     CPU time. Allocations up to 32 MB (glibc's ceiling for this setting) now come from the heap, and the heap keeps
     up to 1 GB free. Not glibc (musl): nothing to do."""
     import ctypes

@@ -16,16 +16,14 @@ import numpy as np
 from sustainable_ipa.pipeline.batching import BatchQueue
 from sustainable_ipa.pipeline.replicas import ReplicaReport, StageReplicas
 from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
-from sustainable_ipa.pipeline.video import CLASSIFIER, DETECTOR, Classify, DetectAndCrop
 
-__all__ = ["BatchTiming", "PipelineRunner", "ReplicaReport", "RequestRecord", "StageRunner", "StageSettings",
-           "StageSpec", "TrialResult"]
+__all__ = ["BatchTiming", "ReplicaReport", "RequestRecord", "StageRunner", "StageSettings", "StageSpec", "TrialResult"]
 
 
 @dataclass
 class RequestRecord:
     request_id: int
-    frame: object = field(repr=False)  # the request's input: the first stage's item (a Frame in the video pipeline)
+    item: object = field(repr=False)  # the request's input: the first stage's item (a frame, a clip, a text)
     arrival_s: float = float("nan")
     finish_s: float = float("nan")
     outputs: dict[str, list] = field(default_factory=dict, repr=False)  # per stage, its items' outputs
@@ -35,23 +33,6 @@ class RequestRecord:
     @property
     def latency_s(self) -> float:
         return self.finish_s - self.arrival_s
-
-    # The video pipeline's names for its stages' outputs.
-    @property
-    def detections(self) -> np.ndarray:
-        return self.outputs.get(DETECTOR, [np.zeros((0, 6), np.float32)])[0]
-
-    @property
-    def crop_classes(self) -> list:
-        return self.outputs.get(CLASSIFIER, [])
-
-    @property
-    def crops(self) -> int:
-        return len(self.crop_classes)
-
-    @property
-    def detected_s(self) -> float:
-        return self.stage_end_s.get(DETECTOR, float("nan"))
 
 
 @dataclass(frozen=True)
@@ -81,6 +62,7 @@ class TrialResult:
     start_s: float
     end_s: float
     replicas: list[ReplicaReport] = field(default_factory=list)  # measured in each worker; none with threads
+    stages: list[str] = field(default_factory=list)  # the pipeline's stages in order
 
     @property
     def duration_s(self) -> float:
@@ -157,12 +139,12 @@ class StageRunner:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def run(self, frames: list, arrival_offsets_s: np.ndarray,
+    def run(self, items: list, arrival_offsets_s: np.ndarray,
             on_request_done: Callable[[RequestRecord], None] | None = None) -> TrialResult:
-        """One trial: request i brings `frames[i]` to the first stage at `arrival_offsets_s[i]` (all at the start
+        """One trial: request i brings `items[i]` to the first stage at `arrival_offsets_s[i]` (all at the start
         when every offset is 0). An error in a stage, Ctrl-C or SIGTERM ends the workers and is raised here."""
         self.start()
-        requests = [RequestRecord(i, frame) for i, frame in enumerate(frames)]
+        requests = [RequestRecord(i, item) for i, item in enumerate(items)]
         queues: list[BatchQueue[tuple[RequestRecord, object]]] = [BatchQueue() for _ in self.stages]
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -186,14 +168,14 @@ class StageRunner:
             if not np.any(arrival_offsets_s):
                 for request in requests:
                     request.arrival_s, request.pending = start, 1
-                queues[0].put_many([(r, r.frame) for r in requests])
+                queues[0].put_many([(r, r.item) for r in requests])
             else:
                 for request, offset in zip(requests, arrival_offsets_s):
                     delay = start + offset - time.perf_counter()
                     if delay > 0 and stop.wait(delay):
                         break
                     request.arrival_s, request.pending = time.perf_counter(), 1
-                    queues[0].put_many([(request, request.frame)])
+                    queues[0].put_many([(request, request.item)])
             queues[0].close()
 
         def serve(k: int, replica) -> Callable[[], None]:
@@ -243,19 +225,6 @@ class StageRunner:
             self.close()
             raise errors[0]
         end = time.perf_counter()
+        names = [s.name for s in self.stages]
         return TrialResult(requests, sorted(batches, key=lambda b: b.start_s), start, end,
-                           sorted(reports, key=lambda r: ([s.name for s in self.stages].index(r.stage), r.index)))
-
-
-class PipelineRunner(StageRunner):
-    """IPA's video pipeline: a detector stage whose boxes' crops go to a classifier stage.
-
-    With `crops_from_ground_truth` the classifier gets the frames' ground-truth boxes instead of the detector's
-    (random detector weights find nothing, and the classifier's workload should stay realistic).
-    """
-
-    def __init__(self, detector, classifier, detector_settings: StageSettings, classifier_settings: StageSettings,
-                 crops_from_ground_truth: bool = False, isolation: str = "processes",
-                 cores: Sequence[int] | None = None):
-        super().__init__([StageSpec(DETECTOR, DetectAndCrop(detector, crops_from_ground_truth), detector_settings),
-                          StageSpec(CLASSIFIER, Classify(classifier), classifier_settings)], isolation, cores)
+                           sorted(reports, key=lambda r: (names.index(r.stage), r.index)), names)

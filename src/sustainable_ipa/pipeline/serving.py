@@ -68,7 +68,7 @@ class ServingPipeline:
         if self._intake_closed:
             raise RuntimeError("this configuration no longer takes requests")
         request.arrival_s, request.pending = time.perf_counter(), 1
-        self._queues[0].put_many([(request, request.frame)])
+        self._queues[0].put_many([(request, request.item)])
 
     def set_batch_sizes(self, sizes: Sequence[int]) -> None:
         """Switch in place: the same workers cut their next batches (the one filling now included) at `sizes`. A

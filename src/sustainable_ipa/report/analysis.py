@@ -234,3 +234,51 @@ def several_machines(trials: pd.DataFrame) -> list[str]:
     return [f"these runs were measured on {found['machine'].nunique()} machines: each is reported apart, as "
             f"{', '.join(found['hardware'])}; no Pareto set, correlation or ordering below mixes them (see "
             "'Where the figures were measured')"]
+
+
+# Pipeline types: does a request of a text pipeline need less energy than one of a video pipeline? ---------------
+PIPELINE_TYPES = {"frame": "video", "speech": "audio", "text": "text"}  # by what a request brings the first stage
+
+
+def energy_by(trials: pd.DataFrame, key: str, seed: int = 0) -> pd.DataFrame:
+    """Per hardware and `key` (`pipeline`, or `type`: video, audio, text): energy per request over every trial of
+    its configurations, mean and 95 % percentile-bootstrap interval of the mean (inside the trials' own range, so
+    never below 0), with how many configurations and trials it pools. The pool is the configurations that ran:
+    another choice of them moves the figure."""
+    data = trials.dropna(subset=[ENERGY]).assign(type=lambda t: t["pipeline_input"].map(PIPELINE_TYPES).fillna("other"))
+    rows = []
+    for (hardware, value), group in data.groupby(["hardware", key], sort=True):
+        energy = group[ENERGY].to_numpy(float)
+        low, high = _bootstrap_mean(energy, seed)
+        rows.append({"hardware": hardware, key: value, "pipelines": ", ".join(sorted(group["pipeline"].unique())),
+                     "configurations": group["adaptation"].nunique(), "trials": len(energy),
+                     ENERGY: float(energy.mean()), f"{ENERGY}_ci95_low": low, f"{ENERGY}_ci95_high": high})
+    return pd.DataFrame(rows)
+
+
+def _bootstrap_mean(values: np.ndarray, seed: int) -> tuple[float, float]:
+    if len(values) < 2 or np.ptp(values) == 0:
+        return (float("nan"), float("nan")) if len(values) < 2 else (float(values[0]), float(values[0]))
+    result = stats.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                             random_state=seed)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def type_answer(by_type: pd.DataFrame) -> str:
+    """The proposal's hypothesis on one hardware, `by_type` its rows of `energy_by(trials, "type")`: text
+    pipelines need less energy per request than video ones, told only by disjoint intervals."""
+    rows = {r["type"]: r for r in by_type.to_dict("records")}
+    ordered = " < ".join(f"{t} {r[ENERGY]:.3g} J [{r[f'{ENERGY}_ci95_low']:.3g}, {r[f'{ENERGY}_ci95_high']:.3g}]"
+                         for t, r in sorted(rows.items(), key=lambda item: item[1][ENERGY]))
+    if "text" not in rows or "video" not in rows:
+        return f"{ordered}; the hypothesis compares text with video, and these runs lack one of them"
+    text, video = rows["text"], rows["video"]
+    if not all(np.isfinite([text[f"{ENERGY}_ci95_high"], video[f"{ENERGY}_ci95_low"]])):
+        return f"{ordered}; cannot tell: too few trials for an interval"
+    if text[f"{ENERGY}_ci95_high"] < video[f"{ENERGY}_ci95_low"]:
+        verdict = "holds: text pipelines need less energy per request than video ones (95 % intervals disjoint)"
+    elif text[f"{ENERGY}_ci95_low"] > video[f"{ENERGY}_ci95_high"]:
+        verdict = "does not hold: text pipelines need more energy per request than video ones (intervals disjoint)"
+    else:
+        verdict = "cannot tell: the text and video intervals overlap"
+    return f"{ordered}; the hypothesis {verdict}"

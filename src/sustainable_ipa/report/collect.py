@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -11,7 +12,7 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import machine_id
 from sustainable_ipa.search.space import numerics_label
 
-NOT_JOBS = {"profiling", "adapt", "report"}  # runs of the other entry points carry these `adaptation` tags
+NOT_JOBS = {"profiling", "adapt", "adapt-live", "report"}  # runs of the other entry points carry these `adaptation` tags
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class Selection:
 
 
 def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
-    """Columns: run_id, adaptation, hardware, machine, evaluator, energy_source, load, weights_kind, then every metric.
+    """Columns: run_id, adaptation, pipeline, hardware, machine, evaluator, energy_source, load, weights_kind, numerics,
+    then every metric.
 
     Jobs with repetitions contribute their child runs (one per trial); single-repetition jobs their own run.
     Report runs and study parents are left out. `evaluator`: `run` (measured) or `profile` (composed from stage
@@ -66,6 +68,8 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
         machine = measured_on(tags, evaluator)
         hardware = params.get("hardware.name", tags.get("hardware", "cpu"))
         records.append({"run_id": r.info.run_id, "adaptation": label,
+                        "pipeline": tags.get("pipeline", params.get("pipeline.name", "video")),
+                        "pipeline_input": tags.get("pipeline_input", "frame"),  # runs before the tag: video
                         "hardware": f"{hardware} on {machine_id(machine)}" if machine else f"{hardware} on an "
                                     "unrecorded machine", "machine": machine or "unrecorded",
                         "evaluator": evaluator,
@@ -85,8 +89,18 @@ def measured_on(tags: dict, evaluator: str) -> str | None:
     return tags.get("machine") or None
 
 
+def row_stages(params: dict) -> list[str]:
+    """A row's stages in pipeline order: a run logs `pipeline.stages`; a study trial only `<stage>.variant` (its
+    stages in the order they were logged); runs older than the pipeline setting were the video pipeline's."""
+    if "pipeline.stages" in params:
+        return list(json.loads(params["pipeline.stages"]))
+    prefixed = [k.removeprefix("adaptation.").removesuffix(".variant") for k in params
+                if k.endswith(".variant") and k.count(".") == (2 if k.startswith("adaptation.") else 1)]
+    return list(dict.fromkeys(prefixed))
+
+
 def trial_numerics(params: dict) -> str:
-    """Each stage's precision/runtime, detector first: `int8/openvino + fp32/torch`. A run records them as
+    """Each stage's precision/runtime in pipeline order: `int8/openvino + fp32/torch`. A run records them as
     `adaptation.<stage>.precision` (a study trial as `<stage>.precision`); runs made before the knobs existed
     record neither and ran fp32 on torch."""
     def pair(stage: str) -> str:
@@ -95,7 +109,7 @@ def trial_numerics(params: dict) -> str:
                 return numerics_label(params[f"{prefix}precision"], params[f"{prefix}runtime"])
         return numerics_label("fp32", "torch")
 
-    return " + ".join(pair(stage) for stage in ("detector", "classifier"))
+    return " + ".join(pair(stage) for stage in row_stages(params))
 
 
 def _study_label(params: dict) -> str:
@@ -107,4 +121,4 @@ def _study_label(params: dict) -> str:
         return f" {numerics_label(params[f'{s}.precision'], params[f'{s}.runtime'])}"
 
     return " + ".join(f"{params.get(f'{s}.variant')} b{params.get(f'{s}.batch_size')} t{params.get(f'{s}.threads')} "
-                      f"r{params.get(f'{s}.replicas')}{numerics(s)}" for s in ("detector", "classifier"))
+                      f"r{params.get(f'{s}.replicas')}{numerics(s)}" for s in row_stages(params))

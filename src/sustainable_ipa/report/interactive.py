@@ -130,7 +130,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
             in_legend.add(numerics)
         _axes(fig, col, x, "J per request (idle-subtracted)")
     if len(groups) > 1:
-        fig.update_layout(legend_title_text="precision/runtime: detector + classifier")
+        fig.update_layout(legend_title_text="precision/runtime per stage")
     return fig
 
 

@@ -41,7 +41,7 @@ def _scatter_by_numerics(ax, data, x, y):
     for i, (numerics, part) in enumerate(groups):
         ax.scatter(part[x], part[y], s=40, edgecolors="black", marker=MARKERS[i % len(MARKERS)], label=numerics)
     if len(groups) > 1:
-        ax.legend(title="precision/runtime: detector + classifier", fontsize=6, title_fontsize=6)
+        ax.legend(title="precision/runtime per stage", fontsize=6, title_fontsize=6)
 
 
 def name_points(ax, data, x, y):

@@ -33,6 +33,10 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     selection = Selection(r.experiment or cfg.tracking.experiment, r.sweep_id, r.study)
     data = trials(client, selection)
+    by_pipeline, by_type = analysis.energy_by(data, "pipeline"), analysis.energy_by(data, "type")
+    several = data["pipeline"].nunique() > 1
+    if several:  # configurations of different pipelines are compared only by type, below
+        data["hardware"] = data["pipeline"] + " · " + data["hardware"]
     folder = Path(r.out_dir) / time.strftime("%Y-%m-%d_%H-%M-%S")
     folder.mkdir(parents=True, exist_ok=True)
     summary = analysis.summarise(data, [m for m in METRICS if m in data])
@@ -99,6 +103,10 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
                      table(_ci_table(summary)) + "<p>Neighbours by energy per request:</p>" +
                      table(pd.DataFrame(order, columns=["lower", "higher", "verdict"]))))
 
+    type_answers = {h: analysis.type_answer(g) for h, g in by_type.groupby("hardware")} if several else {}
+    if type_answers:
+        sections.append(("Energy per request by pipeline type", note + _types_html(by_pipeline, by_type, type_answers)))
+
     carbon = carbon_table(summary, float(r.request_rate_rps), float(cfg.hardware.pue))
     regions = regions_table(summary, list(r.regions), float(r.request_rate_rps), float(cfg.hardware.pue))
     carbon_html = note + (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: "
@@ -111,7 +119,8 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     sections.append(("Carbon", carbon_html))
 
     for name, frame in {"trials.csv": data, "summary.csv": summary, "correlations.csv": correlations,
-                        "carbon.csv": carbon, "regions.csv": regions}.items():
+                        "carbon.csv": carbon, "regions.csv": regions, "pipelines.csv": by_pipeline,
+                        "pipeline_types.csv": by_type}.items():
         frame.to_csv(folder / name, index=False)
     title = f"Sustainable-IPA report: {selection.experiment}" + (f", sweep {r.sweep_id}" if r.sweep_id else "") + \
         (f", study {r.study}" if r.study else "")
@@ -120,6 +129,8 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
         console.print(f"[yellow]warning[/]: {w}")
     for hardware, (_, sentence) in answers.items():
         console.print(f"does energy change which configuration is best on {hardware}? {sentence}")
+    for hardware, sentence in type_answers.items():
+        console.print(f"energy per request by pipeline type on {hardware}: {sentence}")
 
     tags = {**common_tags("report", ",".join(sorted(set(data["weights_kind"])))), "report": "true"}
     with tracked_run(client, experiment_id, f"report-{folder.name}", tags=tags) as run_id:
@@ -128,6 +139,13 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     console.print(f"report: {folder / 'report.html'}")
     print_where_to_look(console, cfg.tracking.uri, selection.experiment, experiment_id, run_id)
     return folder
+
+
+def _types_html(by_pipeline: pd.DataFrame, by_type: pd.DataFrame, answers: dict[str, str]) -> str:
+    return ("<p>Per request, every trial of each pipeline's configurations pooled (mean [95 % percentile-bootstrap "
+            "interval]); the figure depends on which configurations ran.</p>" + table(by_pipeline, 3) +
+            table(by_type, 3) + "<ul>" + "".join(f"<li><b>{html.escape(h)}</b>: {html.escape(a)}.</li>"
+                                                 for h, a in answers.items()) + "</ul>")
 
 
 def _answers(summary: pd.DataFrame) -> dict[str, tuple[int, str]]:

@@ -101,7 +101,7 @@ class RunEvaluator:
 
 
 def accuracy_bases(variants, choice: PipelineChoice) -> str:
-    """Where the trial's accuracy figures come from, per stage: `detector=reference,classifier=published` (fp32
+    """Where the trial's accuracy figures come from, per stage: `asr=reference,qa=published` (fp32
     reference; plus a change published for that model and precision; or one published for the nearest model)."""
     return ",".join(f"{stage}={accuracy_basis(variants, stage, c.variant, c.precision)}"
                     for stage, c in choice.stages().items())

@@ -15,7 +15,7 @@ import numpy as np
 from sustainable_ipa.errors import UserError
 
 # Bumped whenever a stage's measured cost changes for the same configuration, so that older caches are refused:
-# 1 → 2: a detector batch of portrait and landscape frames runs as two sub-batches instead of one square.
+# 1 → 2: a YOLOv5 batch of portrait and landscape frames runs as two sub-batches instead of one square.
 # 2 → 3: every timed batch is kept (a distribution to draw from, not a p50 and a "p99" of three), with the load
 #        that other processes put on the machine meanwhile.
 # 3 → 4: a profile is also per precision and runtime (fp32/bf16/int8 on torch/OpenVINO).
@@ -46,7 +46,7 @@ class StageProfile:
 
     @property
     def label(self) -> str:
-        """`classifier resnet18 b4 t1 int8/openvino`"""
+        """`qa roberta-base-squad2 b4 t1 int8/openvino`"""
         return f"{self.stage} {self.variant} b{self.batch_size} t{self.threads} {self.precision}/{self.runtime}"
 
     @property

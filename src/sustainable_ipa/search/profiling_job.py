@@ -16,6 +16,7 @@ from sustainable_ipa.config import validate
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.families import stage_families, variant_model
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.fingerprint import this_machine
@@ -29,24 +30,20 @@ from sustainable_ipa.tracking.store import open_store
 
 
 def build_stage_model(cfg: DictConfig, workload: Workload | None = None):
-    """Random-weight models of the video pipeline's stages (the only pipeline with a workload, `search/workload.py`)
-    in a precision on a runtime: profiles measure compute and energy, which weights do not change. A stage on
-    OpenVINO is exported as a run exports it (`models/runtimes.py`): into `export_dir`, int8 calibrated on the
-    stage's inputs in the workload (the dataset's crops, as a run's), or read from that cache."""
-    from sustainable_ipa.models.classifier import Classifier
-    from sustainable_ipa.models.detector import Detector
+    """`build(stage, variant, precision, runtime)`: a stage's model as its family builds it, with random weights
+    (profiles measure compute and energy, which weights do not change) handing on the items' references, as a
+    random-weight run does. A stage on OpenVINO is exported as a run exports it (`models/runtimes.py`): into
+    `export_dir`, int8 calibrated on the stage's inputs in the workload, or read from that cache."""
+    families = stage_families(cfg.pipeline)
 
     def build(stage: str, variant: str, precision: str = "fp32", runtime: str = "torch"):
-        torch.manual_seed(cfg.trial.seed)
-        if stage == "detector":
-            d = cfg.pipeline.detector
-            model = Detector(variant, None, d.image_size, d.conf_threshold, d.iou_threshold, d.max_detections,
-                             cfg.hardware.device, precision=precision)
-        elif stage == "classifier":
-            model = Classifier(variant, None, cfg.pipeline.classifier.crop_size, cfg.hardware.device, precision)
-        else:
+        if stage not in families:
             raise UserError(f"no model to profile for stage '{stage}'", "profile a pipeline whose stages have models")
-        if runtime == "openvino":  # the space offers it only for config.OPENVINO_STAGES, whose models export
+        family = families[stage]
+        torch.manual_seed(cfg.trial.seed)
+        model = family.build(variant, variant_model(family, cfg.pipeline, variant), None, precision,
+                             cfg.hardware.device, "reference")
+        if runtime == "openvino":
             if workload is None:
                 raise ValueError("a stage on OpenVINO is calibrated on the workload's inputs: pass the workload")
             model.use_openvino(Path(cfg.export_dir), workload.inputs[stage])
@@ -67,7 +64,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     machine = this_machine()
     path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name, machine)
     cached = None if cfg.profiling.refresh else read_cache(path, machine, lambda line: warn(console, line))
-    workload = pipeline_workload(cfg.pipeline, dataset)
+    workload = pipeline_workload(stage_families(cfg.pipeline), dataset)
     expected_items = workload.items_per_request()
     if cached is not None and cached.items_per_request != expected_items:
         # the latency replay runs on the cached items per request (crops per frame): another dataset's would

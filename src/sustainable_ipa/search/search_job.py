@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
 
-from sustainable_ipa.config import available_cores, validate
+from sustainable_ipa.config import core_budget, validate
 from sustainable_ipa.search.evaluators import ProfileEvaluator, RunEvaluator
 from sustainable_ipa.search.objectives import resolve_objectives
 from sustainable_ipa.search.space import configured_space, skipped_line
@@ -20,7 +20,7 @@ def search_job(cfg: DictConfig, console: Console | None = None) -> StudyOutcome:
     # Bad input fails before anything is measured: profiling the space takes minutes.
     validate(cfg)
     objectives = resolve_objectives(cfg.search.objectives)
-    space = configured_space(cfg, available_cores(cfg.hardware))
+    space = configured_space(cfg, core_budget(cfg))
     open_study(cfg, objectives)  # the storage, the sampler, a stored study of other objectives
     if cfg.search.evaluator == "profile":
         from sustainable_ipa.search.profiling_job import profile_job

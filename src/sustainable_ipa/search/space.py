@@ -42,16 +42,17 @@ def parse_numerics(label: str) -> tuple[str, str]:
     return precision, runtime
 
 
-def refused_numerics(stage: str, precision: str, runtime: str, openvino_stages, machine=None,
+def refused_numerics(stage: str, precision: str, runtime: str, runtimes: tuple[str, ...], machine=None,
                      allow_emulated: bool = False) -> str | None:
     """Why a run would refuse this stage in this precision on this runtime (`config.validate`'s rules for one
-    adaptation, and the CPU gating of `models/precision.py` when `machine` is given), or None."""
+    adaptation: `runtimes` are those the stage's family runs on; and the CPU gating of `models/precision.py` when
+    `machine` is given), or None."""
     from sustainable_ipa.models.precision import missing_feature
 
     if precision == "int8" and runtime != "openvino":
         return "int8 runs on openvino only"
-    if runtime == "openvino" and stage not in openvino_stages:
-        return f"openvino is not built for the {stage} yet"
+    if runtime not in runtimes:
+        return f"{runtime} is not built for the {stage} stage's family"
     if machine is not None and not allow_emulated:
         lacking = missing_feature(precision, machine)
         if lacking:
@@ -61,7 +62,7 @@ def refused_numerics(stage: str, precision: str, runtime: str, openvino_stages, 
 
 @dataclass(frozen=True)
 class PipelineChoice:
-    """One choice per stage, in pipeline order: `PipelineChoice(detector=…, classifier=…)`; `choice["detector"]`."""
+    """One choice per stage, in pipeline order: `PipelineChoice(asr=…, qa=…)`; `choice["asr"]`."""
 
     by_stage: tuple[tuple[str, StageChoice], ...]
 
@@ -79,7 +80,7 @@ class PipelineChoice:
         return sum(s.threads * s.replicas for s in self.stages().values())
 
     def params(self) -> dict[str, object]:
-        """Every knob by its run-record name (`detector.variant`, `detector.threads`…)."""
+        """Every knob by its run-record name (`asr.variant`, `asr.threads`…)."""
         return {f"{stage}.{key}": getattr(choice, key) for stage, choice in self.stages().items()
                 for key in ("variant", *KNOBS, *NUMERIC_KNOBS)}
 
@@ -98,7 +99,7 @@ ALLOCATION = "allocation"
 
 
 def allocation_label(threads_replicas: dict[str, tuple[int, int]]) -> str:
-    """`detector 1x2, classifier 1x1`: threads x replicas per stage."""
+    """`asr 1x2, qa 1x1`: threads x replicas per stage."""
     return ", ".join(f"{stage} {t}x{r}" for stage, (t, r) in threads_replicas.items())
 
 
@@ -117,9 +118,8 @@ class SearchSpace:
         `variants` are each stage's catalogue. Each stage's numerics are its `precision` × `runtime` lists (fp32 and
         torch where a space lists none) less the pairs a run refuses (`refused_numerics`; on `machine`, a
         `Fingerprint`, also the precisions its CPU lacks unless `allow_emulated`), which are kept in `skipped`."""
-        from sustainable_ipa.config import OPENVINO_STAGES
-
         catalogue = pipeline.variants
+        runtimes = stage_runtimes(pipeline)
         stages, skipped = {}, []
         for stage in pipeline.stages:
             if stage not in space:
@@ -146,7 +146,7 @@ class SearchSpace:
                                     "use positive integers")
             pairs = []
             for precision, runtime in itertools.product(numeric["precision"], numeric["runtime"]):
-                why = refused_numerics(stage, precision, runtime, OPENVINO_STAGES, machine, allow_emulated)
+                why = refused_numerics(stage, precision, runtime, runtimes[stage], machine, allow_emulated)
                 if why:
                     skipped.append((stage, precision, runtime, why))
                 else:
@@ -207,6 +207,14 @@ class SearchSpace:
         if check_cores and self.max_cores is not None:
             choices = [c for c in choices if c.cores <= self.max_cores]
         return choices
+
+
+def stage_runtimes(pipeline: DictConfig) -> dict[str, tuple[str, ...]]:
+    """The runtimes each stage's family runs on; torch alone for a stage no family is given for (fake profiles)."""
+    from sustainable_ipa.families import family_class
+
+    return {stage: family_class(str(pipeline[stage].family)).runtimes
+            if stage in pipeline and "family" in pipeline[stage] else ("torch",) for stage in pipeline.stages}
 
 
 def _check_accuracies(stage: str, variants, precisions: set[str], catalogue: DictConfig) -> None:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sustainable_ipa.config import available_cores
+from sustainable_ipa.config import core_budget
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.metrics.latency import sla_violation_s
@@ -79,7 +79,7 @@ def open_study(cfg: DictConfig, objectives: list[Objective]) -> optuna.Study:
     elif names != [o.name for o in objectives]:
         raise UserError(f"study '{cfg.search.study_name}' optimises {names}", "pass a new search.study_name")
     # What the threads and replicas parameters mean depends on the cores (`suggest`): a study keeps its own.
-    cores = available_cores(cfg.hardware)
+    cores = core_budget(cfg)
     space = configured_space(cfg, cores)
     allocations = [allocation_label(a) for a in space.allocations()]
     numerics = {stage: [numerics_label(*pair) for pair in o[NUMERICS]] for stage, o in space.stages.items()}
@@ -114,7 +114,7 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     counts; a trial drawn when the trials before it already make up the total ends PRUNED, unevaluated (`slots`)."""
     console = console or Console(stderr=True)
     objectives = resolve_objectives(cfg.search.objectives)
-    space = configured_space(cfg, available_cores(cfg.hardware))
+    space = configured_space(cfg, core_budget(cfg))
     study = open_study(cfg, objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _close_stale(study, client)

@@ -1,19 +1,19 @@
-"""What a pipeline's stages get when they are profiled, and how items fan out from one stage to the next.
+"""What a pipeline's stages get when they are profiled or calibrated, and how items fan out from one stage to the
+next.
 
-A request brings one item to the first stage (a frame); each item of a stage hands some items to the next (the
-detector, a crop per box). Profiles are measured per item and batch; the composition needs, per stage, how many
-items each request brings it, which follows from the fan-outs measured on the dataset.
+A request brings one item to the first stage (a frame, a clip, a text); each item of a stage hands some items to the
+next (YOLOv5, a crop per box; a speech recogniser, one transcript). The items each stage gets are those its families
+hand on by the items' references (`ModelFamily.reference_handoffs`: the ground truth's crops, the reference
+transcript), as random-weight stages hand them on at run time; where a dataset has no references for a stage, a
+model's own handoffs stand in. Profiles are measured per item and batch; the composition needs, per stage, how many
+items each request brings it, which follows from the fan-outs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from sustainable_ipa.data import Dataset
 from sustainable_ipa.errors import UserError
-from sustainable_ipa.models.classifier import crop
 
 
 @dataclass(frozen=True)
@@ -45,28 +45,22 @@ def fan_out(items_per_request: tuple[int, ...], handoffs_per_item: tuple[int, ..
             return tuple(out)
 
 
-def frame_crops(dataset: Dataset) -> list[list[np.ndarray]]:
-    """Each frame's ground-truth crops: what the classifier gets from it with random detector weights."""
-    return [[c for gt in f.ground_truth if (c := crop(f.image_bgr, gt.box_xyxy)) is not None] for f in dataset.frames]
-
-
-def video_workload(dataset: Dataset) -> Workload:
-    """IPA's video pipeline: frames to the detector, which hands the classifier each frame's crops."""
-    crops = frame_crops(dataset)
-    return Workload({"detector": [f.image_bgr for f in dataset.frames], "classifier": [c for cs in crops for c in cs]},
-                    {"detector": tuple(len(cs) for cs in crops), "classifier": ()})
-
-
-WORKLOADS = {"video": video_workload}  # by pipeline.name
-
-
-def pipeline_workload(pipeline, dataset: Dataset) -> Workload:
-    """The workload of the configured pipeline, checked against its stages."""
-    if pipeline.name not in WORKLOADS:
-        raise UserError(f"no profiling workload for pipeline '{pipeline.name}'",
-                        f"profile one of: {', '.join(WORKLOADS)}")
-    workload = WORKLOADS[pipeline.name](dataset)
-    if list(workload.inputs) != list(pipeline.stages):
-        raise UserError(f"pipeline '{pipeline.name}' lists stages {list(pipeline.stages)}, its workload "
-                        f"{list(workload.inputs)}", "list the pipeline's own stages in pipeline.stages")
-    return workload
+def pipeline_workload(families: dict, dataset, models: dict | None = None) -> Workload:
+    """The items every stage of the pipeline gets from `dataset` (`families`, by stage in pipeline order, as
+    `families.stage_families` gives them), by the references; a stage whose items carry none hands on what its
+    model in `models` (torch fp32) makes of them."""
+    stages = list(families)
+    first = families[stages[0]]
+    if dataset.kind != first.consumes:
+        raise UserError(f"dataset '{dataset.name}' holds {dataset.kind} items but the first stage, '{stages[0]}', "
+                        f"takes {first.consumes} items", f"choose a dataset of {first.consumes} items")
+    inputs, handoffs = {stages[0]: list(dataset.items)}, {}
+    for stage, after in zip(stages, stages[1:]):
+        handed = [families[stage].reference_handoffs(item) for item in inputs[stage]]
+        if all(h is None for h in handed) and models and stage in models:
+            handed = [r.handoffs for r in models[stage].fp32_twin()(inputs[stage])]
+        handed = [list(h or ()) for h in handed]
+        handoffs[stage] = tuple(len(h) for h in handed)
+        inputs[after] = [item for h in handed for item in h]
+    handoffs[stages[-1]] = ()
+    return Workload(inputs, handoffs)
