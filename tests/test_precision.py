@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -273,3 +274,34 @@ def test_low_precision_detections_are_scored_against_fp32s_by_cocoeval():
     assert map_against_fp32(broken, frames())["map50_vs_fp32"] < \
         bf16["map50_vs_fp32"]
     assert map_against_fp32(yolov5n("bf16", informative=False), frames()) == {}  # nothing to score
+
+
+SIGNAL_AFTER_OPENVINO = """
+import os, signal, sys, torch
+import os
+from pathlib import Path
+from sustainable_ipa.models.openvino_runtime import CompiledStage, ExportKey, convert_torch, export
+
+folder = Path(sys.argv[1])
+model, x = torch.nn.Conv2d(3, 4, 3), torch.rand(1, 3, 8, 8)
+made = export(ExportKey("tiny", "fp32", "w", "", 0, ()), folder, convert_torch(model, x, "fp32", []))
+first, second = CompiledStage(made.xml, "fp32"), CompiledStage(made.xml, "fp32")
+first(x), second(x)
+del first  # compiled models released in the order they came, not the reverse
+del second
+signal.signal(signal.SIGTERM, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_after_openvino_models_come_and_go_reaches_its_handler(tmp_path):
+    """OpenVINO's CPU plugin leaves the alternate signal stack Python's handlers run on in freed memory when its Cores
+    go out of order: Ctrl-C or SIGTERM then crashed a job (SIGSEGV) instead of ending its run KILLED."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_OPENVINO, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).parents[1], env={**os.environ,
+                                                                            "PYTHONPATH": "src"})
+    assert out.returncode == 0 and out.stdout.strip() == "handled", (out.returncode, out.stderr[-2000:])

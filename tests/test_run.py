@@ -29,6 +29,10 @@ def test_one_run_records_the_contract(make_cfg, client):
     assert not {"detector_map50", "classifier_top1", "accuracy_measured"} & set(m)
     tags = run.data.tags
     assert tags["weights_kind"] == "random" and tags["adaptation"] == "default" and tags["git_commit"]
+    assert tags["pipeline"] == "video" and tags["pipeline_input"] == "frame" and tags["handoff"] == "reference"
+    params = run.data.params
+    assert params["detector.reference_accuracy"] == "45.7" and "YOLOv5" in params["detector.accuracy_source"]
+    assert not [k for k in params if k.startswith("pipeline.variants.")]  # the catalogue is in config.yaml
     assert run.data.params["adaptation.detector.batch_size"] == "2"
     assert run.data.params["trial.requests"] == "5"
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}

@@ -65,6 +65,8 @@ def flatten(cfg: DictConfig) -> dict[str, object]:
     container = OmegaConf.to_container(cfg, resolve=True)
     for unrelated in ("search", "profiling", "report", "adapt"):  # settings of other entry points, not of this run
         container.pop(unrelated, None)
+    # the whole catalogue (hundreds of hyper-parameters) is in config.yaml; the run's params name its own choices
+    container["pipeline"].pop("variants", None)
     walk(container, "")
     return flat
 
@@ -137,21 +139,10 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
     replicas.prestart(worker_modules(families))
     adaptation = cfg.adaptation
     plan = plan_weights(cfg.weights, cfg.weights_dir, weights_wanted(cfg, families))
-    if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
-        console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
-                      "real; accuracy is the reference accuracy only (tag weights_kind=random). Put the files in "
-                      f"{cfg.weights_dir} for measured accuracy, or pass weights=random to silence this.")
+    say_what_runs(console, cfg, plan, emulated)
     with console.status(f"building {' + '.join(adaptation[s].variant for s in stages)}"):
         models = build_models(cfg, families, plan)
     measured = plan.kind != RANDOM
-    if emulated:
-        console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
-                      "native instructions, so latency and energy measure an emulation (tag emulated=true)")
-    shared = adaptation_cores(cfg) - len(os.sched_getaffinity(0))
-    if shared > 0:
-        console.print(f"[yellow]note[/]: pipeline '{cfg.pipeline.name}' has {len(stages)} stages and this process "
-                      f"may use {len(os.sched_getaffinity(0))} cores: its stage workers share cores (tag "
-                      "cores_shared), so latency includes waiting for a core")
     inputs = pipeline_workload(families, dataset, models).inputs  # each stage's own inputs, by the references
     export_metrics, export_tags = use_runtimes(cfg, models, inputs, console)
     with console.status("fidelity of the low-precision stages against fp32"):
@@ -171,10 +162,36 @@ def prepare(cfg: DictConfig, console: Console) -> Prepared:
         sla_s=cfg.trial.sla_s, cost_cores=cost_cores([(adaptation[s].threads, adaptation[s].replicas) for s in stages]),
         price_usd_per_core_hour=cfg.hardware.price_usd_per_core_hour,
         accuracy_reference=pipeline_accuracy(reference), accuracy_measured=accuracy)
+    return Prepared(runner, ctx, list(dataset.items), plan, measured, run_params(cfg, models), fidelity, emulated,
+                    export_tags, families[stages[0]].consumes)
+
+
+def say_what_runs(console: Console, cfg: DictConfig, plan, emulated: list[str]) -> None:
+    """The warnings a run starts with: random weights, an emulated precision, stages sharing cores."""
+    if plan.kind == RANDOM and str(cfg.weights) != RANDOM:
+        console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] — {plan.reason}. Latency, throughput and energy are "
+                      "real; accuracy is the reference accuracy only (tag weights_kind=random). Put the files in "
+                      f"{cfg.weights_dir} for measured accuracy, or pass weights=random to silence this.")
+    if emulated:
+        console.print(f"[bold yellow]WARNING: EMULATED PRECISION[/] — {', '.join(emulated)}: this CPU lacks the "
+                      "native instructions, so latency and energy measure an emulation (tag emulated=true)")
+    usable = len(os.sched_getaffinity(0))
+    if adaptation_cores(cfg) > usable:
+        console.print(f"[yellow]note[/]: pipeline '{cfg.pipeline.name}' has {len(cfg.pipeline.stages)} stages and "
+                      f"this process may use {usable} cores: its stage workers share cores (tag cores_shared), so "
+                      "latency includes waiting for a core")
+
+
+def run_params(cfg: DictConfig, models: dict) -> dict[str, object]:
+    """The run's settings as params, each stage's static facts (`<stage>.params`, …) and where its reference accuracy
+    was published."""
     params = flatten(cfg)
-    params.update({f"{stage}.{key}": value for stage, model in models.items() for key, value in model.describe().items()})
-    return Prepared(runner, ctx, list(dataset.items), plan, measured, params, fidelity, emulated, export_tags,
-                    families[stages[0]].consumes)
+    for stage, model in models.items():
+        entry = cfg.pipeline.variants[stage][cfg.adaptation[stage].variant]
+        params.update({f"{stage}.{key}": value for key, value in model.describe().items()})
+        params.update({f"{stage}.reference_accuracy": entry.reference_accuracy,
+                       f"{stage}.accuracy_source": entry.source})
+    return params
 
 
 def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: bool = False,
@@ -199,17 +216,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
                           f"'{cfg.tracking.experiment}': pass --experiment-name {cfg.tracking.experiment} to mlflow "
                           f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there", soft_wrap=True)
-    tags = {**common_tags(cfg.adaptation.name, job.plan.kind), **load_tags(cfg.trial.load),
-            "pipeline": cfg.pipeline.name, "pipeline_input": job.input_kind}
-    if sweep_id:
-        tags["sweep_id"] = sweep_id
-    if job.plan.reason:
-        tags["weights_note"] = job.plan.reason
-    tags.update(job.export_tags)
-    if job.emulated:
-        tags.update({"emulated": "true", "emulated_stages": ",".join(job.emulated)})
-    if adaptation_cores(cfg) > len(os.sched_getaffinity(0)):
-        tags["cores_shared"] = f"{adaptation_cores(cfg)} stage cores on {len(os.sched_getaffinity(0))}"
+    tags = run_tags(cfg, job, sweep_id)
     repetitions = cfg.trial.repetitions
     name = f"{cfg.adaptation.name}-{cfg.hardware.name}"
     adopt = outer_run_id if outer_run_id and not nest_under_outer else None
@@ -252,6 +259,25 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
     console.print(summary_table(name, record, repetitions, job.plan.kind))
     print_where_to_look(console, cfg.tracking.uri, client.get_experiment(experiment_id).name, experiment_id, job_run)
     return JobOutcome(job_run, record, child_ids)
+
+
+def run_tags(cfg: DictConfig, job: Prepared, sweep_id: str | None) -> dict[str, str]:
+    """What a job's runs are tagged with: the adaptation, pipeline and weights, and whatever makes their figures
+    differ from a plain measurement (emulated precision, shared cores, exports)."""
+    tags = {**common_tags(cfg.adaptation.name, job.plan.kind), **load_tags(cfg.trial.load),
+            "pipeline": cfg.pipeline.name, "pipeline_input": job.input_kind,
+            # random weights: stages hand on their items' references and generate reference-length outputs
+            "handoff": "reference" if job.plan.kind == RANDOM else "model", **job.export_tags}
+    if sweep_id:
+        tags["sweep_id"] = sweep_id
+    if job.plan.reason:
+        tags["weights_note"] = job.plan.reason
+    if job.emulated:
+        tags.update({"emulated": "true", "emulated_stages": ",".join(job.emulated)})
+    usable = len(os.sched_getaffinity(0))
+    if adaptation_cores(cfg) > usable:
+        tags["cores_shared"] = f"{adaptation_cores(cfg)} stage cores on {usable}"
+    return tags
 
 
 def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: EnergySession,

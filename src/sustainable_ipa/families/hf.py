@@ -43,7 +43,7 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.families.base import FamilySettings, Handoff, StageModel, WeightsSource
 from sustainable_ipa.models.fidelity import cosines
 from sustainable_ipa.models.openvino_runtime import (INFERENCE_PRECISION, ExportKey, export, inputs_digest,
-                                                     library_versions, weights_digest)
+                                                     library_versions, openvino_core, weights_digest)
 from sustainable_ipa.models.precision import forward_context
 from sustainable_ipa.pipeline.stage import ItemResult
 
@@ -553,9 +553,7 @@ class OpenVinoEncoder:
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self._compiled is None:
-            import openvino as ov
-
-            self._compiled = ov.Core().compile_model(str(self.xml), "CPU", {
+            self._compiled = openvino_core().compile_model(str(self.xml), "CPU", {
                 "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[self.precision],
                 "INFERENCE_NUM_THREADS": torch.get_num_threads(),
                 "ENABLE_CPU_PINNING": False})  # the worker is pinned by its affinity; OpenVINO must stay inside it

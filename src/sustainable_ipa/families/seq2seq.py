@@ -53,7 +53,7 @@ from sustainable_ipa.data.samples import Text
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.families import hf
 from sustainable_ipa.families.base import FamilySettings, Handoff, ModelFamily, StageModel, WeightsSource
-from sustainable_ipa.models.openvino_runtime import INFERENCE_PRECISION
+from sustainable_ipa.models.openvino_runtime import INFERENCE_PRECISION, openvino_core
 from sustainable_ipa.models.precision import forward_context
 from sustainable_ipa.pipeline.stage import ItemResult
 
@@ -256,9 +256,7 @@ class OpenVINOParts:
 
     def _parts(self):
         if self._compiled is None:
-            import openvino as ov
-
-            core, config = ov.Core(), {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[self.precision],
+            core, config = openvino_core(), {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[self.precision],
                                        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
                                        "ENABLE_CPU_PINNING": False}
             self._compiled = [core.compile_model(str(self.folder / name), "CPU", config) for name in self.FILES]
@@ -555,7 +553,7 @@ def quantize_ir(fp32_folder: Path, folder: Path, calibration: Calibration) -> No
     import openvino as ov
 
     with library_output_to(folder / "export.log"):
-        core = ov.Core()
+        core = openvino_core()
         for name, samples in zip(OpenVINOParts.FILES, calibration.per_part()):
             quantized = nncf.quantize(core.read_model(fp32_folder / name), nncf.Dataset(samples),
                                       subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER)

@@ -317,7 +317,8 @@ class YoloV5(ModelFamily):
     metric_description = "COCO mAP@0.5 (%)"
     runtimes = ("torch", "openvino")
     Params = YoloV5Params
-    preload = ("cv2", "ultralytics.nn.tasks", "ultralytics.data.augment", "ultralytics.utils.nms", "ultralytics.utils.ops")
+    preload = ("cv2", "ultralytics.nn.tasks", "ultralytics.data.augment", "ultralytics.utils.nms",
+               "ultralytics.utils.ops")
 
     def weights_source(self, variant: str, model) -> WeightsSource:
         from ultralytics.utils import SETTINGS

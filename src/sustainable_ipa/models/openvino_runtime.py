@@ -10,6 +10,7 @@ never reused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +29,20 @@ from sustainable_ipa.errors import UserError
 
 # OpenVINO's own precision for what is not quantised: pinned, or it may pick bf16 by itself on CPUs that have it.
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+@functools.cache
+def openvino_core():
+    """This process's one OpenVINO `Core`, kept for its whole life.
+
+    OpenVINO's CPU plugin moves the main thread's alternate signal stack when a Core loads it and moves it back when
+    that Core goes; Cores that go in another order than they came (one per compiled model, NNCF's own) left it
+    pointing into freed memory (OpenVINO 2026.4). Python runs its signal handlers on that stack, so the next Ctrl-C
+    or SIGTERM crashed the process (SIGSEGV) instead of ending its run KILLED. One Core made before any other and
+    never released keeps the stack valid; it is also what OpenVINO advises (a Core is heavy)."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def library_versions() -> dict[str, str]:
@@ -92,6 +107,7 @@ def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None], main_
     xml = folder / main_file
     if xml.is_file():
         return Export(xml, key, True, 0.0, 0.0)
+    openvino_core()  # before the converters' and NNCF's own Cores come and go
     if key.precision == "int8" and not key.calibration_items:
         raise UserError(f"{key.variant} in int8 needs calibration inputs and the dataset gave its stage none",
                         "use a dataset whose items reach that stage (with references, or pretrained weights "
@@ -152,9 +168,7 @@ class CompiledStage:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._compiled is None:
-            import openvino as ov
-
-            self._compiled = ov.Core().compile_model(str(self.xml), "CPU", {
+            self._compiled = openvino_core().compile_model(str(self.xml), "CPU", {
                 "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[self.precision],
                 "INFERENCE_NUM_THREADS": torch.get_num_threads(),
                 "ENABLE_CPU_PINNING": False})  # the worker is pinned by its affinity; OpenVINO must stay inside it

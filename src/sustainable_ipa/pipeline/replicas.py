@@ -172,8 +172,8 @@ def keep_freed_memory() -> None:
 
     A fresh worker's malloc starts from the defaults (allocations over 128 kB mapped and unmapped each time, the
     heap trimmed above 128 kB free), so every batch faulted its activations in anew: ~110,000 minor page faults
-    per 16-request run of the default adaptation's second stage (ResNet-18) against ~9,000 in a long-lived process, ~10 % more
-    CPU time. Allocations up to 32 MB (glibc's ceiling for this setting) now come from the heap, and the heap keeps
+    per 16-request run of the default adaptation's ResNet-18 stage against ~9,000 in a long-lived process, ~10 %
+    more CPU time. Allocations up to 32 MB (glibc's ceiling for this setting) now come from the heap, and the heap keeps
     up to 1 GB free. Not glibc (musl): nothing to do."""
     import ctypes
 
