@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sustainable_ipa.search import profiling_job
 from sustainable_ipa.search.profiles import ProfileTable, StageProfile
+from sustainable_ipa.search.profiling_plan import Probe
 
 ROWS = [StageProfile("detector", "yolov5n", 1, 1, (0.10,) * 20, 1.0, "estimate"),
         StageProfile("classifier", "resnet18", 1, 1, (0.05,) * 20, 0.2, "estimate")]
@@ -22,3 +23,10 @@ def use_fake_profiles(monkeypatch) -> None:
         return ProfileTable(ROWS, hardware, workload.items_per_request(), kw["fingerprint"])
 
     monkeypatch.setattr(profiling_job, "profile_space", fake_profile_space)
+    use_fake_probes(monkeypatch)
+
+
+def use_fake_probes(monkeypatch) -> None:
+    """The plan's probe makes up each variant's figures instead of building it: 10 ms an item, 100 MB."""
+    monkeypatch.setattr(profiling_job, "probe_variants",
+                        lambda variants, *args, **kw: {v: Probe(0.01, 0.1, 100 * 2**20) for v in variants})

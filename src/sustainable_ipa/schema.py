@@ -325,6 +325,13 @@ class Search(Settings):
 
 class Profiling(Settings):
     repeats: Count
+    min_repeats: Count
+    tolerance: NonNegative
+    timed_batch_sizes: NonNegativeInt
+    batch_fit: Literal["linear", "quadratic"]
+    budget_s: NonNegative
+    import_from: Optional[str]
+    export_to: Optional[WritablePath]
     refresh: Switch
     cache_dir: WritablePath
     retries: NonNegativeInt

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from rich.console import Console
 
+from fake_profiles import use_fake_probes
 from sustainable_ipa.fingerprint import Fingerprint
 from sustainable_ipa.search import profiling_job
 from sustainable_ipa.search.evaluators import ProfileEvaluator
@@ -44,6 +45,7 @@ def test_a_cache_measured_on_one_machine_is_not_read_on_another(make_cfg, client
         return ProfileTable(ROWS, hardware, workload.items_per_request(), kw["fingerprint"])
 
     monkeypatch.setattr(profiling_job, "profile_space", fake_profile_space)
+    use_fake_probes(monkeypatch)
     monkeypatch.setattr(profiling_job, "this_machine", lambda: HERE)
     console = Console(record=True, width=300)
     assert profiling_job.profile_job(cfg, console).fingerprint == HERE.key and measured == []  # all from the cache

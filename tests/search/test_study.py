@@ -11,6 +11,7 @@ import time
 
 import optuna
 import pytest
+from rich.console import Console
 
 from helpers import runs_by_status, store_overrides
 from study_workers import TINY as WORKERS_TINY
@@ -119,6 +120,14 @@ def test_rerunning_resumes_without_losing_trials(search_cfg):
     after = [(t.number, t.params) for t in finished(second)]
     assert len(after) == 7 and after[:4] == before
     assert second.parent_run_id == first.parent_run_id  # one parent run per study
+
+
+def test_a_study_already_at_its_trials_says_so_in_one_line_and_runs_none(search_cfg):
+    search_job(search_cfg("search.n_trials=3"))
+    console = Console(record=True, width=300)
+    again = search_job(search_cfg("search.n_trials=2"), console)
+    assert len(finished(again)) == 3  # nothing added, nothing lost
+    assert "already holds 3 completed trials (search.n_trials=2): none to run" in console.export_text()
 
 
 def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):

@@ -99,9 +99,8 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     for line in replay.reports():
         console.print(line)
     forecaster = predictor(cfg)
-    space = configured_space(cfg, max_cores=None)
-    profiles = profile_job(cfg, console, space)
-    stage_space = space.profile_grid()
+    profiles = profile_job(cfg, console, configured_space(cfg, max_cores=None))
+    stage_space = configured_space(cfg, max_cores=None).profile_grid()  # as profiling left it (profiling.budget_s)
     reference = option_accuracies(cfg.pipeline.variants)  # fp32 reference + published change per precision
     planned = interval_loads(load, replay.span_s, float(a.step_s), a.plan_for)
     ceiling = capacity(profiles, stage_space, int(a.max_cores), planned, float(a.load_scale))

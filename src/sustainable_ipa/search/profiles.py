@@ -19,9 +19,12 @@ from sustainable_ipa.errors import UserError
 # 2 → 3: every timed batch is kept (a distribution to draw from, not a p50 and a "p99" of three), with the load
 #        that other processes put on the machine meanwhile.
 # 3 → 4: a profile is also per precision and runtime (fp32/bf16/int8 on torch/OpenVINO).
-PROFILER_VERSION = 4
+# 4 → 5: a profile is timed or fitted from the timed batch sizes (`basis`, `fit_residual`), and a timed one may
+#        stop before `profiling.repeats` rounds once its mean is known (`profiling.tolerance`).
+PROFILER_VERSION = 5
 
 OK, CONTENDED, NOISY = "ok", "contended", "noisy"  # StageProfile.quality
+TIMED, FITTED = "timed", "fitted"  # StageProfile.basis
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class StageProfile:
     reference_batch_s: float = 0.0  # `machine_load.reference_batch_s()` when this profile was measured (0: unknown)
     precision: str = "fp32"  # fp32 | bf16 | int8
     runtime: str = "torch"  # torch | openvino
+    basis: str = TIMED  # timed | fitted (latency and energy from the batch fit, samples the nearest timed ones scaled)
+    fit_residual: float = 0.0  # fitted: the fit's relative RMS error at the timed batch sizes
 
     @property
     def key(self) -> tuple[str, str, int, int, str, str]:
@@ -101,6 +106,9 @@ class ProfileTable:
         """The profile of a stage's choice (`search.space.StageChoice` or an adapter option)."""
         return self.get(stage, choice.variant, choice.batch_size, choice.threads, choice.precision, choice.runtime)
 
+    def fitted(self) -> list[StageProfile]:
+        return [r for r in self.rows.values() if r.basis == FITTED]
+
     def flagged(self) -> list[StageProfile]:
         """Profiles measured under contention or too noisy to trust as they are."""
         return [r for r in self.rows.values() if r.quality != OK]
@@ -144,7 +152,8 @@ class ProfileTable:
                                    tuple(float(s) for s in raw["latency_samples_s"].split()),
                                    float(raw["energy_j_per_item"]), raw["energy_source"],
                                    float(raw["others_cpu_share"]), float(raw["steal_share"]), raw["quality"],
-                                   float(raw["reference_batch_s"]), raw["precision"], raw["runtime"])
+                                   float(raw["reference_batch_s"]), raw["precision"], raw["runtime"],
+                                   raw["basis"], float(raw["fit_residual"]))
                 (rows if plausible(row) else insane).append(row)
         if insane and warn:
             names = ", ".join(p.label for p in insane[:5])

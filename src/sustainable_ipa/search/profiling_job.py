@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -20,7 +22,10 @@ from sustainable_ipa.families import stage_families, variant_model
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.fingerprint import this_machine
-from sustainable_ipa.search.profiler import QualityLimits, cache_path, missing_profiles, profile_space, read_cache
+from sustainable_ipa.search.profiler import (QualityLimits, Reduction, cache_path, import_profiles, missing_profiles,
+                                             plan_profiles, profile_space, read_cache)
+from sustainable_ipa.search.profiling_plan import (PlanClock, memory_needed, minutes, narrow_to_budget,
+                                                   probe_variants)
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.space import SearchSpace, configured_space, skipped_line
 from sustainable_ipa.search.workload import Workload, pipeline_workload
@@ -53,36 +58,36 @@ def build_stage_model(cfg: DictConfig, workload: Workload | None = None):
 
 
 def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSpace | None = None) -> ProfileTable:
+    """The profiles of `space` (search.space by default) on this machine: those the cache lacks timed or fitted, after
+    a plan that says what that takes. Under `profiling.budget_s` the plan may narrow search.space (in `cfg`, so that
+    the caller's search or adapter reads the narrowed space again) and says what it left out."""
     from mlflow.tracking import MlflowClient
 
     console = console or Console(stderr=True)
     validate(cfg)
+    p = cfg.profiling
     space = space or configured_space(cfg, max_cores=None)
     if skipped_line(space):
         console.print(f"[dim]{escape(skipped_line(space))}[/]")
     dataset = load_dataset(cfg.dataset)
     machine = this_machine()
-    path = cache_path(cfg.profiling.cache_dir, cfg.hardware.name, machine)
-    cached = None if cfg.profiling.refresh else read_cache(path, machine, lambda line: warn(console, line))
+    path = cache_path(p.cache_dir, cfg.hardware.name, machine)
+    if p.import_from:
+        added = import_profiles(str(p.import_from), machine, path, cfg.hardware.name)
+        console.print(f"profiles: {added} imported from {escape(str(p.import_from))} into {path}")
+    cached = None if p.refresh else read_cache(path, machine, lambda line: warn(console, line))
     workload = pipeline_workload(stage_families(cfg.pipeline), dataset)
-    expected_items = workload.items_per_request()
-    if cached is not None and cached.items_per_request != expected_items:
-        # the latency replay runs on the cached items per request (crops per frame): another dataset's would
-        # compose silently wrong
-        stage = next(s for s in {**expected_items, **cached.items_per_request}
-                     if cached.items_per_request.get(s) != expected_items.get(s))
-        raise UserError(f"the profile cache {path} was measured on a dataset with other {stage} items per request "
-                        f"({' '.join(map(str, cached.items_per_request.get(stage, ())))}) than dataset "
-                        f"'{cfg.dataset.name}' ({' '.join(map(str, expected_items.get(stage, ())))})",
-                        "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
-    if int(cfg.profiling.repeats) < 20:
-        console.print(f"[yellow]warning[/]: profiling.repeats={cfg.profiling.repeats}: with fewer than 20 timed batches "
-                      "a profile's p99 is about its slowest batch, and composed p99 latencies are rough")
-    todo = len(missing_profiles(space, cached))
-    if todo == 0:
-        console.print(f"profiles: all {len(cached.rows)} rows from the cache {path} (measured on {escape(machine.key)})")
+    check_items(cached, workload, path, cfg.dataset.name)
+    reduction = reduction_of(p)
+    plan = plan_profiles(space, cached, reduction)
+    if not plan.timed and not plan.fitted:
+        console.print(f"profiles: all {len(space_keys(space))} of the space from the cache {path} (measured on "
+                      f"{escape(machine.key)})")
         warn_flagged(cached, console)
+        export(cached, p, console)
         return cached
+    build = build_stage_model(cfg, workload)
+    space, plan, clock = plan_within(cfg, console, space, cached, reduction, build, workload)
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     # A window per batch, tens of ms each: CodeCarbon's cross-check would start and stop its own tracker inside
@@ -100,32 +105,134 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
         tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name,
                 "fingerprint": machine.key}
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
-            log(client, run_id, params={"profiling.repeats": cfg.profiling.repeats, "profiles_measured": todo,
-                                        "profiling.retries": cfg.profiling.retries})
-            rounds = int(cfg.profiling.repeats) + 1  # a warm-up round, then the timed ones
-            with progress_bar(console, TextColumn("profiling {task.fields[what]}"), BarColumn(),
-                              MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn()) as progress:
-                task = progress.add_task("", total=todo * rounds, what="")
-
-                def done(key):
-                    stage, variant, batch_size, threads, precision, runtime = key
-                    progress.update(task, advance=1,
-                                    what=f"{stage} {variant} b{batch_size} t{threads} {precision}/{runtime}")
-
-                table = profile_space(space, workload, build_stage_model(cfg, workload), int(cfg.profiling.repeats),
-                                      energy_window, energy.source_tag, cfg.hardware.name, cached, done,
-                                      quality_limits(cfg.profiling), int(cfg.profiling.retries),
-                                      on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n),
-                                      fingerprint=machine.key)
+            log(client, run_id, params={"profiling.repeats": p.repeats, "profiling.retries": p.retries,
+                                        "profiling.tolerance": p.tolerance, "profiling.min_repeats": p.min_repeats,
+                                        "profiling.timed_batch_sizes": p.timed_batch_sizes,
+                                        "profiling.batch_fit": p.batch_fit, "profiles_timed": len(plan.timed),
+                                        "profiles_fitted": len(plan.fitted), "profiles_cached": plan.cached},
+                metrics={"plan_estimate_s": clock.left_s()})
+            began = time.perf_counter()
+            table = timed_with_progress(cfg, console, space, workload, build, energy_window, energy.source_tag,
+                                        cached, reduction, clock, machine.key)
             table.save(path)
             client.log_text(run_id, table.to_csv(), "profiles.csv")
             flagged = table.flagged()
-            log(client, run_id, metrics={"profiles_flagged": len(flagged)},
+            log(client, run_id, metrics={"profiles_flagged": len(flagged), "profiling_wall_s":
+                                         time.perf_counter() - began,
+                                         "fit_residual_max": max((r.fit_residual for r in table.fitted()), default=0.0)},
                 tags={"profiles_quality": "flagged" if flagged else "ok"})
-    console.print(f"profiles: {todo} measured, {len(table.rows)} in {path} (this machine: {escape(machine.key)})")
+    console.print(f"profiles: {len(plan.timed)} timed and {len(plan.fitted)} fitted in "
+                  f"{minutes(time.perf_counter() - began)}, {len(table.rows)} in {path} (this machine: "
+                  f"{escape(machine.key)})")
     print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, run_id)
     warn_flagged(table, console)
+    export(table, p, console)
     return table
+
+
+def plan_within(cfg: DictConfig, console: Console, space: SearchSpace, cached, reduction: Reduction, build,
+                workload: Workload):
+    """The plan, its estimate from a probe of every variant, checked against this machine's memory and, under
+    `profiling.budget_s`, narrowed to fit; each said in a line before any profile is timed."""
+    p = cfg.profiling
+    plan = plan_profiles(space, cached, reduction)
+    variants = list(dict.fromkeys((stage, variant) for stage, variant, *_ in plan.groups))
+    console.print(f"profiling plan: {len(space_keys(space))} profiles in the space, {plan.cached} cached; "
+                  f"{len(plan.timed)} to time on {len(plan.groups)} models ({plan.exports} OpenVINO exports), "
+                  f"{len(plan.fitted)} fitted from their timed batch sizes; at most "
+                  f"{len(plan.timed) * (int(p.repeats) + 1)} batches. Probing {len(variants)} variants for an "
+                  "estimate (a build and one batch each)")
+    with console.status("probing"):
+        probes = probe_variants(variants, build, workload.inputs)
+    repeats = int(p.repeats)
+
+    def estimate_s(candidate) -> float:
+        try:
+            narrowed = SearchSpace.from_config(candidate, cfg.pipeline, space.max_cores, this_machine(),
+                                               bool(cfg.hardware.allow_emulated))
+        except UserError:  # nothing of a stage left that this machine runs, or nothing fits the cores
+            return float("inf")
+        return PlanClock(plan_profiles(narrowed, cached, reduction), probes, repeats).left_s()
+
+    if p.budget_s and estimate_s(cfg.search.space) > float(p.budget_s):
+        before = estimate_s(cfg.search.space)
+        left_out = narrow_to_budget(cfg.search.space, float(p.budget_s), estimate_s)
+        space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, space.max_cores, this_machine(),
+                                        bool(cfg.hardware.allow_emulated))
+        plan = plan_profiles(space, cached, reduction)
+        console.print(f"profiling.budget_s={p.budget_s}: the whole space would take up to {minutes(before)}; the plan "
+                      f"keeps {escape(' '.join(left_out)) or 'all of it (nothing left to leave out)'}")
+    clock = PlanClock(plan, probes, repeats)
+    need, what = memory_needed(plan, probes)
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise UserError(f"profiling {what} needs about {need / 2**30:.1f} GiB and this machine has "
+                        f"{available / 2**30:.1f} GiB available",
+                        f"leave it out of search.space (or set profiling.budget_s), or profile on a larger machine")
+    console.print(f"estimate: about {minutes(clock.left_s())} ({len(plan.timed)} profiles, {clock.batches_left()} "
+                  f"batches at most, {len(plan.groups)} builds; from the probe's batches of one item, refined as "
+                  f"profiles are timed); memory: about {need / 2**30:.1f} GiB at most ({what}) of "
+                  f"{available / 2**30:.1f} GiB available")
+    return space, plan, clock
+
+
+def timed_with_progress(cfg, console, space, workload, build, energy_window, source, cached, reduction, clock,
+                        fingerprint) -> ProfileTable:
+    """`profile_space` under a progress bar that counts batches and shows the time the plan has left."""
+    p = cfg.profiling
+    with progress_bar(console, TextColumn("profiling {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("batches, about {task.fields[left]} left"), TimeElapsedColumn()) as progress:
+        task = progress.add_task("", total=clock.batches_left(), what="", left=minutes(clock.left_s()))
+
+        def batch_done(key, seconds: float, timed: bool):
+            clock.timed(key, seconds, timed)
+            stage, variant, batch_size, threads, precision, runtime = key
+            progress.update(task, advance=1, left=minutes(clock.left_s()),
+                            what=f"{stage} {variant} b{batch_size} t{threads} {precision}/{runtime}")
+
+        def stopped(key, _unused_rounds: int):
+            clock.stopped(key)
+            progress.update(task, total=progress.tasks[0].completed + clock.batches_left())
+
+        return profile_space(space, workload, build, int(p.repeats), energy_window, source, cfg.hardware.name,
+                             cached, batch_done, quality_limits(p), int(p.retries),
+                             on_retry=lambda n: progress.update(task, total=progress.tasks[0].total + n),
+                             fingerprint=fingerprint, reduction=reduction, on_stop=stopped, on_model=clock.built)
+
+
+def check_items(cached: ProfileTable | None, workload: Workload, path: Path, dataset: str) -> None:
+    """The cache must have been measured on as many items per request at each stage as this dataset brings: the
+    latency replay runs on the cached items per request (crops per frame), and another dataset's would compose
+    silently wrong."""
+    expected_items = workload.items_per_request()
+    if cached is None or cached.items_per_request == expected_items:
+        return
+    stage = next(s for s in {**expected_items, **cached.items_per_request}
+                 if cached.items_per_request.get(s) != expected_items.get(s))
+    raise UserError(f"the profile cache {path} was measured on a dataset with other {stage} items per request "
+                    f"({' '.join(map(str, cached.items_per_request.get(stage, ())))}) than dataset "
+                    f"'{dataset}' ({' '.join(map(str, expected_items.get(stage, ())))})",
+                    "profile this dataset with profiling.refresh=true, or give it its own profiling.cache_dir")
+
+
+FIT_DEGREE = {"linear": 1, "quadratic": 2}
+
+
+def reduction_of(profiling: DictConfig) -> Reduction:
+    return Reduction(int(profiling.timed_batch_sizes), FIT_DEGREE[profiling.batch_fit], float(profiling.tolerance),
+                     int(profiling.min_repeats))
+
+
+def space_keys(space: SearchSpace) -> list:
+    return missing_profiles(space, None)
+
+
+def export(table: ProfileTable, profiling: DictConfig, console: Console) -> None:
+    """`profiling.export_to`: the table written there too, for another machine of this fingerprint to import."""
+    if profiling.export_to:
+        table.save(Path(str(profiling.export_to)))
+        console.print(f"profiles: {len(table.rows)} exported to {escape(str(profiling.export_to))} (import them on a "
+                      "machine of the same fingerprint with profiling.import_from=...)")
 
 
 def quality_limits(profiling: DictConfig) -> QualityLimits:

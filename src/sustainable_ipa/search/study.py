@@ -152,11 +152,15 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
         # heartbeat_s): a hundred workers waiting for a study's last trials must not flood the database or proxy.
         slots = TrialSlots(study, int(cfg.search.n_trials), max_poll_s=max(1.0, cfg.search.heartbeat_s / 4),
                            say=lambda line: console.print(f"[dim]{line}[/]"))
+        done = slots.complete()
+        if done >= int(cfg.search.n_trials):
+            console.print(f"study {study.study_name} already holds {done} completed trials (search.n_trials="
+                          f"{cfg.search.n_trials}): none to run; pass a larger search.n_trials to extend it")
         with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn()) as progress:
-            task = progress.add_task("", total=int(cfg.search.n_trials), completed=slots.complete(),
+            task = progress.add_task("", total=max(int(cfg.search.n_trials), done), completed=done,
                                      name=study.study_name)
-            if slots.wait():
+            if done < int(cfg.search.n_trials) and slots.wait():
                 # Every worker stops once the study as a whole holds exactly n_trials completed trials.
                 study.optimize(objective, catch=(), callbacks=[
                     lambda s, t: progress.advance(task) if t.state == optuna.trial.TrialState.COMPLETE else None,
