@@ -9,8 +9,8 @@ reductions and the machine's drift between two profiling runs. `replayed`: the r
 batches (its untimed batch sizes fitted from the timed ones' medians, each profile's batches cut where the stopping
 rule would have stopped), which isolates the reductions. Nothing is measured here. For each policy of `adapt` (IPA's
 objective, energy, carbon), an interval agrees when both tables lead to the same configuration or to ones whose
-objective (α·accuracy − β·cores − δ·power or carbon rate, from each run's own figures) is within 1 %. Prints the
-share of intervals that agree and the difference of each policy's energy over the trace.
+objective (α·accuracy − β·cores − δ·power or carbon rate, from each run's own figures) is within 1 %. Prints
+the share of intervals that agree and the difference of each policy's energy over the trace.
 """
 
 from __future__ import annotations

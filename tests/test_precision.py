@@ -305,3 +305,18 @@ def test_a_signal_after_openvino_models_come_and_go_reaches_its_handler(tmp_path
                          timeout=120, cwd=Path(__file__).parents[1], env={**os.environ,
                                                                             "PYTHONPATH": "src"})
     assert out.returncode == 0 and out.stdout.strip() == "handled", (out.returncode, out.stderr[-2000:])
+
+
+def test_an_export_keeps_the_libraries_output_in_its_log_and_says_one_line(tmp_path, capfd):
+    from sustainable_ipa.models.openvino_runtime import ExportKey, convert_torch, export
+
+    model, x = torch.nn.Conv2d(3, 4, 3), torch.rand(1, 3, 8, 8)
+    capfd.readouterr()
+    made = export(ExportKey("tiny", "int8", "w", "c", 2, ()), tmp_path,
+                  convert_torch(model, x, "int8", [x.numpy(), x.numpy()]))
+    printed = capfd.readouterr()
+    assert printed.out == "" and printed.err == ""  # NNCF's progress bars and INFO lines went to the log
+    log = made.xml.parent / "export.log"
+    assert log.is_file() and "Statistics collection" in log.read_text()  # NNCF calibrating
+    line = made.line("classifier")
+    assert line.startswith("OpenVINO: exported classifier tiny int8 in ") and str(log) in line and "\n" not in line

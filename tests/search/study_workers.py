@@ -22,6 +22,9 @@ TINY = ["search.space.detector.precision=[fp32]", "search.space.classifier.preci
         "search.space.detector.threads=[1]", "search.space.classifier.threads=[1]",
         "search.space.detector.replicas=[1,2]", "search.space.classifier.replicas=[1]",
         "hardware.cores=3", "search.sampler=random", "trial.sla_s=30", "search.load_rps=0.5"]
+# the study tests' (tests/search/conftest.py): every configuration keeps up, so no test depends on the machine's
+# speed of the moment
+SEARCH_TINY = [*TINY, "profiling.repeats=1"]
 STUDY = "video-cpu"
 
 

@@ -33,13 +33,8 @@ teacher-forced on the twin's generated sequence, per item over its valid positio
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import os
 import random
-import sys
-import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -507,13 +502,12 @@ class Seq2SeqModel(StageModel):
         return Calibration(recorder.encoder, recorder.first_step, recorder.later_steps, len(chosen))
 
     def export_ir(self, folder: Path) -> None:
-        """Writes the three fp32 IRs into `folder`; the libraries' output goes to `folder/export.log`."""
+        """Writes the three fp32 IRs into `folder` (`openvino_runtime.export` sends the libraries' output to its log)."""
         import openvino as ov
 
-        with library_output_to(folder / "export.log"):
-            converted = convert_parts(self.model, self.speech, self.example_inputs(), self.encoder_mask)
-            for model, name in zip(converted, OpenVINOParts.FILES):
-                ov.save_model(model, folder / name, compress_to_fp16=False)
+        converted = convert_parts(self.model, self.speech, self.example_inputs(), self.encoder_mask)
+        for model, name in zip(converted, OpenVINOParts.FILES):
+            ov.save_model(model, folder / name, compress_to_fp16=False)
 
     def example_inputs(self) -> EncoderInputs:
         """A batch of two of a realistic shape to trace the parts with (the second item padded): no dimension of 1
@@ -548,16 +542,15 @@ class Calibration:
 
 def quantize_ir(fp32_folder: Path, folder: Path, calibration: Calibration) -> None:
     """NNCF's int8 post-training quantisation of each fp32 IR in `fp32_folder`, calibrated on the inputs that IR
-    received (`calibration`), written into `folder`; the libraries' output goes to `folder/export.log`."""
+    received (`calibration`), written into `folder`."""
     import nncf
     import openvino as ov
 
-    with library_output_to(folder / "export.log"):
-        core = openvino_core()
-        for name, samples in zip(OpenVINOParts.FILES, calibration.per_part()):
-            quantized = nncf.quantize(core.read_model(fp32_folder / name), nncf.Dataset(samples),
-                                      subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER)
-            ov.save_model(quantized, folder / name, compress_to_fp16=False)
+    core = openvino_core()
+    for name, samples in zip(OpenVINOParts.FILES, calibration.per_part()):
+        quantized = nncf.quantize(core.read_model(fp32_folder / name), nncf.Dataset(samples),
+                                  subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER)
+        ov.save_model(quantized, folder / name, compress_to_fp16=False)
 
 
 def convert_parts(model, speech: bool, example: EncoderInputs, encoder_mask) -> list:
@@ -591,50 +584,6 @@ def subsampled_lengths(lengths: torch.Tensor, convolutions: int) -> torch.Tensor
     for _ in range(convolutions):
         lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
     return lengths
-
-
-def openvino_telemetry_off() -> None:
-    """Turns off, for this process, the usage telemetry OpenVINO's converter and NNCF send unless a user opted out
-    (`opt_in_out --opt_out`). It sends each event from a process forked off a thread, and that fork can leave OpenBLAS
-    in this process spinning for ever in its next matrix product: the Speech2Text feature extractor hung after an
-    export. Both use one `openvino_telemetry.Telemetry` instance per process, made here if it does not exist yet."""
-    try:
-        from openvino_telemetry import Telemetry
-    except ImportError:  # without it, OpenVINO sends nothing
-        return
-    Telemetry(app_name="sustainable-ipa", app_version="0", tid=None, enable_opt_in_dialog=True).consent = False
-
-
-@contextlib.contextmanager
-def library_output_to(log: Path):
-    """Everything the exporting libraries print goes to `log`, not to the console: their Python logging (INFO and
-    above; torch.export's DEBUG trace of every graph is dropped: formatting it for a handler that keeps every record,
-    as pytest's does, took minutes), their warnings, and what their C++ writes to the process's stdout and stderr."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    with open(log, "ab") as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        saved = {fd: os.dup(fd) for fd in (1, 2)}
-        sys.stdout.flush()
-        sys.stderr.flush()
-        file_handler = logging.FileHandler(log)
-        try:
-            for fd in saved:
-                os.dup2(sink.fileno(), fd)
-            root.handlers[:] = [file_handler]
-            logging.disable(logging.DEBUG)
-            openvino_telemetry_off()
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-            root.handlers[:] = handlers
-            file_handler.close()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 # --- the family ------------------------------------------------------------------------------------------------

@@ -10,14 +10,18 @@ never reused.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -98,6 +102,11 @@ class Export:
     wall_s: float
     cpu_s: float
 
+    def line(self, stage: str) -> str:
+        """What the console says of a new export: one line, the libraries' output being in its log."""
+        return (f"OpenVINO: exported {stage} {self.key.variant} {self.key.precision} in {self.wall_s:.0f} s (the "
+                f"converters' output: {self.xml.parent / 'export.log'})")
+
 
 def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None], main_file: str = "model.xml") -> Export:
     """The cached IR for `key`, or a new one: `build(folder)` writes `main_file` (`model.xml` and `model.bin`; an
@@ -116,7 +125,8 @@ def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None], main_
     wall, cpu = time.perf_counter(), time.process_time()
     staging = Path(tempfile.mkdtemp(prefix=f".{key.folder_name}-", dir=cache_dir))
     try:
-        build(staging)
+        with library_output_to(staging / "export.log"):  # hundreds of lines of converter and NNCF output
+            build(staging)
         if not (staging / main_file).is_file():
             raise RuntimeError(f"the export wrote no {main_file}")
         (staging / "key.json").write_text(json.dumps(asdict(key), indent=1))
@@ -135,6 +145,52 @@ def export(key: ExportKey, cache_dir: Path, build: Callable[[Path], None], main_
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return Export(xml, key, False, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def openvino_telemetry_off() -> None:
+    """Turns off, for this process, the usage telemetry OpenVINO's converter and NNCF send unless a user opted out
+    (`opt_in_out --opt_out`). It sends each event from a process forked off a thread, and that fork can leave OpenBLAS
+    in this process spinning for ever in its next matrix product: the Speech2Text feature extractor hung after an
+    export. Both use one `openvino_telemetry.Telemetry` instance per process, made here if it does not exist yet."""
+    try:
+        from openvino_telemetry import Telemetry
+    except ImportError:  # without it, OpenVINO sends nothing
+        return
+    Telemetry(app_name="sustainable-ipa", app_version="0", tid=None, enable_opt_in_dialog=True).consent = False
+
+
+@contextlib.contextmanager
+def library_output_to(log: Path):
+    """Everything the exporting libraries print goes to `log`, not to the console: their Python logging (INFO and
+    above; torch.export's DEBUG trace of every graph is dropped: formatting it for a handler that keeps every record,
+    as pytest's does, took minutes), their warnings, what they print through Python's `sys.stdout` and `sys.stderr`
+    (NNCF's progress bars), and what their C++ writes to the process's stdout and stderr."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    with open(log, "ab") as sink, open(log, "a", encoding="utf-8") as text, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+        warnings.simplefilter("ignore")
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        file_handler = logging.FileHandler(log)
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            root.handlers[:] = [file_handler]
+            logging.disable(logging.DEBUG)
+            openvino_telemetry_off()
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+            root.handlers[:] = handlers
+            file_handler.close()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def convert_torch(model: torch.nn.Module, example: torch.Tensor, precision: str,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 
 CALIBRATION_ENOUGH = 300  # images ultralytics' int8 export asks for before it stops warning
 
@@ -43,6 +44,7 @@ def use_runtimes(cfg: DictConfig, models: dict, calibration: dict[str, list], co
                 made = model.use_openvino(Path(cfg.export_dir), inputs)
                 energy = meter.end_window(f"export-{stage}")
             if not made.cached:
+                console.print(escape(made.line(stage)))
                 metrics.update({f"export_{stage}_wall_s": made.wall_s, f"export_{stage}_cpu_s": made.cpu_s,
                                 f"export_{stage}_energy_j": energy.total_j})  # idle power included: what it drew
                 tags["export_energy_source"] = energy.source.value

@@ -104,7 +104,8 @@ def _line(key: ProfileKey) -> tuple:
 
 def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, str, str, str], Callable], repeats: int,
                   energy_window, source: str, hardware: str, cached: ProfileTable | None = None,
-                  on_batch: Callable[[ProfileKey, float, bool], None] | None = None, limits: QualityLimits = QualityLimits(),
+                  on_batch: Callable[[ProfileKey, float, bool], None] | None = None,
+                  limits: QualityLimits = QualityLimits(),
                   retries: int = 1, counters: Callable[[], CpuCounters] = lambda: read_counters(time.perf_counter),
                   cores: int | None = None, on_retry: Callable[[int], None] | None = None,
                   reference: Callable[[], float] = reference_batch_s, fingerprint: str = "",
@@ -122,10 +123,11 @@ def profile_space(space: SearchSpace, workload: Workload, build: Callable[[str, 
     processes and the hypervisor took while it ran; a profile over `limits` is measured again (up to `retries` more
     times, keeping the least contended measurement) and, if it stays over, kept but flagged in its `quality`.
     `energy_window()` is a context manager whose result has `active_j` once it exits (idle-subtracted joules over
-    the window). `on_batch(key, seconds, timed)` is called after every batch (`timed`: not a warm-up), `on_retry` with the number of batches a re-measurement
-    adds, `on_model(model, build_s)` once a model is built. `reference()` times a fixed piece of work before each
-    model's profiles, recorded with them, so that later runs can tell how far the machine's speed has drifted since.
-    `fingerprint`: the key of the machine measuring (`Fingerprint.key`), recorded with the table.
+    the window). `on_batch(key, seconds, timed)` is called after every batch (`timed`: not a warm-up), `on_retry`
+    with the number of batches a re-measurement adds, `on_model(model, build_s)` once a model is built.
+    `reference()` times a fixed piece of work before each model's profiles, recorded with them, so that later runs
+    can tell how far the machine's speed has drifted since. `fingerprint`: the key of the machine measuring
+    (`Fingerprint.key`), recorded with the table.
     """
     plan = plan_profiles(space, cached, reduction)
     cores = cores or machine_cores()
@@ -216,9 +218,10 @@ def fit_profiles(fitted: list[ProfileKey], rows: dict[ProfileKey, StageProfile],
         timed = sorted((p for p in rows.values() if _line(p.key) == _line(key) and p.basis != FITTED),
                        key=lambda p: p.batch_size)
         sizes = [p.batch_size for p in timed]
-        latency = fit_batches(sizes, [p.latency_p50_s for p in timed], degree)
+        fit_degree = min(degree, len(sizes) - 1)  # a quadratic through two points is any of many (28 % off: RESULTS)
+        latency = fit_batches(sizes, [p.latency_p50_s for p in timed], fit_degree)
         energies = [p.energy_j_per_item * p.batch_size for p in timed]
-        energy_per_batch = fit_batches(sizes, energies, degree)(batch_size) if all(e > 0 for e in energies) else 0.0
+        energy_per_batch = fit_batches(sizes, energies, fit_degree)(batch_size) if all(e > 0 for e in energies) else 0.0
         nearest = min(timed, key=lambda p: abs(np.log(p.batch_size) - np.log(batch_size)))
         scale = latency(batch_size) / nearest.latency_p50_s
         out[key] = replace(nearest, batch_size=batch_size,

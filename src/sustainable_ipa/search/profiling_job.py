@@ -34,7 +34,7 @@ from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.store import open_store
 
 
-def build_stage_model(cfg: DictConfig, workload: Workload | None = None):
+def build_stage_model(cfg: DictConfig, workload: Workload | None = None, say=None):
     """`build(stage, variant, precision, runtime)`: a stage's model as its family builds it, with random weights
     (profiles measure compute and energy, which weights do not change) handing on the items' references, as a
     random-weight run does. A stage on OpenVINO is exported as a run exports it (`models/runtimes.py`): into
@@ -51,7 +51,9 @@ def build_stage_model(cfg: DictConfig, workload: Workload | None = None):
         if runtime == "openvino":
             if workload is None:
                 raise ValueError("a stage on OpenVINO is calibrated on the workload's inputs: pass the workload")
-            model.use_openvino(Path(cfg.export_dir), workload.inputs[stage])
+            made = model.use_openvino(Path(cfg.export_dir), workload.inputs[stage])
+            if say and not made.cached:
+                say(made.line(stage))
         return model
 
     return build
@@ -86,7 +88,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
         warn_flagged(cached, console)
         export(cached, p, console)
         return cached
-    build = build_stage_model(cfg, workload)
+    build = build_stage_model(cfg, workload, say=lambda line: console.print(escape(line)))
     space, plan, clock = plan_within(cfg, console, space, cached, reduction, build, workload)
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
@@ -117,9 +119,9 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
             table.save(path)
             client.log_text(run_id, table.to_csv(), "profiles.csv")
             flagged = table.flagged()
+            residuals = [r.fit_residual for r in table.fitted()]
             log(client, run_id, metrics={"profiles_flagged": len(flagged), "profiling_wall_s":
-                                         time.perf_counter() - began,
-                                         "fit_residual_max": max((r.fit_residual for r in table.fitted()), default=0.0)},
+                                         time.perf_counter() - began, "fit_residual_max": max(residuals, default=0.0)},
                 tags={"profiles_quality": "flagged" if flagged else "ok"})
     console.print(f"profiles: {len(plan.timed)} timed and {len(plan.fitted)} fitted in "
                   f"{minutes(time.perf_counter() - began)}, {len(table.rows)} in {path} (this machine: "
@@ -168,7 +170,7 @@ def plan_within(cfg: DictConfig, console: Console, space: SearchSpace, cached, r
     if need > available:
         raise UserError(f"profiling {what} needs about {need / 2**30:.1f} GiB and this machine has "
                         f"{available / 2**30:.1f} GiB available",
-                        f"leave it out of search.space (or set profiling.budget_s), or profile on a larger machine")
+                        "leave it out of search.space (or set profiling.budget_s), or profile on a larger machine")
     console.print(f"estimate: about {minutes(clock.left_s())} ({len(plan.timed)} profiles, {clock.batches_left()} "
                   f"batches at most, {len(plan.groups)} builds; from the probe's batches of one item, refined as "
                   f"profiles are timed); memory: about {need / 2**30:.1f} GiB at most ({what}) of "
