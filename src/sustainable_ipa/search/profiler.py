@@ -279,8 +279,10 @@ def import_profiles(source: str, machine: Fingerprint, path: Path, hardware: str
     """Adds the profiles at `source` (a file, or an MLflow artifact URI such as `runs:/<run id>/profiles.csv`) to the
     cache at `path`, those the cache has already kept as they are; returns how many were added. Refused in one line
     when they were measured on another machine than this one (their fingerprint)."""
+    from sustainable_ipa.db_driver import without_password
     from sustainable_ipa.errors import UserError
 
+    shown = without_password(source)  # an artifact URI may carry a tracking server's credentials
     local = Path(source)
     if not local.is_file() and ":" in source:
         import mlflow
@@ -288,14 +290,14 @@ def import_profiles(source: str, machine: Fingerprint, path: Path, hardware: str
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
         except Exception as error:  # noqa: BLE001 - MLflow raises several kinds for a URI it cannot read
-            raise UserError(f"profiling.import_from={source} cannot be read ({type(error).__name__})",
+            raise UserError(f"profiling.import_from={shown} cannot be read ({type(error).__name__})",
                             "pass a profile table file or an MLflow artifact URI such as runs:/<run id>/profiles.csv")
     if not local.is_file():
-        raise UserError(f"profiling.import_from={source} is no file", "pass a profile table written by "
+        raise UserError(f"profiling.import_from={shown} is no file", "pass a profile table written by "
                         "profiling.export_to, or a profiling run's artifact runs:/<run id>/profiles.csv")
     table = ProfileTable.load(local)
     if table.fingerprint != machine.key:
-        raise UserError(f"the profiles in {source} were measured on {table.fingerprint or 'an unrecorded machine'}, "
+        raise UserError(f"the profiles in {shown} were measured on {table.fingerprint or 'an unrecorded machine'}, "
                         f"this machine is {machine.key}", "import profiles of this machine type, or profile here "
                         "(python src/profiling.py)")
     ours = ProfileTable.load(path) if path.is_file() else None

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from sustainable_ipa.config import validate
 from sustainable_ipa.data import load_dataset
+from sustainable_ipa.db_driver import without_password
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.families import stage_families, variant_model
@@ -76,7 +77,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     path = cache_path(p.cache_dir, cfg.hardware.name, machine)
     if p.import_from:
         added = import_profiles(str(p.import_from), machine, path, cfg.hardware.name)
-        console.print(f"profiles: {added} imported from {escape(str(p.import_from))} into {path}")
+        console.print(f"profiles: {added} imported from {escape(without_password(str(p.import_from)))} into {path}")
     cached = None if p.refresh else read_cache(path, machine, lambda line: warn(console, line))
     workload = pipeline_workload(stage_families(cfg.pipeline), dataset)
     check_items(cached, workload, path, cfg.dataset.name)
