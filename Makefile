@@ -44,7 +44,7 @@ experiment: setup       ## the energy study: 10 adaptations × 3 trials as a mul
 XDIST := -n 2 --dist loadfile
 
 test: setup             ## the whole suite (slow end-to-end tests included)
-	$(PY) -m pytest -q $(XDIST) $(ARGS)
+	$(PY) -m pytest -q $(XDIST) --durations=25 $(ARGS)
 
 test-fast: setup        ## without the slow end-to-end tests
 	$(PY) -m pytest -q $(XDIST) -m "not slow" $(ARGS)

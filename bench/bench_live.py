@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sustainable_ipa.adapt.live import live_job, relative_error  # noqa: E402
 from sustainable_ipa.config import compose  # noqa: E402
-from sustainable_ipa.metrics.stats import mean_ci95  # noqa: E402
+from sustainable_ipa.metrics.stats import metric_interval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REPETITIONS = 3
@@ -134,7 +134,8 @@ def report(tables: pd.DataFrame, intervals: pd.DataFrame, switches: pd.DataFrame
                      f"{relative_error(rows['energy_j'], rows['sim_energy_j']).median():.1%} | "
                      f"{relative_error(rows['energy_j_per_request'], rows['sim_energy_j_per_request']).median():.1%} |")
     saved = tables.loc["energy", "energy_j_saved_vs_ipa"]
-    mean, low, high = mean_ci95(list(np.atleast_1d(saved)))
+    saving = metric_interval("energy_j_saved_vs_ipa", list(np.atleast_1d(saved)))
+    mean, low, high = saving.mean, saving.low, saving.high
     sim_saved = float(np.atleast_1d(tables.loc["energy", "sim_energy_j_saved_vs_ipa"]).mean())
     in_place = switches["how"] == "in place" if "how" in switches else pd.Series(False, index=switches.index)
     new_workers = switches[~in_place] if len(switches) else switches

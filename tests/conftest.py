@@ -10,13 +10,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_RUN_ID", None)
 
-from helpers import store_overrides  # noqa: E402
+from helpers import SMALL, store_overrides  # noqa: E402
 from postgres_server import postgres  # noqa: E402,F401  (the session's throwaway PostgreSQL server)
 from sustainable_ipa.config import compose  # noqa: E402
-
-SMALL = ["weights=random", "trial.requests=4", "trial.warmup=0", "trial.repetitions=1", "hardware.cores=2",
-         "energy.idle_s=0.3", "energy.poll_interval_s=0.2",
-         "trial.rate_rps=20"]  # Poisson as by default, but a few requests arrive within a second, not in 16 s
 
 
 @pytest.fixture

@@ -9,6 +9,11 @@ from pathlib import Path
 
 from sustainable_ipa.config import PROJECT_ROOT
 
+# the default config shrunk for a 2-core CPU
+SMALL = ["weights=random", "trial.requests=4", "trial.warmup=0", "trial.repetitions=1", "hardware.cores=2",
+         "energy.idle_s=0.3", "energy.poll_interval_s=0.2",
+         "trial.rate_rps=20"]  # Poisson as by default, but a few requests arrive within a second, not in 16 s
+
 
 def store_overrides(tmp_path: Path) -> list[str]:
     """The run's store, idle cache and energy lock, all under tmp_path."""

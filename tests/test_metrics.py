@@ -11,7 +11,8 @@ from sustainable_ipa.metrics.accuracy import coco_map, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores, cost_usd_per_1k
 from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment, throughput_rps
 from sustainable_ipa.metrics.record import aggregate
-from sustainable_ipa.metrics.stats import mean_ci95
+from sustainable_ipa.metrics.stats import (NON_NEGATIVE, PROPORTION, UNBOUNDED, domain, mean_interval,
+                                           metric_interval)
 
 SAMPLE_GT = PROJECT_ROOT / "data" / "sample" / "instances.json"
 
@@ -84,16 +85,81 @@ def test_mapped_top1_scores_only_mapped_categories():
     assert (top1, n) == (0.5, 2)
 
 
-def test_mean_ci95_matches_student_t():
-    mean, low, high = mean_ci95([1.0, 2.0, 3.0])
-    assert mean == 2.0
+def test_the_interval_of_the_mean_is_student_t_where_it_stays_inside_the_possible():
+    interval = mean_interval([1.0, 2.0, 3.0])
+    assert interval.mean == 2.0 and interval.n == 3
     # t(0.975, df=2) = 4.3027; sem = 1/sqrt(3)
-    assert high - mean == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
-    assert mean - low == pytest.approx(high - mean)
-    assert np.isnan(mean_ci95([5.0])[1])
+    assert interval.high - interval.mean == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    assert interval.mean - interval.low == pytest.approx(interval.high - interval.mean)
+
+
+@pytest.mark.parametrize("metric,values,low,high", [
+    # the cases: 3 repetitions whose t interval leaves the possible
+    ("latency_p99_s", [0.5, 0.6, 10.8], 0.0, None),
+    ("energy_j_total", [5.0, 6.0, 800.0], 0.0, None),
+    ("cost_usd_per_1k", [0.001, 0.002, 0.09], 0.0, None),
+    ("sla_attainment", [0.7, 1.0, 1.0], None, 1.0),
+    ("accuracy_reference", [0.0, 0.0, 0.3], 0.0, None),
+    ("emissions_g_per_1k", [0.1, 0.1, 9.0], 0.0, None),
+    # a difference may be negative: left as it is
+    ("energy_j_saved_vs_ipa", [-1.0, 0.5, 3.0], None, None),
+])
+def test_an_interval_never_leaves_the_values_its_metric_can_take(metric, values, low, high):
+    interval = metric_interval(metric, values)
+    raw = mean_interval(values)
+    assert interval.low == (low if low is not None else raw.low)
+    assert interval.high == (high if high is not None else raw.high)
+    if low is not None:
+        assert raw.low < low  # the cut mattered
+    if high is not None:
+        assert raw.high > high
+
+
+@pytest.mark.parametrize("values,text", [
+    ([], "too few (n = 0)"), ([5.0], "too few (n = 1)"), ([5.0, 7.0], "too few (n = 2)"),
+    ([4.0, 4.0, 4.0], "4 … 4"),  # all equal: no spread, no width
+    ([1.0, 1.0, 1.0, float("nan")], "1 … 1"),  # a missing value is not a sample
+])
+def test_too_few_values_say_so_instead_of_an_interval(values, text):
+    assert metric_interval("latency_p99_s", values).text() == text
+
+
+@pytest.mark.parametrize("metric,values", [("sla_attainment", [0.0, 0.0, 0.0]), ("sla_attainment", [1.0, 1.0, 1.0]),
+                                           ("sla_attainment", [0.0, 1.0, 1.0, 1.0]),
+                                           ("accuracy_reference", [0.0, 0.02, 0.0])])
+def test_a_proportion_at_0_or_1_keeps_its_interval_within_0_and_1(metric, values):
+    interval = metric_interval(metric, values)
+    assert 0.0 <= interval.low <= interval.mean <= interval.high <= 1.0
+
+
+def test_each_metric_the_record_keeps_has_the_domain_its_unit_says():
+    assert domain("latency_p99_s") == domain("energy_j_per_request") == domain("power_w_mean") == NON_NEGATIVE
+    assert domain("throughput_rps") == domain("cost_cores") == domain("sla_violation_s") == NON_NEGATIVE
+    assert domain("sla_attainment") == domain("accuracy_measured") == domain("fidelity_classifier_top1_agreement") \
+        == PROPORTION
+    assert domain("energy_j_saved_vs_ipa") == domain("fidelity_classifier_logit_cosine") == UNBOUNDED
+    assert domain("meter_agreement_ratio") == UNBOUNDED  # a ratio of two meters: above 1 as often as below
 
 
 def test_aggregate_logs_mean_and_ci_per_metric():
-    out = aggregate([{"latency_p99_s": 1.0}, {"latency_p99_s": 3.0}])
+    out = aggregate([{"latency_p99_s": 1.0}, {"latency_p99_s": 3.0}, {"latency_p99_s": 2.0}])
     assert out["latency_p99_s_mean"] == 2.0
     assert out["latency_p99_s_ci95_low"] < 2.0 < out["latency_p99_s_ci95_high"]
+
+
+def test_the_record_and_the_console_keep_intervals_inside_the_possible_and_say_when_there_are_too_few():
+    from rich.console import Console
+
+    from sustainable_ipa.experiment import summary_table
+
+    reps = [{"latency_p99_s": p99, "sla_attainment": share} for p99, share in [(0.5, 0.7), (0.6, 1.0), (10.8, 1.0)]]
+    three = aggregate(reps)
+    assert three["latency_p99_s_ci95_low"] == 0.0 and three["sla_attainment_ci95_high"] == 1.0
+    two = aggregate(reps[:2])
+    assert "latency_p99_s_ci95_low" not in two and two["latency_p99_s_mean"] == pytest.approx(0.55)
+    console = Console(record=True, width=200)
+    console.print(summary_table("default", two, 2, "random"))
+    console.print(summary_table("default", three, 3, "random"))
+    text = console.export_text()
+    assert "too few (n = 2)" in text and "0 … " in text and "… 1 " in text
+    assert "-" not in "".join(line.split("│")[-2] for line in text.splitlines() if line.count("│") >= 3)

@@ -290,3 +290,22 @@ def test_a_report_over_several_pipelines_answers_per_pipeline_and_by_type(tmp_pa
     assert "Energy per request by pipeline type" in html and "the hypothesis holds" in html
     types = pd.read_csv(folder / "pipeline_types.csv")
     assert list(types["type"]) == ["text", "video"] and list(types["configurations"]) == [4, 4]
+
+
+def test_the_answer_names_a_missed_sla_in_the_sentence_and_says_when_there_is_nothing_to_compare():
+    # frugal's p99 (0.7 s) over an SLA of 0.65 s: still the entry, but never presented as best without saying so
+    trials = trials_of(SPREAD).assign(sla_s=0.65)
+    verdict, sentence = answer(summarise(trials, METRICS))
+    assert verdict == "yes" and "frugal (misses the SLA: p99 0.7 s against 0.65 s) become" in sentence
+    within = trials_of(SPREAD).assign(sla_s=1.0)
+    assert "misses the SLA" not in answer(summarise(within, METRICS))[1]
+    one = trials_of(SPREAD)[lambda t: t["adaptation"] == "frugal"]
+    verdict, sentence = answer(summarise(one, METRICS))
+    assert verdict == "nothing to compare" and sentence.startswith("nothing to compare: one configuration (frugal)")
+
+
+def test_a_correlation_over_four_configurations_says_too_few_instead_of_nan():
+    summary = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "energy_j_per_request": [1.0, 3.0, 2.0, 4.0]})
+    c = correlation(summary, "x")
+    assert c.text() == "Pearson r=0.80 [-0.7 … 1], Spearman ρ=0.80 [too few (n = 4)]"
+    assert "nan" not in c.text()

@@ -54,8 +54,8 @@ def test_one_run_records_the_contract(make_cfg, client):
 
 
 def test_repetitions_make_a_parent_with_children_and_confidence_intervals(make_cfg, client):
-    outcome = run_job(make_cfg("trial.repetitions=2", "trial.requests=2"))
-    assert len(outcome.repetition_run_ids) == 2
+    outcome = run_job(make_cfg("trial.repetitions=3", "trial.requests=2"))
+    assert len(outcome.repetition_run_ids) == 3
     parent = client.get_run(outcome.run_id)
     for child_id in outcome.repetition_run_ids:
         child = client.get_run(child_id)
@@ -63,8 +63,9 @@ def test_repetitions_make_a_parent_with_children_and_confidence_intervals(make_c
         assert "latency_p99_s" in child.data.metrics
     children = [client.get_run(c).data.metrics["latency_p99_s"] for c in outcome.repetition_run_ids]
     pm = parent.data.metrics
-    assert pm["latency_p99_s_mean"] == pytest.approx(sum(children) / 2)
-    assert pm["latency_p99_s_ci95_low"] <= pm["latency_p99_s_mean"] <= pm["latency_p99_s_ci95_high"]
+    assert pm["latency_p99_s_mean"] == pytest.approx(sum(children) / 3)
+    assert 0 <= pm["latency_p99_s_ci95_low"] <= pm["latency_p99_s_mean"] <= pm["latency_p99_s_ci95_high"]
+    assert 0 <= pm["sla_attainment_ci95_low"] <= pm["sla_attainment_ci95_high"] <= 1
     assert not runs_by_status(client, "RUNNING")
 
 

@@ -28,6 +28,7 @@ from sustainable_ipa.metrics.accuracy import option_accuracies, option_accuracy_
 from sustainable_ipa.metrics.cost import cost_cores
 from sustainable_ipa.metrics.energy import energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, outputs_json, requests_csv, trial_metrics
+from sustainable_ipa.metrics.stats import interval_text
 from sustainable_ipa.models.precision import emulated_stages
 from sustainable_ipa.models.runtimes import fidelity_metrics, use_runtimes
 from sustainable_ipa.models.weights import RANDOM, plan_weights
@@ -322,7 +323,7 @@ def summary_table(name: str, record: dict[str, float], repetitions: int, weights
         value = record.get(metric + suffix)
         if value is None:
             continue
-        low, high = record.get(f"{metric}_ci95_low"), record.get(f"{metric}_ci95_high")
-        interval = [f"{low:.4g} … {high:.4g}" if low is not None else ""] if repetitions > 1 else []
+        interval = [interval_text(record.get(f"{metric}_ci95_low"), record.get(f"{metric}_ci95_high"),
+                                  repetitions)] if repetitions > 1 else []
         table.add_row(metric, f"{value:.4g}", *interval)
     return table

@@ -32,7 +32,8 @@ def test_estimated_energy_is_recorded_and_labelled(make_cfg, client):
     assert m["energy_detector_j"] == pytest.approx(m["energy_j_active"] * m["cpu_detector_s"] / cpu_s)
     assert {"power.csv", "power.png"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
     pm = parent.data.metrics
-    assert "energy_j_per_request_cv" in pm and "energy_j_per_request_ci95_low" in pm
+    # two repetitions: a spread, but too few for an interval (metrics/stats.py)
+    assert "energy_j_per_request_cv" in pm and "energy_j_per_request_ci95_low" not in pm
 
 
 def test_rapl_run_with_codecarbon_cross_check(make_cfg, client, tmp_path):

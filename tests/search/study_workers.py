@@ -122,9 +122,12 @@ def wait_for_file(folder: Path, timeout_s: float, workers=()) -> Path:
 
 
 def trial_ledger(storage: str, n_trials: int, study_name: str = STUDY) -> dict:
-    """The study as the workers left it, checked: exactly n_trials COMPLETE trials with distinct numbers and
-    distinct MLflow runs; every other trial FAIL (a dead worker's, retried once with the same parameters) or
-    PRUNED as surplus, never evaluated. Returns the trials by state for further checks."""
+    """The study as the workers left it, checked: exactly n_trials COMPLETE trials of configurations not evaluated
+    before them, with distinct numbers and distinct MLflow runs (a configuration proposed again is answered from the
+    study, without a run); every other trial FAIL (a dead worker's, retried once with the same parameters) or
+    PRUNED as surplus, never evaluated. Returns the trials by state (COMPLETE: the new configurations only; ANSWERED:
+    those answered from the study)."""
+    from sustainable_ipa.search.configurations import ANSWERED_FROM, is_new_configuration
     from sustainable_ipa.search.slots import SURPLUS_ATTR
     from sustainable_ipa.search.storage import make_storage
     from sustainable_ipa.search.study import TRIAL_RUN_ATTR
@@ -132,15 +135,20 @@ def trial_ledger(storage: str, n_trials: int, study_name: str = STUDY) -> dict:
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage, heartbeat_s=None))
     trials = study.get_trials(deepcopy=False)
     by_state = {state: [t for t in trials if t.state == state] for state in optuna.trial.TrialState}
-    complete = by_state[optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in by_state[optuna.trial.TrialState.COMPLETE] if is_new_configuration(t)]
+    by_state[optuna.trial.TrialState.COMPLETE], answered = complete, [
+        t for t in by_state[optuna.trial.TrialState.COMPLETE] if not is_new_configuration(t)]
     assert len(complete) == n_trials, Counter(t.state.name for t in trials)
     assert len({t.number for t in trials}) == len(trials)
     runs = [t.user_attrs.get(TRIAL_RUN_ATTR) for t in complete]
     assert None not in runs and len(set(runs)) == len(runs), "a completed trial without its own MLflow run"
+    for t in answered:  # the values of the configuration's first trial, nothing run for it
+        first = next(f for f in complete if f.number == t.user_attrs[ANSWERED_FROM])
+        assert t.params == first.params and t.values == first.values and t.user_attrs.get(TRIAL_RUN_ATTR) is None
     assert not by_state[optuna.trial.TrialState.RUNNING] and not by_state[optuna.trial.TrialState.WAITING]
     for t in by_state[optuna.trial.TrialState.PRUNED]:
         assert t.user_attrs.get(SURPLUS_ATTR) and TRIAL_RUN_ATTR not in t.user_attrs, t
     for failed in by_state[optuna.trial.TrialState.FAIL]:  # its retry: the same parameters, completed
-        [retry] = [t for t in complete if t.system_attrs.get("failed_trial") == failed.number]
+        [retry] = [t for t in complete + answered if t.system_attrs.get("failed_trial") == failed.number]
         assert retry.params == failed.params and retry.number > failed.number
-    return {"study": study, **{state.name: ts for state, ts in by_state.items()}}
+    return {"study": study, "ANSWERED": answered, **{state.name: ts for state, ts in by_state.items()}}

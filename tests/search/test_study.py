@@ -13,6 +13,7 @@ from rich.console import Console
 from helpers import runs_by_status
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
+from sustainable_ipa.search.configurations import is_new_configuration
 from sustainable_ipa.search.profiler import cache_path
 from sustainable_ipa.search.search_job import search_job
 from sustainable_ipa.search.space import SearchSpace
@@ -20,11 +21,13 @@ from sustainable_ipa.search.study import TRIAL_RUN_ATTR
 
 
 def finished(outcome):
-    return [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # none is pruned
+    """The configurations the study evaluated: its completed trials less those answered from an earlier one."""
+    return [t for t in outcome.study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE and is_new_configuration(t)]
 
 
 def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, client, tmp_path):
-    outcome = search_job(search_cfg("search.n_trials=8"))
+    outcome = search_job(search_cfg("search.n_trials=8", measure=True))
     assert len(finished(outcome)) == 8 and outcome.pareto
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["evaluator"] == "profile"
@@ -39,8 +42,7 @@ def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, clie
             "plots/hypervolume_history.png"} <= plots
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
-    complete = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(children) == len(complete)
+    assert len(children) == len(finished(outcome))  # one run per configuration, none for one proposed again
     child = children[0]
     assert {"detector.variant", "classifier.batch_size"} <= set(child.data.params)
     assert {"objective_accuracy", "objective_energy_per_request", "objective_cost", "sla_violation_s"} <= set(child.data.metrics)
@@ -48,7 +50,7 @@ def test_profile_study_records_parent_children_pareto_and_plots(search_cfg, clie
     assert parent.data.tags["profiles_fingerprint"] == child.data.tags["profiles_fingerprint"] == this_machine().key
     profiling_runs = client.search_runs([parent.info.experiment_id], filter_string="tags.adaptation = 'profiling'")
     assert len(profiling_runs) == 1
-    search_job(search_cfg("search.n_trials=8", "search.study_name=again"))  # profiles come from the cache
+    search_job(search_cfg("search.n_trials=8", "search.study_name=again", measure=True))  # from the cache
     assert len(client.search_runs([parent.info.experiment_id], filter_string="tags.adaptation = 'profiling'")) == 1
 
 
@@ -63,11 +65,12 @@ def test_a_2_core_study_spends_every_trial_on_a_configuration_that_fits(search_c
         cfg = search_cfg(*CORE_KNOBS, "hardware.cores=2", "search.n_trials=5", f"search.sampler={sampler}",
                          f"search.study_name=two-cores-{sampler}")
         outcome = search_job(cfg)
-        states = [t.state for t in outcome.study.trials]
-        assert states == [optuna.trial.TrialState.COMPLETE] * 5, sampler
+        states = {t.state for t in outcome.study.trials}
+        assert states == {optuna.trial.TrialState.COMPLETE} and len(finished(outcome)) == 5, sampler
         space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, 2)
         for trial in outcome.study.trials:
             assert space.choice_from_params(trial.params).cores <= 2
+        for trial in finished(outcome):
             params = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.params
             assert sum(int(params[f"{stage}.threads"]) * int(params[f"{stage}.replicas"])
                        for stage in ("detector", "classifier")) <= 2  # the run record says so too
@@ -88,7 +91,7 @@ def test_trial_runs_say_which_evaluator_made_their_figures_and_where_energy_came
     outcome = search_job(search_cfg("search.n_trials=3"))
     with open(cache_path(tmp_path / "profiles", "cpu", this_machine())) as f:
         sources = {row["energy_source"] for row in csv.DictReader(f)}
-    for trial in outcome.study.trials:
+    for trial in finished(outcome):
         tags = client.get_run(trial.user_attrs[TRIAL_RUN_ATTR]).data.tags
         # predictions, not measurements, composed under Poisson arrivals
         assert (tags["evaluator"], tags["figures"], tags["load"]) == ("profile", "composed", "poisson")
@@ -111,7 +114,7 @@ def test_a_study_already_at_its_trials_says_so_in_one_line_and_runs_none(search_
     console = Console(record=True, width=300)
     again = search_job(search_cfg("search.n_trials=2"), console)
     assert len(finished(again)) == 3  # nothing added, nothing lost
-    assert "already holds 3 completed trials (search.n_trials=2): none to run" in console.export_text()
+    assert "already holds 3 evaluated configurations (search.n_trials=2): none to run" in console.export_text()
 
 
 def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
@@ -121,8 +124,8 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
     assert outcome_load_rps != 7.0
     outcome = search_job(cfg)
     trials = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(trials) == 2
-    for trial in trials:
+    assert len(finished(outcome)) == 2
+    for trial in trials:  # a configuration drawn twice is run twice (a repetition), each with its run
         trial_run = trial.user_attrs["mlflow_run_id"]
         [pipeline_run] = client.search_runs([client.get_run(trial_run).info.experiment_id],
                                             filter_string=f"tags.mlflow.parentRunId = '{trial_run}'")
@@ -151,7 +154,7 @@ def test_run_evaluator_makes_a_real_pipeline_run_per_trial(search_cfg, client):
 def test_bad_search_input_is_one_clear_line_before_anything_is_profiled(search_cfg, client, tmp_path, override,
                                                                          problem):
     with pytest.raises(UserError, match=problem) as err:
-        search_job(search_cfg("search.n_trials=2", override))
+        search_job(search_cfg("search.n_trials=2", override, measure=True))
     assert "\n" not in str(err.value)
     assert not runs_by_status(client, "RUNNING")
     assert not list(tmp_path.glob("profiles/*.csv"))  # the minutes of profiling come after the checks

@@ -14,6 +14,7 @@ import pytest
 from helpers import runs_by_status, store_overrides
 from study_workers import SEARCH_TINY as TINY
 from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.search.configurations import is_new_configuration
 from sustainable_ipa.search.search_job import search_job
 from sustainable_ipa.search.study import MLFLOW_RUN_ATTR, TRIAL_RUN_ATTR
 
@@ -40,7 +41,7 @@ def rival_records_its_parent(client, tmp_path, monkeypatch):
 
 def trial_parents(client, study) -> set[str]:
     return {client.get_run(t.user_attrs[TRIAL_RUN_ATTR]).data.tags["mlflow.parentRunId"]
-            for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+            for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and TRIAL_RUN_ATTR in t.user_attrs}
 
 
 def test_a_worker_whose_parent_run_lost_the_race_moves_its_trials_to_the_winner(search_cfg, client,
@@ -107,7 +108,7 @@ def test_two_workers_share_one_study(tmp_path, client):
     outputs = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = optuna.load_study(study_name="video-cpu", storage=f"sqlite:///{tmp_path}/optuna.db")
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and is_new_configuration(t)]
     assert 12 <= len(done) <= 13  # both stop at 12; a trial already running when the count is reached may finish
     parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                  filter_string="tags.study_name = 'video-cpu' and attributes.run_name = 'study-video-cpu'")
@@ -118,7 +119,7 @@ def test_two_workers_share_one_study(tmp_path, client):
 @pytest.mark.slow
 def test_a_search_killed_mid_trial_resumes_with_no_completed_trial_lost(tmp_path, client):
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    args = [sys.executable, str(PROJECT_ROOT / "src" / "search.py"), *TINY, "search.evaluator=run", "search.n_trials=4",
+    args = [sys.executable, str(PROJECT_ROOT / "src" / "search.py"), *TINY, "search.evaluator=run", "search.n_trials=2",
             "search.space.detector.replicas=[1]", "hardware.cores=2", "weights=random", "trial.repetitions=1",
             "trial.warmup=0", "trial.requests=4", "search.heartbeat_s=1", f"search.storage={storage}",
             f"profiling.cache_dir={tmp_path}/profiles", "energy.idle_s=0.3", *store_overrides(tmp_path)]
@@ -148,7 +149,7 @@ def test_a_search_killed_mid_trial_resumes_with_no_completed_trial_lost(tmp_path
     study = optuna.load_study(study_name="video-cpu", storage=storage)
     assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for n in running)
     assert {n: study.trials[n].values for n in completed} == completed  # nothing completed was lost or redone
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 4
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and is_new_configuration(t)]) == 2
     for n in running:
         killed_run = study.trials[n].user_attrs.get("mlflow_run_id")  # absent only if killed before it was made
         assert killed_run is None or client.get_run(killed_run).info.status == "KILLED"

@@ -10,7 +10,7 @@ import numpy as np
 
 from sustainable_ipa.metrics.cost import cost_usd_per_1k
 from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment, throughput_rps
-from sustainable_ipa.metrics.stats import mean_ci95
+from sustainable_ipa.metrics.stats import metric_interval
 from sustainable_ipa.pipeline.runner import TrialResult
 
 
@@ -119,17 +119,18 @@ def requests_csv(result: TrialResult) -> str:
 
 
 def aggregate(per_repetition: list[dict[str, float]]) -> dict[str, float]:
-    """Mean and 95 % CI over repetitions: `<metric>_mean`, `<metric>_ci95_low`, `<metric>_ci95_high`; energy
-    metrics also get their coefficient of variation, `<metric>_cv` (sample std ÷ mean)."""
+    """Mean and 95 % CI over repetitions: `<metric>_mean`, and `<metric>_ci95_low`, `<metric>_ci95_high` within the
+    values the metric can take, where there are enough repetitions for one (`metrics/stats.py`); energy metrics also
+    get their coefficient of variation, `<metric>_cv` (sample std ÷ mean)."""
     from sustainable_ipa.metrics.energy import ENERGY_METRICS_FOR_CV
 
     out: dict[str, float] = {}
     for name in sorted({k for m in per_repetition for k in m}):
         values = [m[name] for m in per_repetition if name in m]
-        mean, low, high = mean_ci95(values)
-        out[f"{name}_mean"] = mean
-        if np.isfinite(low):
-            out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = low, high
+        interval = metric_interval(name, values)
+        out[f"{name}_mean"] = mean = interval.mean
+        if interval.known:
+            out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = interval.low, interval.high
         if name in ENERGY_METRICS_FOR_CV and len(values) > 1 and mean != 0:
             out[f"{name}_cv"] = float(np.std(values, ddof=1) / abs(mean))
     return out

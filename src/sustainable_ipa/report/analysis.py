@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sustainable_ipa.metrics.stats import mean_ci95
+from sustainable_ipa.metrics.stats import interval_text, metric_interval
 
 ENERGY = "energy_j_per_request"
 KEYS = ["hardware", "adaptation"]
@@ -32,12 +32,13 @@ def summarise(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         row = {"hardware": hardware, "adaptation": adaptation, "n": len(group)}
         row.update({label: ",".join(sorted(group[label].astype(str).unique())) for label in LABELS if label in group})
         measured = row.get("evaluator", MEASURED) == MEASURED
+        if "sla_s" in group:
+            row["sla_s"] = float(group["sla_s"].max())  # the SLA the configuration ran under
         for metric in metrics:
             if metric in group:
-                mean, low, high = mean_ci95(group[metric].dropna().tolist())
-                if not measured:
-                    low = high = float("nan")
-                row[metric], row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = mean, low, high
+                interval = metric_interval(metric, group[metric].dropna().tolist())
+                low, high = (interval.low, interval.high) if measured else (float("nan"), float("nan"))
+                row[metric], row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = interval.mean, low, high
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -49,7 +50,12 @@ class Correlation:
     pearson_r: float
     pearson_ci: tuple[float, float]
     spearman_rho: float
-    spearman_ci: tuple[float, float]
+    spearman_ci: tuple[float, float]  # NaN ends where the bootstrap has too few configurations to vary
+
+    def text(self) -> str:
+        """`Pearson r=0.81 [0.42 … 0.95], Spearman ρ=0.80 [too few (n = 4)]`"""
+        return (f"Pearson r={self.pearson_r:.2f} [{interval_text(*self.pearson_ci, self.n, 2)}], "
+                f"Spearman ρ={self.spearman_rho:.2f} [{interval_text(*self.spearman_ci, self.n, 2)}]")
 
 
 def correlation(summary: pd.DataFrame, x: str, y: str = ENERGY, seed: int = 0) -> Correlation | None:
@@ -173,14 +179,18 @@ def answer(summary: pd.DataFrame) -> tuple[str, str]:
     """(verdict, sentence) for one hardware: does energy change which configuration is best? `yes` only for a
     configuration whose energy the trials tell apart from every configuration that beats it otherwise; entries on
     means alone are `cannot tell`."""
+    if len(summary) < 2:
+        return "nothing to compare", (f"nothing to compare: one configuration ({', '.join(summary['adaptation'])}); "
+                                      "run several to ask whether energy changes which is best")
     entries = energy_entries(summary)
+    by_name = summary.set_index("adaptation")
     if not entries:
         unsure = summary.get(f"{ENERGY}_ci95_low", pd.Series(float("nan"), summary.index)).isna().any()
         return "no", ("no: the Pareto set over accuracy, cost and latency already holds every energy-optimal "
                       "configuration" + (" (on figures without an interval for some configurations)" if unsure else ""))
-    told = [e.adaptation for e in entries if e.distinguishable]
-    untold = [f"{e.adaptation} ({_why_not(e)}, against {', '.join(e.dominated_by)})"
-              for e in entries if not e.distinguishable]
+    told = [e.adaptation + missed_sla(by_name.loc[e.adaptation]) for e in entries if e.distinguishable]
+    untold = [f"{e.adaptation}{missed_sla(by_name.loc[e.adaptation])} ({_why_not(e)}, against "
+              f"{', '.join(e.dominated_by)})" for e in entries if not e.distinguishable]
     if told:
         rest = f"; the trials cannot tell for {'; '.join(untold)}" if untold else ""
         return "yes", (f"yes: {', '.join(told)} become Pareto-optimal only when energy counts, with energy "
@@ -189,6 +199,15 @@ def answer(summary: pd.DataFrame) -> tuple[str, str]:
     return "cannot tell", ("the trials cannot tell: on mean energy per request " + "; ".join(untold) +
                            " would become Pareto-optimal only when energy counts, but no such entry is "
                            "distinguishable from the configurations that beat it otherwise")
+
+
+def missed_sla(row: pd.Series) -> str:
+    """` (misses the SLA: p99 10.8 s against 6.89 s)` for a configuration whose mean p99 is over its SLA, else ``:
+    said in the sentence that names it, never only in a side table."""
+    p99_s, sla_s = row.get("latency_p99_s", math.nan), row.get("sla_s", math.nan)
+    if math.isfinite(p99_s) and math.isfinite(sla_s) and p99_s > sla_s:
+        return f" (misses the SLA: p99 {p99_s:.3g} s against {sla_s:.3g} s)"
+    return ""
 
 
 def _why_not(entry: EnergyEntry) -> str:

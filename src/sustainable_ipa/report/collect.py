@@ -76,7 +76,8 @@ def trials(client: MlflowClient, selection: Selection) -> pd.DataFrame:
                         "energy_source": tags.get("energy_source", "unknown"),
                         "load": tags.get("load", params.get("trial.load", "unknown")),
                         "weights_kind": tags.get("weights_kind", "unknown"),
-                        "numerics": trial_numerics(params), **r.data.metrics})
+                        "numerics": trial_numerics(params), "sla_s": float(params.get("trial.sla_s", "nan")),
+                        **r.data.metrics})
     return pd.DataFrame.from_records(records)
 
 

@@ -110,8 +110,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
         c = correlations.get(hardware)
         if c is None:
             return hardware
-        return (f"{hardware}: Pearson r={c.pearson_r:.2f} [{c.pearson_ci[0]:.2f}, {c.pearson_ci[1]:.2f}],<br>"
-                f"Spearman ρ={c.spearman_rho:.2f} [{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]")
+        return f"{hardware}: " + c.text().replace(", Spearman", ",<br>Spearman")
 
     fig, panels = _panels(summary, f"Energy per request against {x}", note, titles=title)
     groups = sorted(summary["numerics"].unique()) if "numerics" in summary else [""]

@@ -136,9 +136,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
         _errorbars(ax, data, x, ENERGY)
         name_points(ax, data, x, ENERGY)
         c = correlations.get(hardware)
-        title = hardware if c is None else (f"{hardware}: Pearson r={c.pearson_r:.2f} [{c.pearson_ci[0]:.2f}, "
-                                            f"{c.pearson_ci[1]:.2f}], Spearman ρ={c.spearman_rho:.2f} "
-                                            f"[{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]")
+        title = hardware if c is None else f"{hardware}: {c.text()}"
         ax.set(xlabel=x, ylabel="J per request (idle-subtracted)")
         ax.set_title(title, fontsize=8)
     return _save(fig, folder / f"energy_vs_{x}.png", note)

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
 
+from sustainable_ipa.metrics.stats import interval_text
 from sustainable_ipa.report import analysis, interactive, labels, plots
 from sustainable_ipa.report.carbon_view import EQUIVALENTS_SOURCE, carbon_table, regions_table
 from sustainable_ipa.report.collect import Selection, trials
@@ -60,8 +61,8 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
             corr_html.append(figure(interactive.energy_versus(summary, x, per_hardware, figure_note),
                                     plots.energy_versus(summary, x, per_hardware, folder, figure_note)))
             corr_rows += [{"hardware": h, "energy per request vs": x, "n": c.n, "Pearson r": c.pearson_r,
-                           "r 95% CI": f"[{c.pearson_ci[0]:.2f}, {c.pearson_ci[1]:.2f}]", "Spearman ρ": c.spearman_rho,
-                           "ρ 95% CI": f"[{c.spearman_ci[0]:.2f}, {c.spearman_ci[1]:.2f}]"}
+                           "r 95% CI": interval_text(*c.pearson_ci, c.n, 2), "Spearman ρ": c.spearman_rho,
+                           "ρ 95% CI": interval_text(*c.spearman_ci, c.n, 2)}
                           for h, c in per_hardware.items() if c is not None]
     correlations = pd.DataFrame(corr_rows)
     sections.append(("Does energy follow cost, latency or accuracy?", note +
@@ -167,7 +168,10 @@ def _ci_table(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary[["hardware", "adaptation", "n", *[c for c in analysis.LABELS if c in summary]]].copy()
     for metric in METRICS:
         if metric in summary:
-            out[metric] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(lo) else f"{m:.4g}"
-                           for m, lo, hi in zip(summary[metric], summary.get(f"{metric}_ci95_low", summary[metric] * float("nan")),
-                                                summary.get(f"{metric}_ci95_high", summary[metric] * float("nan")))]
+            nan = summary[metric] * float("nan")
+            out[metric] = [f"{m:.4g} [{interval_text(lo, hi, n)}]" if measured else f"{m:.4g}"
+                           for m, lo, hi, n, measured in zip(
+                               summary[metric], summary.get(f"{metric}_ci95_low", nan),
+                               summary.get(f"{metric}_ci95_high", nan), summary["n"],
+                               summary.get("evaluator", pd.Series(analysis.MEASURED, summary.index)) == analysis.MEASURED)]
     return out

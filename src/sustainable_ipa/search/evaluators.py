@@ -17,6 +17,7 @@ from sustainable_ipa.search.space import PipelineChoice
 
 class Evaluator(Protocol):
     name: str
+    deterministic: bool  # the same choice always gives the same metrics: a choice proposed again is answered, not run
 
     def evaluate(self, choice: PipelineChoice, parent_run_id: str | None) -> dict[str, float]:
         """Metrics of `choice` under the run-record names. `parent_run_id`: the trial's MLflow run, for an
@@ -34,6 +35,7 @@ class ProfileEvaluator:
     """Composes metrics from stage profiles: no model runs, well under a millisecond per choice."""
 
     name = "profile"
+    deterministic = True
 
     def __init__(self, profiles: ProfileTable, cfg: DictConfig):
         self.profiles = profiles
@@ -67,6 +69,7 @@ class RunEvaluator:
     """Executes the pipeline: one real MLflow run per trial (one repetition), nested under the trial's run."""
 
     name = "run"
+    deterministic = False  # each run measures anew: a choice proposed again is one more repetition of it
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg

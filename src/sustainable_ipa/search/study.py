@@ -25,6 +25,8 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.metrics.latency import sla_violation_s
 from sustainable_ipa.progress import progress_bar
+from sustainable_ipa.search.configurations import (ANSWERED_FROM, REPETITION_OF, REPETITIONS, configurations_pareto,
+                                                   distinct_complete, first_evaluation, is_new_configuration)
 from sustainable_ipa.search.evaluators import Evaluator
 from sustainable_ipa.search.objectives import Objective, resolve_objectives
 from sustainable_ipa.search.plots import plot_hypervolume, plot_pareto
@@ -128,8 +130,14 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
             choice = suggest(trial, space)
             if slots.surplus(trial):
                 slots.give_way(trial)
+            first = first_evaluation(study, trial.params)
+            if first is not None and evaluator.deterministic:
+                return answer_from(trial, first)
+            if first is not None:
+                trial.set_user_attr(REPETITION_OF, first.number)
             with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
-                             tags={"study_name": study.study_name}) as run_id:
+                             tags={"study_name": study.study_name,
+                      **({REPETITION_OF: str(first.number)} if first else {})}) as run_id:
                 trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
                 trial.set_user_attr("machine", this_machine().key)  # where it ran (a composed trial: see the profiles')
                 metrics = evaluator.evaluate(choice, run_id)
@@ -150,28 +158,44 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
 
         # Waiting for the last slots polls the storage at most every heartbeat_s / 4 (staleness takes 2 ×
         # heartbeat_s): a hundred workers waiting for a study's last trials must not flood the database or proxy.
+        space_size = len(space.all_choices())
         slots = TrialSlots(study, int(cfg.search.n_trials), max_poll_s=max(1.0, cfg.search.heartbeat_s / 4),
-                           say=lambda line: console.print(f"[dim]{line}[/]"))
+                           say=lambda line: console.print(f"[dim]{line}[/]"), space_size=space_size)
+        if space_size < int(cfg.search.n_trials):
+            console.print(f"search.n_trials={cfg.search.n_trials} but the space has {space_size} configuration"
+                          f"{'s' if space_size > 1 else ''}: the study ends once each is evaluated")
         done = slots.complete()
-        if done >= int(cfg.search.n_trials):
-            console.print(f"study {study.study_name} already holds {done} completed trials (search.n_trials="
+        if done >= slots.n_trials:
+            console.print(f"study {study.study_name} already holds {done} evaluated configurations (search.n_trials="
                           f"{cfg.search.n_trials}): none to run; pass a larger search.n_trials to extend it")
         with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn()) as progress:
-            task = progress.add_task("", total=max(int(cfg.search.n_trials), done), completed=done,
-                                     name=study.study_name)
-            if done < int(cfg.search.n_trials) and slots.wait():
-                # Every worker stops once the study as a whole holds exactly n_trials completed trials.
-                study.optimize(objective, catch=(), callbacks=[
-                    lambda s, t: progress.advance(task) if t.state == optuna.trial.TrialState.COMPLETE else None,
-                    slots.after_trial])
+                          TextColumn("configurations{task.fields[repeats]}"), TimeElapsedColumn()) as progress:
+            task = progress.add_task("", total=max(slots.n_trials, done), completed=done, name=study.study_name,
+                                     repeats="")
+            repeats = 0
+
+            def advance(_study, trial):
+                nonlocal repeats
+                if trial.state != optuna.trial.TrialState.COMPLETE:
+                    return
+                if is_new_configuration(trial):
+                    progress.advance(task)
+                else:
+                    repeats += 1
+                    progress.update(task, repeats=f" ({repeats} proposed again: answered from the study"
+                                    + (")" if evaluator.deterministic else " or run again as repetitions)"))
+
+            if done < slots.n_trials and slots.wait():
+                # Every worker stops once the study as a whole holds exactly n_trials evaluated configurations.
+                study.optimize(objective, catch=(), callbacks=[advance, slots.after_trial])
         _close_stale(study, client)  # a dead worker's trial that Optuna failed during this search: end its runs
         pareto = feasible_pareto(study)
         parent.follow()
         if not pareto:
             raise no_trial_meets_sla(study, space, float(cfg.trial.sla_s), float(cfg.search.load_rps))
         client.log_text(parent.run_id, pareto_csv(pareto, objectives, space), "pareto.csv")
-        log(client, parent.run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study)})
+        log(client, parent.run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study),
+                                                "configurations_evaluated": distinct_complete(study)})
         with tempfile.TemporaryDirectory() as folder:
             names = [o.name for o in objectives]
             labels = {t.number: numerics_of(space.choice_from_params(t.params)) for t in pareto}
@@ -295,7 +319,19 @@ def _complete(study: optuna.Study) -> int:
 
 
 def feasible_pareto(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return sorted(study.best_trials, key=lambda t: t.number)  # Optuna excludes infeasible trials here
+    """Each configuration of the Pareto set once, meeting the SLA (`configurations.py`)."""
+    return configurations_pareto(study)
+
+
+def answer_from(trial: optuna.Trial, first: optuna.trial.FrozenTrial) -> list[float]:
+    """A configuration the study has evaluated, proposed again: the first trial's figures, evaluated and logged
+    nowhere again (a deterministic evaluator would give the same)."""
+    trial.set_user_attr(ANSWERED_FROM, first.number)
+    if TRIAL_RUN_ATTR in trial.user_attrs:  # a retry inherits its failed trial's attributes: this one has no run
+        trial.set_user_attr(TRIAL_RUN_ATTR, None)
+    for name, value in first.constraints.items():
+        trial.set_constraint(name, value)
+    return list(first.values)
 
 
 def no_trial_meets_sla(study: optuna.Study, space: SearchSpace, sla_s: float, load_rps: float) -> UserError:
@@ -339,8 +375,10 @@ def numerics_of(choice: PipelineChoice) -> str:
 
 
 def pareto_rows(pareto, objectives, space: SearchSpace) -> list[dict]:
+    """One row per configuration: its first trial, its knobs, its objectives (the mean of its repetitions)."""
     return [{"trial": t.number, **space.choice_from_params(t.params).params(),
-             **{o.name: v for o, v in zip(objectives, t.values)}} for t in pareto]
+             **{o.name: v for o, v in zip(objectives, t.values)}, REPETITIONS: t.user_attrs.get(REPETITIONS, 1)}
+            for t in pareto]
 
 
 def pareto_csv(pareto, objectives, space: SearchSpace) -> str:
@@ -353,10 +391,12 @@ def pareto_csv(pareto, objectives, space: SearchSpace) -> str:
 
 
 def pareto_table(pareto, objectives, space: SearchSpace) -> Table:
-    table = Table(title=f"Pareto set ({len(pareto)} configurations meeting the SLA)")
-    for column in ["trial", *space.stages, *(o.name for o in objectives)]:
+    repeated = any(t.user_attrs.get(REPETITIONS, 1) > 1 for t in pareto)
+    table = Table(title=f"Pareto set ({len(pareto)} configurations meeting the SLA"
+                        + (", each the mean of its runs)" if repeated else ")"))
+    for column in ["trial", *space.stages, *(o.name for o in objectives), *(["runs"] if repeated else [])]:
         table.add_column(column)
     for t in pareto:
         table.add_row(str(t.number), *describe(space.choice_from_params(t.params)).split(" + "),
-                      *(f"{v:.4g}" for v in t.values))
+                      *(f"{v:.4g}" for v in t.values), *([str(t.user_attrs[REPETITIONS])] if repeated else []))
     return table
