@@ -330,6 +330,7 @@ class Profiling(Settings):
     timed_batch_sizes: NonNegativeInt
     batch_fit: Literal["linear", "quadratic"]
     budget_s: NonNegative
+    lazy: Switch
     import_from: Optional[str]
     export_to: Optional[WritablePath]
     refresh: Switch

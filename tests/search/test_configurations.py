@@ -86,7 +86,8 @@ def test_a_configuration_a_measuring_evaluator_is_given_again_is_a_repetition_an
 
     cfg = search_cfg(OBJECTIVES)
     space = SearchSpace.from_config(cfg.search.space, cfg.pipeline, 3)
-    favourite_params = {f"{stage}.{knob}": value for stage, variant in [("detector", "yolov5n"), ("classifier", "resnet18")]
+    stages = [("detector", "yolov5n"), ("classifier", "resnet18")]
+    favourite_params = {f"{stage}.{knob}": value for stage, variant in stages
                         for knob, value in [("variant", variant), ("batch_size", 1), ("threads", 1), ("replicas", 1),
                                             ("numerics", "fp32/torch")]}
     favourite = space.choice_from_params(favourite_params).params()

@@ -194,3 +194,16 @@ def test_the_estimate_starts_from_the_probe_and_learns_from_what_is_timed():
     clock.timed(key, 0.02)  # batching halves the per-item cost: the estimate learns it for the rest
     assert clock.batch_s(("a", "v1", 4, 1, "fp32", "torch")) == pytest.approx(0.04)
     assert clock.left_s() < before
+
+
+def test_a_plan_within_a_core_budget_leaves_out_the_thread_counts_no_configuration_that_fits_can_use(make_cfg):
+    # Two stages, threads 1 or 2 each: on 2 cores a stage on 2 threads leaves the other none, on 3 it fits.
+    cfg = make_cfg("search.space.detector.threads=[1,2]", "search.space.classifier.threads=[1,2]",
+                   "search.space.detector.replicas=[1]", "search.space.classifier.replicas=[1]")
+    grids = {cores: SearchSpace.from_config(cfg.search.space, cfg.pipeline, cores).profile_grid()
+             for cores in (2, 3, None)}
+    assert grids[2]["detector"]["threads"] == grids[2]["classifier"]["threads"] == (1,)
+    assert grids[3]["detector"]["threads"] == grids[None]["classifier"]["threads"] == (1, 2)
+    two_cores = plan_profiles(SearchSpace.from_config(cfg.search.space, cfg.pipeline, 2), None)
+    anywhere = plan_profiles(SearchSpace.from_config(cfg.search.space, cfg.pipeline, None), None)
+    assert 2 * len(two_cores.timed) == len(anywhere.timed)  # what src/profiling.py (no core budget) times

@@ -99,8 +99,9 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     for line in replay.reports():
         console.print(line)
     forecaster = predictor(cfg)
-    profiles = profile_job(cfg, console, configured_space(cfg, max_cores=None))
-    stage_space = configured_space(cfg, max_cores=None).profile_grid()  # as profiling left it (profiling.budget_s)
+    # the thread counts no decision within adapt.max_cores can use are neither profiled nor decided between
+    profiles = profile_job(cfg, console, configured_space(cfg, int(a.max_cores)))
+    stage_space = configured_space(cfg, int(a.max_cores)).profile_grid()  # as profiling left it (profiling.budget_s)
     reference = option_accuracies(cfg.pipeline.variants)  # fp32 reference + published change per precision
     planned = interval_loads(load, replay.span_s, float(a.step_s), a.plan_for)
     ceiling = capacity(profiles, stage_space, int(a.max_cores), planned, float(a.load_scale))

@@ -477,8 +477,8 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
     for line in replay.reports():
         console.print(line)
     replicas.prestart(worker_modules(stage_families(cfg.pipeline)))
-    profiles = profile_job(cfg, console, configured_space(cfg, max_cores=None))
-    space = configured_space(cfg, max_cores=None)  # as profiling left it (profiling.budget_s)
+    profiles = profile_job(cfg, console, configured_space(cfg, int(a.max_cores)))
+    space = configured_space(cfg, int(a.max_cores))  # as profiling left it (profiling.budget_s)
     loop = LiveLoop(cfg, profiles, space.profile_grid(), replay, predictor(cfg), console)
     if a.plan_for == "peak":
         console.print("live: the loop observes each interval's arrival count, so it plans for the observed mean "

@@ -106,6 +106,11 @@ class ProfileTable:
         """The profile of a stage's choice (`search.space.StageChoice` or an adapter option)."""
         return self.get(stage, choice.variant, choice.batch_size, choice.threads, choice.precision, choice.runtime)
 
+    def table_for(self, _choice) -> "ProfileTable":
+        """The table a choice's profiles are read from: this one, whole (`lazy_profiles.LazyProfiles` makes its
+        table as choices need it)."""
+        return self
+
     def fitted(self) -> list[StageProfile]:
         return [r for r in self.rows.values() if r.basis == FITTED]
 

@@ -70,17 +70,7 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     validate(cfg)
     p = cfg.profiling
     space = space or configured_space(cfg, max_cores=None)
-    if skipped_line(space):
-        console.print(f"[dim]{escape(skipped_line(space))}[/]")
-    dataset = load_dataset(cfg.dataset)
-    machine = this_machine()
-    path = cache_path(p.cache_dir, cfg.hardware.name, machine)
-    if p.import_from:
-        added = import_profiles(str(p.import_from), machine, path, cfg.hardware.name)
-        console.print(f"profiles: {added} imported from {escape(without_password(str(p.import_from)))} into {path}")
-    cached = None if p.refresh else read_cache(path, machine, lambda line: warn(console, line))
-    workload = pipeline_workload(stage_families(cfg.pipeline), dataset)
-    check_items(cached, workload, path, cfg.dataset.name)
+    machine, path, cached, workload = profiling_inputs(cfg, console, space)
     reduction = reduction_of(p)
     plan = plan_profiles(space, cached, reduction)
     if not plan.timed and not plan.fitted:
@@ -93,30 +83,16 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     space, plan, clock = plan_within(cfg, console, space, cached, reduction, build, workload)
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    # A window per batch, tens of ms each: CodeCarbon's cross-check would start and stop its own tracker inside
-    # every one and bill that to the batch. The cross-check belongs to whole runs.
-    energy_cfg = OmegaConf.merge(cfg.energy, {"cross_check_codecarbon": False})
-    with EnergySession(energy_cfg, cfg.hardware, lambda line: warn(console, line)) as energy:
-        @contextmanager
-        def energy_window():
-            holder = SimpleNamespace(active_j=float("nan"))
-            with energy.window("profile") as window:
-                yield holder
-            m = window.measurement
-            holder.active_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
-
+    with profiling_session(cfg, console) as energy:
         tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name,
                 "fingerprint": machine.key}
         with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
-            log(client, run_id, params={"profiling.repeats": p.repeats, "profiling.retries": p.retries,
-                                        "profiling.tolerance": p.tolerance, "profiling.min_repeats": p.min_repeats,
-                                        "profiling.timed_batch_sizes": p.timed_batch_sizes,
-                                        "profiling.batch_fit": p.batch_fit, "profiles_timed": len(plan.timed),
+            log(client, run_id, params={**profiling_params(p), "profiles_timed": len(plan.timed),
                                         "profiles_fitted": len(plan.fitted), "profiles_cached": plan.cached},
                 metrics={"plan_estimate_s": clock.left_s()})
             began = time.perf_counter()
-            table = timed_with_progress(cfg, console, space, workload, build, energy_window, energy.source_tag,
-                                        cached, reduction, clock, machine.key)
+            table = timed_with_progress(cfg, console, space, workload, build, energy_window_of(energy),
+                                        energy.source_tag, cached, reduction, clock, machine.key)
             table.save(path)
             client.log_text(run_id, table.to_csv(), "profiles.csv")
             flagged = table.flagged()
@@ -131,6 +107,48 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     warn_flagged(table, console)
     export(table, p, console)
     return table
+
+
+def profiling_inputs(cfg: DictConfig, console: Console, space: SearchSpace):
+    """(this machine, its cache file, the cached table or None, the workload): the profiles of another machine
+    imported first (`profiling.import_from`), the cache checked against the dataset's items per request."""
+    p = cfg.profiling
+    if skipped_line(space):
+        console.print(f"[dim]{escape(skipped_line(space))}[/]")
+    machine = this_machine()
+    path = cache_path(p.cache_dir, cfg.hardware.name, machine)
+    if p.import_from:
+        added = import_profiles(str(p.import_from), machine, path, cfg.hardware.name)
+        console.print(f"profiles: {added} imported from {escape(without_password(str(p.import_from)))} into {path}")
+    cached = None if p.refresh else read_cache(path, machine, lambda line: warn(console, line))
+    workload = pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset))
+    check_items(cached, workload, path, cfg.dataset.name)
+    return machine, path, cached, workload
+
+
+def profiling_session(cfg: DictConfig, console: Console) -> EnergySession:
+    """The energy session profiles are measured in. A window per batch, tens of ms each: CodeCarbon's cross-check
+    would start and stop its own tracker inside every one and bill that to the batch; it belongs to whole runs."""
+    energy_cfg = OmegaConf.merge(cfg.energy, {"cross_check_codecarbon": False})
+    return EnergySession(energy_cfg, cfg.hardware, lambda line: warn(console, line))
+
+
+def energy_window_of(energy: EnergySession):
+    """`profile_space`'s energy window: the idle-subtracted joules of one batch, as `active_j` once it exits."""
+    @contextmanager
+    def energy_window():
+        holder = SimpleNamespace(active_j=float("nan"))
+        with energy.window("profile") as window:
+            yield holder
+        m = window.measurement
+        holder.active_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
+
+    return energy_window
+
+
+def profiling_params(p: DictConfig) -> dict:
+    return {f"profiling.{key}": p[key] for key in ("repeats", "retries", "tolerance", "min_repeats",
+                                                    "timed_batch_sizes", "batch_fit", "lazy")}
 
 
 def plan_within(cfg: DictConfig, console: Console, space: SearchSpace, cached, reduction: Reduction, build,

@@ -164,8 +164,19 @@ class SearchSpace:
         return result
 
     def profile_grid(self) -> dict[str, dict[str, tuple]]:
-        """What profiles are measured over: per stage variants, batch sizes, threads and numerics (not replicas)."""
-        return {s: {k: o[k] for k in ("variants", "batch_size", "threads", NUMERICS)} for s, o in self.stages.items()}
+        """What profiles are measured over: per stage variants, batch sizes, threads and numerics (not replicas);
+        within `max_cores`, only the thread counts some configuration that fits can use (`usable_threads`)."""
+        return {s: {"variants": o["variants"], "batch_size": o["batch_size"], "threads": self.usable_threads(s),
+                    NUMERICS: o[NUMERICS]} for s, o in self.stages.items()}
+
+    def usable_threads(self, stage: str) -> tuple:
+        """The stage's thread counts that fit `max_cores` beside the least the other stages take: on 2 cores a
+        two-stage pipeline never runs a stage on 2 threads, so its profiles would never be read."""
+        options = self.stages[stage]
+        if self.max_cores is None:
+            return options["threads"]
+        others = sum(min(o["threads"]) * min(o["replicas"]) for s, o in self.stages.items() if s != stage)
+        return tuple(t for t in options["threads"] if t * min(options["replicas"]) + others <= self.max_cores)
 
     def stage_choices(self, stage: str):
         o = self.stages[stage]

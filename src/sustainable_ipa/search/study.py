@@ -123,8 +123,9 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
     tags = {"study_name": study.study_name, "evaluator": evaluator.name, "sampler": cfg.search.sampler,
             **evaluator.study_tags()}
     with ParentRun.opened(study, client, experiment_id, tags) as parent:
+        space_size = len(space.all_choices())
         log(client, parent.run_id, params={"search.objectives": ",".join(o.name for o in objectives),
-                                           "search.space_size": len(space.all_choices())})
+                                           "search.space_size": space_size})
 
         def objective(trial: optuna.Trial):
             choice = suggest(trial, space)
@@ -135,9 +136,9 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                 return answer_from(trial, first)
             if first is not None:
                 trial.set_user_attr(REPETITION_OF, first.number)
+            tags = {"study_name": study.study_name, **({REPETITION_OF: str(first.number)} if first else {})}
             with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
-                             tags={"study_name": study.study_name,
-                      **({REPETITION_OF: str(first.number)} if first else {})}) as run_id:
+                             tags=tags) as run_id:
                 trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
                 trial.set_user_attr("machine", this_machine().key)  # where it ran (a composed trial: see the profiles')
                 metrics = evaluator.evaluate(choice, run_id)
@@ -158,7 +159,6 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
 
         # Waiting for the last slots polls the storage at most every heartbeat_s / 4 (staleness takes 2 ×
         # heartbeat_s): a hundred workers waiting for a study's last trials must not flood the database or proxy.
-        space_size = len(space.all_choices())
         slots = TrialSlots(study, int(cfg.search.n_trials), max_poll_s=max(1.0, cfg.search.heartbeat_s / 4),
                            say=lambda line: console.print(f"[dim]{line}[/]"), space_size=space_size)
         if space_size < int(cfg.search.n_trials):
