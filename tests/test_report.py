@@ -309,3 +309,11 @@ def test_a_correlation_over_four_configurations_says_too_few_instead_of_nan():
     c = correlation(summary, "x")
     assert c.text() == "Pearson r=0.80 [-0.7 … 1], Spearman ρ=0.80 [too few (n = 4)]"
     assert "nan" not in c.text()
+
+
+def test_a_pipeline_type_with_one_trial_says_too_few_instead_of_nan():
+    from sustainable_ipa.report.analysis import energy_by, type_answer
+
+    answer = type_answer(energy_by(pipeline_trials({("nlp", "text"): [1.0], ("video", "frame"): [5.0, 5.5]}), "type"))
+    assert "text 1 J [too few (n = 1)]" in answer and "nan" not in answer
+    assert "cannot tell: too few trials for an interval" in answer

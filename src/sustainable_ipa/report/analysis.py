@@ -287,8 +287,12 @@ def type_answer(by_type: pd.DataFrame) -> str:
     """The proposal's hypothesis on one hardware, `by_type` its rows of `energy_by(trials, "type")`: text
     pipelines need less energy per request than video ones, told only by disjoint intervals."""
     rows = {r["type"]: r for r in by_type.to_dict("records")}
-    ordered = " < ".join(f"{t} {r[ENERGY]:.3g} J [{r[f'{ENERGY}_ci95_low']:.3g}, {r[f'{ENERGY}_ci95_high']:.3g}]"
-                         for t, r in sorted(rows.items(), key=lambda item: item[1][ENERGY]))
+
+    def shown(name: str, row: dict) -> str:
+        interval = interval_text(row[f"{ENERGY}_ci95_low"], row[f"{ENERGY}_ci95_high"], row["trials"], 3)
+        return f"{name} {row[ENERGY]:.3g} J [{interval}]"
+
+    ordered = " < ".join(shown(t, r) for t, r in sorted(rows.items(), key=lambda item: item[1][ENERGY]))
     if "text" not in rows or "video" not in rows:
         return f"{ordered}; the hypothesis compares text with video, and these runs lack one of them"
     text, video = rows["text"], rows["video"]
