@@ -13,6 +13,7 @@ from rich.console import Console
 
 from sustainable_ipa.search.configurations import (ANSWERED_FROM, REPETITION_OF, REPETITIONS, configurations_pareto,
                                                    first_evaluation, is_new_configuration)
+from sustainable_ipa.search.plots import plotted_points
 from sustainable_ipa.search.slots import TrialSlots
 from sustainable_ipa.search.objectives import resolve_objectives
 from sustainable_ipa.search.study import TRIAL_RUN_ATTR, answer_from, open_study, run_study
@@ -78,6 +79,9 @@ def test_a_configuration_proposed_again_is_answered_from_the_study_and_never_eva
     numbers = [t.number for t in outcome.pareto]
     assert len(numbers) == len({tuple(sorted(t.params.items())) for t in outcome.pareto})  # each once
     assert set(numbers) <= set(by_number)
+    values, best, _, plotted = plotted_points(outcome.study)  # the plots: one point per configuration, as the tables
+    assert len(values) == 16 and sorted(plotted) == sorted(by_number)
+    assert sorted(n for n, b in zip(plotted, best) if b) == sorted(numbers)
 
 
 def test_a_configuration_a_measuring_evaluator_is_given_again_is_a_repetition_and_the_tables_show_the_mean(

@@ -58,9 +58,9 @@ def measurements(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
     return {trials[0].number: trials for trials in groups.values()}
 
 
-def configurations_pareto(study: optuna.Study) -> list[FrozenTrial]:
-    """The Pareto set over configurations that meet every constraint (on the mean of their repetitions), each once:
-    its first trial carrying the mean values and constraints of its repetitions and their count (`REPETITIONS`)."""
+def configuration_means(study: optuna.Study) -> list[FrozenTrial]:
+    """Each configuration evaluated, once: its first trial carrying the mean values and constraints of its
+    repetitions and their count (`REPETITIONS`)."""
     means = []
     for first, trials in measurements(study).items():
         mean = optuna.trial.create_trial(
@@ -70,6 +70,13 @@ def configurations_pareto(study: optuna.Study) -> list[FrozenTrial]:
             user_attrs={**trials[0].user_attrs, REPETITIONS: len(trials), FIRST: first})
         mean.number = first
         means.append(mean)
+    return means
+
+
+def configurations_pareto(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto set over configurations that meet every constraint (on the mean of their repetitions), each once
+    (`configuration_means`)."""
+    means = configuration_means(study)
     # Optuna's own feasibility and non-domination, on an in-memory study of the means
     front = optuna.create_study(directions=study.directions)
     for mean in means:
