@@ -141,6 +141,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
         with tempfile.TemporaryDirectory() as folder:
             client.log_artifact(run_id, str(timeline(runs, Path(folder) / "timeline.png")))
     console.print(comparison_table(table, job))
+    print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, run_id)  # its own run
     return table
 
 
