@@ -1,4 +1,4 @@
-"""optuna-dashboard, started as the README says, serves the trials of a study the search wrote (SQLite, and
+"""optuna-dashboard, started as docs/search.md says, serves the trials of a study the search wrote (SQLite, and
 PostgreSQL where a server can be started), through its HTTP API."""
 
 from __future__ import annotations
