@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 from scipy.optimize import nnls
+
+from sustainable_ipa.metrics.stats import mean_interval
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,10 @@ def batch_sizes_to_time(batch_sizes: list[int], how_many: int) -> list[int]:
     return sorted(chosen)
 
 
-def mean_known(samples: list[float], relative_tolerance: float, min_samples: int, confidence: float = 0.95) -> bool:
+def mean_known(samples: list[float], relative_tolerance: float, min_samples: int) -> bool:
     """Sequential stopping: whether `samples` (batch latencies, in the order timed) pin their mean down to within
-    ±`relative_tolerance` of it at `confidence` (Student's t interval), once there are `min_samples` of them."""
-    n = len(samples)
-    if n < max(min_samples, 2):
+    ±`relative_tolerance` of it (the 95 % interval of `metrics/stats.py`), once there are `min_samples` of them."""
+    if len(samples) < min_samples:
         return False
-    mean = float(np.mean(samples))
-    half_width = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * stats.sem(samples))
-    return half_width <= relative_tolerance * mean
+    interval = mean_interval(samples)
+    return interval.known and (interval.high - interval.low) / 2 <= relative_tolerance * interval.mean

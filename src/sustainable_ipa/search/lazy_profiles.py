@@ -22,11 +22,11 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.profiler import plan_profiles, profile_space
 from sustainable_ipa.search.profiles import ProfileTable
 from sustainable_ipa.search.profiling_job import (build_stage_model, energy_window_of, export, profiling_inputs,
-                                                  profiling_params, profiling_session, quality_limits, reduction_of,
-                                                  warn_flagged)
+                                                  profiling_params, profiling_session, profiling_tags, quality_limits,
+                                                  reduction_of, warn_flagged)
 from sustainable_ipa.search.profiling_plan import minutes
 from sustainable_ipa.search.space import NUMERICS, PipelineChoice, SearchSpace
-from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
+from sustainable_ipa.tracking.runs import log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
 
@@ -96,8 +96,7 @@ class LazyProfiles:
             experiment_id = open_store(self.cfg.tracking.uri, self.cfg.tracking.experiment,
                                        self.cfg.tracking.artifact_root)
             client = MlflowClient(tracking_uri=self.cfg.tracking.uri)
-            tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": self.cfg.hardware.name,
-                    "fingerprint": self.fingerprint}
+            tags = profiling_tags(self.cfg, energy, self.fingerprint)
             run_id = self.stack.enter_context(tracked_run(client, experiment_id, f"profile-{self.cfg.hardware.name}",
                                                           tags=tags))
             log(client, run_id, params=profiling_params(self.cfg.profiling))

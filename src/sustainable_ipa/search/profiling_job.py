@@ -84,9 +84,8 @@ def profile_job(cfg: DictConfig, console: Console | None = None, space: SearchSp
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     with profiling_session(cfg, console) as energy:
-        tags = {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name,
-                "fingerprint": machine.key}
-        with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}", tags=tags) as run_id:
+        with tracked_run(client, experiment_id, f"profile-{cfg.hardware.name}",
+                         tags=profiling_tags(cfg, energy, machine.key)) as run_id:
             log(client, run_id, params={**profiling_params(p), "profiles_timed": len(plan.timed),
                                         "profiles_fitted": len(plan.fitted), "profiles_cached": plan.cached},
                 metrics={"plan_estimate_s": clock.left_s()})
@@ -144,6 +143,12 @@ def energy_window_of(energy: EnergySession):
         holder.active_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
 
     return energy_window
+
+
+def profiling_tags(cfg: DictConfig, energy: EnergySession, fingerprint: str) -> dict:
+    """The profiling run's tags: what it is, its energy source, the hardware and the machine measured."""
+    return {**common_tags("profiling", "random"), **energy.tags(), "hardware": cfg.hardware.name,
+            "fingerprint": fingerprint}
 
 
 def profiling_params(p: DictConfig) -> dict:
