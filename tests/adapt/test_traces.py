@@ -11,6 +11,7 @@ import pytest
 
 from sustainable_ipa.adapt.traces import (CARBON_COLUMNS, LOAD_COLUMNS, Trace, aggregate, open_trace, read_counts,
                                           read_trace, replay_window, served_requests)
+from sustainable_ipa.adapt.optimizer import Weights
 from sustainable_ipa.errors import UserError
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]  # Lord Howe: a half-hour DST shift
@@ -162,3 +163,40 @@ def test_a_per_second_trace_and_its_interval_means_plan_the_same():
     coarse = Trace("m", np.arange(0.0, 3600, 900), seconds.reshape(4, 900).mean(axis=1))
     assert [aggregate(fine, t, 900)[0] for t in range(0, 3600, 900)] == \
         pytest.approx([aggregate(coarse, t, 900)[0] for t in range(0, 3600, 900)])
+
+
+def test_ipas_raw_counts_meet_a_dated_grid_export_at_a_moment_on_a_dst_day(make_cfg, tmp_path):
+    """IPA's Twitter counts (no dates) replayed against a grid export in Berlin's wall-clock time over the spring DST
+    change: the carbon trace is read from the moment adapt.start names, the load from its first row."""
+    from sustainable_ipa.adapt.adapt_job import replay_traces
+    from sustainable_ipa.adapt.simulate import Policy, simulate
+    from test_optimizer import REFERENCE, random_instance
+
+    grid = tmp_path / "grid.csv"  # 2025-03-30: 02:00 does not exist in Berlin (01:00 UTC is 03:00 CEST)
+    grid.write_text("Datetime,Carbon intensity gCO₂eq/kWh (direct)\n" + "".join(
+        f"2025-03-30 {h:02d}:00:00,{100 + h}\n" for h in range(9) if h != 2))
+    twitter = "data/traces/twitter_ipa_6h.txt"
+    cfg = make_cfg(f"adapt.load={twitter}", f"adapt.carbon={grid}", "adapt.trace_tz=Europe/Berlin",
+                   "adapt.start=2025-03-30T01:30", "adapt.duration_s=10800", "adapt.step_s=1800",
+                   "adapt.load_scale=0.125")
+    replay = replay_traces(cfg)
+    counts = np.loadtxt(twitter).ravel()
+    assert replay.load.at(0) == counts[0] * 0.125 and replay.load.at(10799) == counts[10799] * 0.125
+    assert replay.carbon_window.start_utc == "2025-03-30T00:30:00Z"  # 01:30 CET
+    # half an hour later the clock has jumped: 03:00 CEST, never a 02:00 row
+    assert [replay.carbon.at(t) for t in (0, 1799, 1800, 5399, 5400)] == [101, 101, 103, 103, 104]
+    profiles, space = random_instance(0)
+    intervals = simulate(Policy("ipa", Weights()), profiles, space, REFERENCE, replay.load, replay.carbon, 2.0, 16,
+                         1800, span_s=replay.span_s)
+    assert [i.carbon_intensity_g_per_kwh for i in intervals] == [101, 103, 103, 104, 104, 105]  # half-hours
+    assert intervals[0].load_rps == pytest.approx(counts[:1800].mean() * 0.125)
+
+
+def test_a_time_to_start_at_needs_a_trace_with_dates(make_cfg, tmp_path):
+    from sustainable_ipa.adapt.adapt_job import replay_traces
+
+    cfg = make_cfg("adapt.load=data/traces/twitter_ipa_6h.txt", "adapt.carbon=flat", "adapt.start=2025-03-30T01:30",
+                   "adapt.duration_s=3600")
+    with pytest.raises(UserError, match="adapt.start=2025-03-30T01:30 is a time but neither load trace "
+                                        "data/traces/twitter_ipa_6h.txt nor carbon trace flat-carbon has dates"):
+        replay_traces(cfg)

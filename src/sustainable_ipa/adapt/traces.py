@@ -299,17 +299,19 @@ def replay_window(load: Trace, carbon: Trace, start: float | str | None, tz: str
 
     `start` (`adapt.start`): None, the load trace's first row; a number, seconds after it; an ISO time (naive in
     `tz`), that moment in a trace with dates. The carbon trace is read at the same moments when both traces have
-    dates, else aligned on its first row like the load (seconds after it). Generated traces are made for the span
-    and start at its start."""
+    dates; a load without dates (IPA's raw counts) meets a dated carbon trace at the time `start` names, from the
+    load's first row; otherwise the carbon trace is aligned on its first row like the load (seconds after it).
+    Generated traces are made for the span and start at its start."""
     load_offset = 0.0
     if load.path is not None and start is not None:
-        if isinstance(start, str) and not _is_number(start):
-            if load.origin_utc_s is None:
-                raise UserError(f"adapt.start={start} is a time but load trace {load.path} has no dates (IPA's raw "
-                                "counts, or seconds)", "give adapt.start in seconds from the trace's first row")
-            load_offset = utc_seconds(start, tz) - load.origin_utc_s
-        else:
+        if not (isinstance(start, str) and not _is_number(start)):
             load_offset = float(start)
+        elif load.origin_utc_s is not None:
+            load_offset = utc_seconds(start, tz) - load.origin_utc_s
+        elif carbon.path is None or carbon.origin_utc_s is None:
+            raise UserError(f"adapt.start={start} is a time but neither load trace {load.path} nor carbon trace "
+                            f"{carbon.path or carbon.name} has dates", "give adapt.start in seconds from the "
+                            "trace's first row, or a carbon trace with dates to read from that moment")
     carbon_offset = 0.0
     if carbon.path is not None:
         if carbon.origin_utc_s is not None and load.origin_utc_s is not None:
