@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -20,6 +21,7 @@ from sustainable_ipa.tracking.links import tag_for_the_ui
 
 CREATION_ATTEMPTS = 6  # retries after 1, 2, 4, 8, 16 s
 RACE_SIGNS = ("already exist", "alembic", "migration")  # another process made the schema or experiment meanwhile
+HALF_MADE = re.compile(r"table \w+ already exists")  # SQLite's words for a table made before
 FIX = "pass tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db (or an http(s):// tracking server)"
 
 
@@ -83,6 +85,62 @@ def _experiment(uri: str, experiment: str, artifact_root: str | None):
     return client, client.create_experiment(experiment, artifact_location=location)
 
 
+def _reason(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+def _checked_sqlite_path(db: Path) -> Path:
+    """The database file's absolute path, its folder made; a folder in its place or no write access is one line."""
+    db = db.resolve()  # a relative path (MLflow's own default, sqlite:///mlflow.db) is relative to the cwd
+    if db.is_dir():
+        raise UserError(f"tracking store {db} is a folder, not a database file", FIX)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create tracking folder {db.parent} ({err.strerror})", FIX) from None
+    if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise UserError(f"tracking store {db} is not writable", FIX)
+    return db
+
+
+def _create_whole(db: Path) -> None:
+    """A new SQLite store gets MLflow's schema in a temporary file beside it, then moves into place: MLflow migrates a
+    new database in place over seconds, and an interruption meanwhile (Ctrl-C, a kill, power loss) would leave a
+    half-made schema that every later command refuses. An empty file is no store (the opener's lock makes one)."""
+    if db.exists() and db.stat().st_size > 0:
+        return
+    from mlflow.tracking import MlflowClient
+
+    temporary = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{temporary}").search_experiments(max_results=1)
+        os.replace(temporary, db)  # atomic: the store is whole or absent
+    finally:
+        for leftover in (temporary, temporary.with_name(temporary.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _experiment_with_retries(uri: str, experiment: str, artifact_root: str | None, db: Path | None):
+    """`_experiment`, retried while another process makes the store's tables or the experiment. A SQLite store
+    failing twice alike on one of its tables is half-made, not being made: one line says what to do."""
+    previous = None
+    for attempt in range(CREATION_ATTEMPTS):
+        try:
+            return _experiment(uri, experiment, artifact_root)
+        except Exception as err:
+            # Jobs started together (a submitit sweep, search workers on several machines) on a new database
+            # race to create its tables and the experiment: the loser finds them made a little later.
+            reason = _reason(err)
+            if db is not None and HALF_MADE.search(reason) and reason == previous:
+                raise UserError(f"tracking store {db} is half-made: its schema set-up was interrupted ({reason})",
+                                f"move it aside (mv {db} {db}.half-made) and run again: a new store is made "
+                                "there") from None
+            if attempt + 1 == CREATION_ATTEMPTS or not any(sign in str(err).lower() for sign in RACE_SIGNS):
+                raise
+            previous = reason
+            time.sleep(2 ** attempt)
+
+
 def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
     """Point MLflow at `uri`, create the experiment if needed (artifacts under `artifact_root`), return its id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -105,33 +163,17 @@ def open_store(uri: str, experiment: str, artifact_root: str | None) -> str:
         check_db_connects(uri, "tracking.uri")  # one attempt: MLflow's own retries take 100 s
     db = _sqlite_path(uri)
     if db is not None:
-        db = db.resolve()  # a relative path (MLflow's own default, sqlite:///mlflow.db) is relative to the cwd
-        if db.is_dir():
-            raise UserError(f"tracking store {db} is a folder, not a database file", FIX)
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"cannot create tracking folder {db.parent} ({err.strerror})", FIX) from None
-        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise UserError(f"tracking store {db} is not writable", FIX)
+        db = _checked_sqlite_path(db)
     try:
         with _one_opener_at_a_time(db):
-            for attempt in range(CREATION_ATTEMPTS):
-                try:
-                    client, experiment_id = _experiment(uri, experiment, None if server else artifact_root)
-                    break
-                except Exception as err:
-                    # Jobs started together (a submitit sweep, search workers on several machines) on a new database
-                    # race to create its tables and the experiment: the loser finds them made a little later.
-                    if attempt + 1 == CREATION_ATTEMPTS or not any(sign in str(err).lower() for sign in RACE_SIGNS):
-                        raise
-                    time.sleep(2 ** attempt)
+            if db is not None:
+                _create_whole(db)
+            client, experiment_id = _experiment_with_retries(uri, experiment, None if server else artifact_root, db)
         tag_for_the_ui(client, experiment_id)
     except UserError:
         raise
     except Exception as err:  # MLflow raises several types (REST, SQLAlchemy, OSError) for an unusable store
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot open tracking store {without_password(uri)} ({reason})", FIX) from None
+        raise UserError(f"cannot open tracking store {without_password(uri)} ({_reason(err)})", FIX) from None
     for pid, run_ids in end_stale_runs(client, experiment_id).items():
         print(f"warning: ended {len(run_ids)} MLflow run(s) KILLED that process {pid} of this host left RUNNING and "
               f"no longer runs: {', '.join(run_ids)}", file=sys.stderr)
