@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.search.profiler import cache_path
@@ -99,3 +100,75 @@ def test_a_change_of_batch_sizes_alone_is_switched_in_place():
     assert only_batch_sizes(choice(1), choice(4))
     assert not only_batch_sizes(choice(1), choice(1, "resnet34"))  # another model: new workers
     assert not only_batch_sizes(choice(1), choice(4, replicas=2))  # another replica count: new workers
+
+
+def fake_int8_profiles(folder, hardware: str = "cpu") -> None:
+    """The classifier's only numerics int8 on OpenVINO (the default space's runtime besides torch)."""
+    def profile(stage, variant, batch, latency_s, energy_j, precision="fp32", runtime="torch"):
+        samples = tuple(latency_s * (1 + 0.02 * np.sin(i)) for i in range(20))
+        return StageProfile(stage, variant, batch, 1, samples, energy_j, "estimate", precision=precision,
+                            runtime=runtime)
+
+    rows = [profile("detector", "yolov5n", 1, 0.03, 0.3),
+            profile("classifier", "resnet18", 1, 0.03, 0.1, "int8", "openvino")]
+    machine = this_machine()
+    ProfileTable(rows, hardware, {"detector": (1,), "classifier": (5, 4)}, machine.key).save(
+        cache_path(folder, hardware, machine))
+
+
+@pytest.mark.slow
+def test_the_live_loop_serves_an_openvino_int8_option_and_counts_what_it_serves_over_budget(make_cfg, client,
+                                                                                            tmp_path):
+    """The default space's precisions and runtimes live: a stage on OpenVINO is built (exported, int8 calibrated on
+    the stage's inputs) before serving and serves every request. A power budget nothing fits is held live as
+    simulated: every interval served by the least power, counted and said."""
+    from sustainable_ipa.adapt.live import live_job
+
+    trace = tmp_path / "load.csv"
+    trace.write_text("t_s,requests_per_s\n0,1\n900,1\n")
+    fake_int8_profiles(tmp_path / "profiles")
+    int8 = [o for o in SPACE if not o.startswith(("search.space.classifier.", "search.space.detector.batch"))]
+    cfg = make_cfg(*int8, "search.space.classifier.variants=[resnet18]", "search.space.classifier.batch_size=[1]",
+                   "search.space.classifier.threads=[1]", "search.space.classifier.precision=[int8]",
+                   "search.space.classifier.runtime=[openvino]", "search.space.detector.batch_size=[1]",
+                   f"export_dir={tmp_path}/exports", f"profiling.cache_dir={tmp_path}/profiles",
+                   f"adapt.load={trace}", "adapt.mode=live", "adapt.speedup=600", "adapt.step_s=900",
+                   "adapt.duration_s=1800", "adapt.live_policies=[ipa]", "adapt.power_budget_w=1e-9")
+    console = Console(record=True, width=400)
+    table = live_job(cfg, console)
+    intervals = table.attrs["intervals"]
+    assert intervals["configuration"].str.endswith("classifier resnet18 b1 t1x1 int8/openvino").all()
+    assert table.loc["ipa", "requests"] > 0 and table.loc["ipa", "requests_lost"] == 0
+    assert (intervals["latency_p99_s"].dropna() > 0).all()
+    assert table.loc["ipa", "intervals_nothing_within_budget"] == table.loc["ipa", "sim_intervals_over_budget"] == 2
+    assert table.loc["ipa", "intervals_over_budget"] == 2  # measured active power above 1 nW
+    assert "live: over budget: adapt.power_budget_w=1e-09 exceeded in ipa 2 of 2 (nothing fitted it in 2)" in \
+        console.export_text()
+
+
+def test_the_observed_load_is_the_mean_or_the_busiest_quarter():
+    from sustainable_ipa.adapt.live import observed_rps
+
+    arrivals = [10.1, 10.2, 10.3, 11.2, 11.6]  # an interval [10, 11.6): quarters of 0.4 s hold 3, 0, 1, 1
+    assert observed_rps(arrivals, 10.0, 1.6, "mean") == pytest.approx(5 / 1.6)
+    assert observed_rps(arrivals, 10.0, 1.6, "peak") == pytest.approx(3 / 0.4)
+    assert observed_rps([], 10.0, 1.6, "peak") == 0.0
+
+
+@pytest.mark.slow
+def test_the_live_loop_plans_for_the_peak_when_asked(make_cfg, client, tmp_path):
+    from sustainable_ipa.adapt.live import live_job
+
+    trace = tmp_path / "load.csv"
+    fives = "".join(f"{t},5\n" for t in range(900, 2700, 450))
+    trace.write_text("t_s,requests_per_s\n0,0.3\n450,2\n" + fives)  # the first interval: mean 1.15, peak 2
+    fake_profiles(tmp_path / "profiles")
+    cfg = make_cfg(*SPACE, f"profiling.cache_dir={tmp_path}/profiles", f"adapt.load={trace}", "adapt.mode=live",
+                   "adapt.speedup=600", "adapt.step_s=900", "adapt.duration_s=2700", "adapt.live_policies=[ipa]",
+                   "adapt.plan_for=peak", "adapt.predictor=last")
+    intervals = live_job(cfg).attrs["intervals"]
+    assert intervals["predicted_rps"].iloc[0] == 2.0  # the first from the trace: its peak, not its mean (1.15)
+    # then the last interval's busiest quarter of arrivals, above their mean
+    assert list(intervals["predicted_rps"].iloc[1:]) == list(intervals["observed_peak_rps"].iloc[:-1])
+    assert (intervals["observed_peak_rps"] >= intervals["observed_rps"]).all()
+    assert (intervals["predicted_rps"].iloc[1:] > intervals["observed_rps"].iloc[:-1].to_numpy()).any()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -285,3 +286,74 @@ def test_a_power_budget_holds_when_only_the_end_to_end_model_accepts_the_pick():
     decision = decide({"detector": [detector], "classifier": [fast, slow]}, 2.0, 16, Weights(), power_budget_w=5.0,
                       pipeline_p99_s=lambda choice: {1: 1.4, 2: 1.8}[choice["classifier"].batch_size])
     assert decision.options[1] is slow and decision.power_w <= 5.0 and decision.meets_sla
+
+
+def least_power_meeting_sla(options, sla_s, max_cores):
+    return min(sum(o.power_w for o in combo) for combo in itertools.product(*options.values())
+               if sum(o.latency_s for o in combo) <= sla_s and sum(o.cores for o in combo) <= max_cores)
+
+
+@pytest.mark.parametrize("budget", [{"power_budget_w": 1e-9}, {"carbon_budget_g_per_h": 1e-9}])
+def test_a_budget_nothing_fits_is_marked_and_served_by_the_least_power(budget):
+    profiles, space = random_instance(2)
+    options = stage_options(profiles, space, 6.0, REFERENCE)
+    w = Weights(alpha=50.0, beta=0.5)
+    decision = decide(options, 3.0, 16, w, intensity_g_per_kwh=300.0, **budget)
+    assert decision.nothing_within_budget and decision.flagged and decision.meets_sla
+    assert decision.power_w == pytest.approx(least_power_meeting_sla(options, 3.0, 16))
+    assert decision.objective == pytest.approx(score(decision.options, w, 300.0))  # the policy's own score
+    assert not decide(options, 3.0, 16, w, intensity_g_per_kwh=300.0).nothing_within_budget
+
+
+def test_a_loose_budget_changes_nothing():
+    profiles, space = random_instance(2)
+    options = stage_options(profiles, space, 6.0, REFERENCE)
+    for w in (Weights(alpha=50.0, beta=0.5), Weights(alpha=50.0, beta=0.5, delta=0.01, objective="carbon")):
+        free = decide(options, 3.0, 16, w, intensity_g_per_kwh=300.0)
+        loose = decide(options, 3.0, 16, w, intensity_g_per_kwh=300.0, power_budget_w=1e9,
+                       carbon_budget_g_per_h=1e9)
+        assert loose == free and not loose.nothing_within_budget
+
+
+def test_the_simulator_holds_every_policy_to_its_budget_and_counts_what_nothing_fits():
+    profiles, space = random_instance(3)
+    load = generate_load("diurnal", 3600 * 3, 900, 8.0)
+    carbon = Trace("flat", np.array([0.0]), np.array([300.0]))
+    w = Weights(alpha=50.0, beta=0.2)
+    free = simulate(Policy("ipa", w), profiles, space, REFERENCE, load, carbon, 2.0, 16, 900)
+    # a budget between the least and the most power the free policy used binds in some intervals, not others
+    powers = sorted(i.power_w for i in free)
+    budget_w = (powers[0] + powers[-1]) / 2
+    capped = simulate(Policy("ipa", w, power_budget_w=budget_w), profiles, space, REFERENCE, load, carbon, 2.0, 16,
+                      900)
+    assert [i.stages for i in capped] != [i.stages for i in free]
+    assert any(not i.over_budget for i in capped)
+    for i in capped:  # served within it, or flagged and counted (the load rose above the forecast)
+        assert (i.power_w <= budget_w and not i.over_budget) or (i.over_budget and i.flagged)
+    assert totals(capped)["intervals_over_budget"] == sum(i.power_w > budget_w for i in capped)
+    impossible = simulate(Policy("ipa", w, power_budget_w=1e-9), profiles, space, REFERENCE, load, carbon, 2.0, 16,
+                          900)
+    assert all(i.nothing_within_budget and i.over_budget and i.flagged and i.energy_j > 0
+               for i in impossible)  # served by the least power, and said so
+    assert totals(impossible)["intervals_over_budget"] == len(impossible) == 12
+    assert totals(impossible)["intervals_nothing_within_budget"] == 12
+    assert totals(free)["intervals_over_budget"] == 0
+    loose = simulate(Policy("ipa", w, power_budget_w=1e9, carbon_budget_g_per_h=1e9), profiles, space, REFERENCE,
+                     load, carbon, 2.0, 16, 900)
+    assert [replace(i, decision_ms=0, forecast_ms=0) for i in loose] == \
+        [replace(i, decision_ms=0, forecast_ms=0) for i in free]
+
+
+def test_the_budgets_of_the_config_reach_every_policy(make_cfg):
+    import pandas as pd
+
+    from sustainable_ipa.adapt.adapt_job import over_budget_line, policies
+
+    a = make_cfg("adapt.power_budget_w=1e-9", "adapt.carbon_budget_g_per_h=2.5").adapt
+    assert {(p.power_budget_w, p.carbon_budget_g_per_h) for p in policies(a)} == {(1e-9, 2.5)}
+    table = pd.DataFrame({"intervals_over_budget": [3.0, 0.0, 1.0], "intervals_nothing_within_budget": [2.0, 0.0, 0.0]},
+                         index=["ipa", "energy", "carbon"])
+    line = over_budget_line(a, table, 12)
+    assert line.startswith("over budget: adapt.power_budget_w=1e-09 and adapt.carbon_budget_g_per_h=2.5 exceeded in "
+                           "ipa 3 of 12 (nothing fitted it in 2), carbon 1 of 12 (nothing fitted it in 0) intervals")
+    assert over_budget_line(a, table.iloc[[1]], 12) is None

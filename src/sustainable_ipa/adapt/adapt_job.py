@@ -29,10 +29,27 @@ from sustainable_ipa.tracking.store import open_store
 
 
 def policies(a: DictConfig) -> list[Policy]:
+    """IPA's objective, energy-aware and carbon-aware, each held to the same budgets (`adapt.power_budget_w`,
+    `adapt.carbon_budget_g_per_h`)."""
     common = dict(alpha=a.alpha, beta=a.beta, accuracy=a.accuracy)
-    return [Policy("ipa", Weights(delta=0.0, **common)),
-            Policy("energy", Weights(delta=a.delta_energy, objective="power", **common)),
-            Policy("carbon", Weights(delta=a.delta_carbon, objective="carbon", **common))]
+    budgets = dict(power_budget_w=a.power_budget_w, carbon_budget_g_per_h=a.carbon_budget_g_per_h)
+    return [Policy("ipa", Weights(delta=0.0, **common), **budgets),
+            Policy("energy", Weights(delta=a.delta_energy, objective="power", **common), **budgets),
+            Policy("carbon", Weights(delta=a.delta_carbon, objective="carbon", **common), **budgets)]
+
+
+def over_budget_line(a: DictConfig, table: pd.DataFrame, intervals: int) -> str | None:
+    """One line when some policy served intervals over the budget (`table`: per policy, `intervals_over_budget` and
+    `intervals_nothing_within_budget`), else None."""
+    over = table[table["intervals_over_budget"] > 0]
+    if over.empty:
+        return None
+    budgets = " and ".join(f"adapt.{k}={a[k]:g}" for k in ("power_budget_w", "carbon_budget_g_per_h")
+                           if a[k] is not None)
+    shown = ", ".join(f"{name} {row.intervals_over_budget:.0f} of {intervals} (nothing fitted it in "
+                      f"{row.intervals_nothing_within_budget:.0f})" for name, row in over.iterrows())
+    return (f"over budget: {budgets} exceeded in {shown} intervals: where nothing fits it the least power that meets "
+            "the SLA is served, elsewhere the load rose above the forecast (metrics <policy>_intervals_over_budget)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,9 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     heaviest = max(runs["ipa"], key=lambda i: i.power_w)
     job = deferrable_job(carbon, float(a.job.duration_s), float(a.job.window_s), heaviest.power_w, float(a.step_s))
     table = pd.DataFrame(results).T
+    over = over_budget_line(a, table, len(runs["ipa"]))
+    if over:
+        console.print(over)
     base = table.loc["ipa"]
     for metric in ("energy_j", "emissions_g"):
         table[f"{metric}_saved_vs_ipa"] = 1 - table[metric] / base[metric] if base[metric] else 0.0

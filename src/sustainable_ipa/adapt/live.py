@@ -3,7 +3,8 @@
 The trace is served live, `adapt.speedup` times faster than its own clock: an interval of `adapt.step_s` trace
 seconds lasts `step_s / speedup` seconds, and its requests arrive as a Poisson process at the interval's rate (in
 requests per real second, so latency and throughput are those of that load; only the interval is shorter). At each
-interval's start the adapter decides from the load it observed (arrivals counted in the interval before) and the
+interval's start the adapter decides from the load it observed (arrivals counted in the interval before: their mean
+rate, or with `adapt.plan_for=peak` the rate in its busiest quarter) and the
 running pipeline switches to the decision without losing a request (`pipeline.serving`): the next configuration is
 started, loaded and warmed while the current one serves, then takes the arrivals and every queued item no replica
 has begun, while the current one finishes the batches it has in flight. A decision that changes batch sizes alone
@@ -33,8 +34,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from sustainable_ipa.adapt.optimizer import decide, pipeline_p99_s, stage_options
-from sustainable_ipa.adapt.simulate import Policy, simulate
+from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, interval_loads, over_budget,
+                                            simulate)
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.energy.session import EnergySession
@@ -75,11 +76,10 @@ def when_nothing_fits(loop: "LiveLoop", policy: Policy, k: int):
     """The simulator's answer when nothing keeps up with the prediction within the cores: plan for the most the space
     serves (`capacity.max_load_rps`)."""
     from sustainable_ipa.adapt.capacity import max_load_rps
-    from sustainable_ipa.adapt.simulate import _at_most
 
     ceiling = max_load_rps(loop.profiles, loop.stage_space, loop.max_cores)
-    return _at_most(loop.profiles, loop.stage_space, loop.reference, ceiling, loop.sla_s, loop.max_cores, policy,
-                    loop.intensity(k))
+    return decide_at_most(policy, loop.profiles, loop.stage_space, loop.reference, ceiling, loop.sla_s,
+                          loop.max_cores, loop.intensity(k))
 
 
 def precompute(loop: "LiveLoop") -> float:
@@ -118,6 +118,18 @@ def same_label(choice: PipelineChoice | None) -> str:
     return "-" if choice is None else simulated_label(
         tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
               for stage, c in choice.stages().items()))
+
+
+PEAK_PARTS = 4  # live, an interval's peak is its busiest quarter: a trace second lasts milliseconds at speedup
+
+
+def observed_rps(arrivals_s: list[float], start_s: float, length_s: float, plan_for: str) -> float:
+    """An interval's observed load as `adapt.plan_for` plans for it: its arrivals ÷ its length (mean), or the rate in
+    the busiest of its PEAK_PARTS equal parts (peak)."""
+    if plan_for == "mean":
+        return len(arrivals_s) / length_s
+    parts = np.clip(((np.asarray(arrivals_s) - start_s) * PEAK_PARTS / length_s).astype(int), 0, PEAK_PARTS - 1)
+    return float(np.bincount(parts, minlength=PEAK_PARTS).max()) * PEAK_PARTS / length_s
 
 
 @dataclass(frozen=True)
@@ -198,9 +210,8 @@ class LiveLoop:
         simulator) and the CPU milliseconds of this thread meanwhile (the wall time less the waits for a core the
         serving pipeline holds)."""
         began, cpu = time.perf_counter(), time.thread_time()
-        decision = decide(stage_options(self.profiles, self.stage_space, predicted_rps, self.reference), self.sla_s,
-                          self.max_cores, policy.weights, self.intensity(k),
-                          pipeline_p99_s=pipeline_p99_s(self.profiles, predicted_rps))
+        decision = decide_for(policy, self.profiles, self.stage_space, self.reference, predicted_rps, self.sla_s,
+                              self.max_cores, self.intensity(k))
         decision_ms, cpu_ms = (time.perf_counter() - began) * 1e3, (time.thread_time() - cpu) * 1e3
         if decision.choice is None:  # as simulated: nothing fits the cores, so plan for the most the space serves
             decision = when_nothing_fits(self, policy, k)
@@ -249,7 +260,8 @@ class LiveLoop:
             with lock:
                 finished[0] += 1
 
-        decision, decision_ms, cpu_ms = self.decide(policy, self.rate_rps(0), 0)  # the first: from the trace
+        first_rps = interval_loads(self.load, self.step_s, self.step_s, self.plan_for)[0]  # from the trace
+        decision, decision_ms, cpu_ms = self.decide(policy, first_rps, 0)
         if decision.choice is None:
             raise UserError(f"no configuration of the space fits in {self.max_cores} cores",
                             "offer smaller threads or replicas in search.space, or give the process more cores")
@@ -298,7 +310,7 @@ class LiveLoop:
                 errors.append(err)
 
         feeder = threading.Thread(target=feed, name="live-feeder", daemon=True)
-        history, decisions = [], [(decision, decision_ms, cpu_ms, self.rate_rps(0))]
+        history, decisions = [], [(decision, decision_ms, cpu_ms, first_rps)]
         switchers: list[threading.Thread] = []
         timeline: list[tuple] = []  # per switch: interval, began, prepared, handover, drained (s), energy (J), how
         errors: list[BaseException] = []
@@ -316,7 +328,8 @@ class LiveLoop:
                     meter.begin_window(f"{policy.name}-{k}")
                     if errors:
                         raise errors[0]
-                    history.append(len(arrived[k - 1]) / dur)
+                    history.append(observed_rps([r.arrival_s for r in arrived[k - 1]], t0 + (k - 1) * dur, dur,
+                                                self.plan_for))
                     predicted = self.predictor.predict(history)
                     decision, decision_ms, cpu_ms = self.decide(policy, predicted, k)
                     decisions.append((decision, decision_ms, cpu_ms, predicted))
@@ -363,8 +376,10 @@ class LiveLoop:
                                    float(np.percentile(during, 99)) if during else float("nan"), how))
         predicted_intervals = simulated(self, policy)
         for k in range(n):
-            rows.append(self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
-                                  any(s.interval == k for s in switches)))
+            row = self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
+                            any(s.interval == k for s in switches))
+            rows.append({**row, "observed_peak_rps": observed_rps([r.arrival_s for r in arrived[k]], t0 + k * dur,
+                                                                  dur, "peak")})
         with lock:
             submitted = sum(len(a) for a in arrived)
             return LiveRun(policy.name, rows, sorted(switches, key=lambda s: s.interval), submitted, finished[0],
@@ -383,7 +398,9 @@ class LiveLoop:
             "observed_rps": len(requests) / self.live_step_s, "predicted_rps": predicted,
             "carbon_intensity_g_per_kwh": intensity, "configuration": label(decision.choice),
             "decision": same_label(decision.choice), "accuracy": decision.accuracy, "sim_accuracy": sim.accuracy,
-            "switched": switched, "decision_ms": decision_ms, "decision_cpu_ms": decision_cpu_ms,
+            "switched": switched, "over_budget": over_budget(policy, live_j / m.duration_s, intensity),
+            "nothing_within_budget": decision.nothing_within_budget, "sim_over_budget": sim.over_budget,
+            "decision_ms": decision_ms, "decision_cpu_ms": decision_cpu_ms,
             "requests": len(requests),
             **served(latencies, self.sla_s),
             "energy_j": live_j, "window_s": m.duration_s,
@@ -427,6 +444,9 @@ def summary(run: LiveRun) -> dict[str, float]:
         "same_decision_share": float((frame["decision"] == frame["sim_decision"]).mean()),
         "requests": float(run.submitted), "requests_lost": float(run.lost), "switches": float(len(run.switches)),
         "switches_deferred": float(run.switches_deferred),
+        "intervals_over_budget": float(frame["over_budget"].sum()),
+        "intervals_nothing_within_budget": float(frame["nothing_within_budget"].sum()),
+        "sim_intervals_over_budget": float(frame["sim_over_budget"].sum()),
         "switches_in_place": float(sum(s.how == IN_PLACE for s in run.switches)),
         "switch_degraded_s_max": max(degraded) if degraded else 0.0,
         "switch_degraded_s_median": float(np.median(degraded)) if degraded else 0.0,
@@ -448,7 +468,8 @@ def served(latencies_s: np.ndarray, sla_s: float) -> dict[str, float]:
 
 INTERVAL_METRICS = ("sla_attainment", "sim_sla_attainment", "energy_j", "sim_energy_j", "energy_j_per_request",
                     "sim_energy_j_per_request", "emissions_g", "sim_emissions_g", "latency_p50_s", "latency_p99_s",
-                    "observed_rps", "load_rps", "decision_ms", "decision_cpu_ms", "switched")
+                    "observed_rps", "observed_peak_rps", "load_rps", "decision_ms", "decision_cpu_ms", "switched",
+                    "over_budget")
 
 
 def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
@@ -465,7 +486,7 @@ def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
 def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None = None) -> pd.DataFrame:
     """Every policy of `adapt.live_policies` served live on the same trace, one MLflow run; returns per policy its
     live and simulated totals (`summary`), and the intervals as `.attrs["intervals"]`."""
-    from sustainable_ipa.adapt.adapt_job import adapt_params, policies, predictor, replay_traces
+    from sustainable_ipa.adapt.adapt_job import adapt_params, over_budget_line, policies, predictor, replay_traces
     from sustainable_ipa.search.profiling_job import profile_job
     from sustainable_ipa.search.space import configured_space
 
@@ -481,8 +502,9 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
     space = configured_space(cfg, int(a.max_cores))  # as profiling left it (profiling.budget_s)
     loop = LiveLoop(cfg, profiles, space.profile_grid(), replay, predictor(cfg), console)
     if a.plan_for == "peak":
-        console.print("live: the loop observes each interval's arrival count, so it plans for the observed mean "
-                      "(adapt.plan_for=peak applies to the simulation beside it)")
+        console.print(f"live: adapt.plan_for=peak plans for each interval's busiest {PEAK_PARTS}th of its arrivals "
+                      f"(an interval lasts {loop.live_step_s:.3g} s; a trace second {1e3 / float(a.speedup):.3g} ms, "
+                      "too short to count arrivals in)")
     if loop.max_cores < int(a.max_cores):
         console.print(f"live: the adapter allocates at most {loop.max_cores} cores (this process may use "
                       f"{len(loop.cores)}; adapt.max_cores={a.max_cores}), and so does the simulation beside it")
@@ -520,6 +542,9 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
                     runs.append(run)
                     log_intervals(client, run_id, run)
             table = pd.DataFrame({run.policy: summary(run) for run in runs}).T
+            over = over_budget_line(a, table, loop.intervals)
+            if over:
+                console.print(f"live: {over}")
             if "ipa" in table.index:  # as the simulation compares them
                 for prefix in ("", "sim_"):
                     for metric in ("energy_j", "emissions_g"):

@@ -36,7 +36,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -98,10 +98,16 @@ class Decision:
     meets_sla: bool
     sla_violation_s: float
     objective: float
+    nothing_within_budget: bool = False  # nothing fitted the power or carbon budget: the least power meeting the SLA
 
     @property
     def flagged(self) -> bool:
-        return not self.meets_sla
+        return not self.meets_sla or self.nothing_within_budget
+
+
+# Over a budget nothing fits: power first (at 1e4 per W, 2 mW outweigh any accuracy or cores), then accuracy and cores
+# as IPA weighs them. A carbon budget ranks the same: every option's carbon rate is its power × the one intensity.
+LEAST_POWER = Weights(delta=1e4)
 
 
 # An idle interval of a trace (load 0) is composed as a trickle: each request alone, so an option's latency is
@@ -203,7 +209,9 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
            intensity_g_per_kwh: float = 0.0, power_budget_w: float | None = None,
            carbon_budget_g_per_h: float | None = None, solver_options: Mapping = HIGHS_OPTIONS,
            pipeline_p99_s: Callable[[PipelineChoice], float] | None = None) -> Decision:
-    """The optimal choice, or — when no choice meets the SLA (and the budgets) — the least-bad one, flagged.
+    """The optimal choice, or — when no choice meets the SLA — the least-bad one within the budgets, flagged. When
+    no choice at all fits the power or carbon budget (within the cores), the choice of least power that meets the
+    SLA, marked `nothing_within_budget` (served over the budget, never silently).
 
     `pipeline_p99_s`: the end-to-end model whose verdict on the SLA counts (`pipeline_p99_s(profiles, load)`, the
     study's own); without it, the per-stage sum is taken as the pipeline's latency (for hand-made options).
@@ -308,6 +316,11 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
         row = np.zeros(n)  # the model rejects this pipeline: exclude it, solve again
         row[picks] = 1
         add(row, -np.inf, len(stages) - 1)
+    if chosen is None and (power_budget_w is not None or carbon_budget_g_per_h is not None):
+        least = decide(options, sla_s, max_cores, LEAST_POWER, intensity_g_per_kwh, solver_options=solver_options,
+                       pipeline_p99_s=pipeline_p99_s)
+        if least.choice is not None:  # else the cores alone leave nothing: as without a budget
+            return replace(least, nothing_within_budget=True, objective=score(least.options, w, intensity_g_per_kwh))
     if chosen is None:
         return Decision((), None, 0.0, 0, 0.0, float("inf"), False, float("inf"), float("-inf"))
     if meets(chosen) and sum(o.latency_s for o in chosen) <= sla_s:

@@ -10,7 +10,7 @@ import numpy as np
 
 from sustainable_ipa.adapt.capacity import max_load_rps
 from sustainable_ipa.adapt.forecast import Last, Predictor
-from sustainable_ipa.adapt.optimizer import Weights, decide, pipeline_p99_s, stage_options
+from sustainable_ipa.adapt.optimizer import Decision, Weights, decide, pipeline_p99_s, stage_options
 from sustainable_ipa.adapt.traces import Trace, aggregate, served_requests
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.search.profiles import ProfileTable
@@ -20,6 +20,8 @@ from sustainable_ipa.search.profiles import ProfileTable
 class Policy:
     name: str
     weights: Weights
+    power_budget_w: float | None = None  # adapt.power_budget_w: a cap on active power, every decision
+    carbon_budget_g_per_h: float | None = None  # adapt.carbon_budget_g_per_h: a cap on the emissions rate
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,13 @@ class Interval:
     energy_j: float
     emissions_g: float
     core_s: float
-    flagged: bool  # the choice misses the SLA at the predicted load, or nothing fitted the cores
+    flagged: bool  # the choice misses the SLA at the predicted load, or nothing fitted the cores or the budget
     decision_ms: float
     load_peak_rps: float = 0.0  # the highest load inside the interval (load_rps is its mean)
     fits: bool = True  # something kept up with the predicted load within the cores (else: the most the space serves)
     forecast_ms: float = 0.0  # the predictor's time, apart from the decision's
+    over_budget: bool = False  # served over the policy's power or carbon budget (`over_budget`)
+    nothing_within_budget: bool = False  # no configuration fitted the budget at the planned load: the least power
 
     def row(self) -> dict[str, object]:
         """The interval as a table row: its fields in order, `stages` spread into a column per stage (its name)."""
@@ -109,17 +113,16 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         forecast_ms = (time.perf_counter() - began) * 1e3
         observed.append(planned_actual)
         began = time.perf_counter()
-        decision = decide(stage_options(profiles, space, predicted, reference), sla_s, max_cores, policy.weights,
-                          intensity, pipeline_p99_s=pipeline_p99_s(profiles, predicted))
+        decision = decide_for(policy, profiles, space, reference, predicted, sla_s, max_cores, intensity)
         decision_ms = (time.perf_counter() - began) * 1e3
         fits = decision.choice is not None
         if not fits:  # nothing keeps up with the prediction within the cores: serve the most the space can
             ceiling_rps = max_load_rps(profiles, space, max_cores) if ceiling_rps is None else ceiling_rps
-            decision = _at_most(profiles, space, reference, ceiling_rps, sla_s, max_cores, policy, intensity)
+            decision = decide_at_most(policy, profiles, space, reference, ceiling_rps, sla_s, max_cores, intensity)
         if decision.choice is None:
             nothing = tuple((stage, "-") for stage in space)
             out.append(Interval(t, mean_rps, predicted, intensity, nothing, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,
-                                decision_ms, peak_rps, fits, forecast_ms))
+                                decision_ms, peak_rps, fits, forecast_ms, False, decision.nothing_within_budget))
             continue
         capacity = min(o.capacity_rps for o in decision.options)
         arrived, served = served_requests(load, t, length_s, capacity)
@@ -127,21 +130,39 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         energy = served * sum(o.energy_j_per_request for o in decision.options)
         chosen = tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
                        for stage, c in decision.choice.stages().items())
+        over = over_budget(policy, energy / length_s, intensity)
         out.append(Interval(t, mean_rps, predicted, intensity, chosen, decision.cores, energy / length_s,
                             decision.accuracy, attainment, energy, emissions_g(energy, intensity, pue),
-                            decision.cores * length_s, decision.flagged or not fits, decision_ms, peak_rps, fits,
-                            forecast_ms))
+                            decision.cores * length_s, decision.flagged or not fits or over, decision_ms, peak_rps,
+                            fits, forecast_ms, over, decision.nothing_within_budget))
     return out
 
 
-def _at_most(profiles: ProfileTable, space: dict, reference: dict, ceiling_rps: float, sla_s: float, max_cores: int,
-             policy: Policy, intensity: float):
-    """The decision for the most load the space serves: at the ceiling, else (replicas rounded up past the cores)
-    a little below it."""
+def over_budget(policy: Policy, power_w: float, intensity_g_per_kwh: float) -> bool:
+    """Whether active power `power_w` breaks the policy's power budget or, at the intensity, its carbon budget
+    (the rates `decide` constrains). The decision keeps to them at the load it planned for; a load above that
+    forecast, or an interval where nothing fits them, is served over them, and this says so."""
+    rate_g_per_h = power_w * intensity_g_per_kwh / 1000.0
+    return ((policy.power_budget_w is not None and power_w > policy.power_budget_w * (1 + 1e-9))
+            or (policy.carbon_budget_g_per_h is not None and rate_g_per_h > policy.carbon_budget_g_per_h * (1 + 1e-9)))
+
+
+def decide_for(policy: Policy, profiles: ProfileTable, space: dict, reference: dict, load_rps: float, sla_s: float,
+               max_cores: int, intensity_g_per_kwh: float) -> Decision:
+    """The policy's decision for an interval planned for `load_rps`, its budgets binding: the one the simulator
+    and the live loop both take."""
+    return decide(stage_options(profiles, space, load_rps, reference), sla_s, max_cores, policy.weights,
+                  intensity_g_per_kwh, policy.power_budget_w, policy.carbon_budget_g_per_h,
+                  pipeline_p99_s=pipeline_p99_s(profiles, load_rps))
+
+
+def decide_at_most(policy: Policy, profiles: ProfileTable, space: dict, reference: dict, ceiling_rps: float,
+                   sla_s: float, max_cores: int, intensity_g_per_kwh: float) -> Decision:
+    """When nothing keeps up with the load within the cores: the decision for the most load the space serves
+    (`capacity.max_load_rps`), at that ceiling, else (replicas rounded up past the cores) a little below it."""
     for share in (1.0, 0.99, 0.95, 0.9, 0.75, 0.5):
-        load_rps = ceiling_rps * share
-        decision = decide(stage_options(profiles, space, load_rps, reference), sla_s, max_cores, policy.weights,
-                          intensity, pipeline_p99_s=pipeline_p99_s(profiles, load_rps))
+        decision = decide_for(policy, profiles, space, reference, ceiling_rps * share, sla_s, max_cores,
+                              intensity_g_per_kwh)
         if decision.choice is not None:
             return decision
     return decision
@@ -159,6 +180,8 @@ def totals(intervals: list[Interval]) -> dict[str, float]:
         "decision_ms_p50": float(np.median([i.decision_ms for i in intervals])),
         "intervals_flagged": float(sum(i.flagged for i in intervals)),
         "intervals_over_capacity": float(sum(not i.fits for i in intervals)),
+        "intervals_over_budget": float(sum(i.over_budget for i in intervals)),
+        "intervals_nothing_within_budget": float(sum(i.nothing_within_budget for i in intervals)),
         "forecast_ms_p50": float(np.median([i.forecast_ms for i in intervals])),
         "forecast_ms_max": float(max(i.forecast_ms for i in intervals)),
     }
