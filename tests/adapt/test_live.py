@@ -90,7 +90,7 @@ def test_a_live_run_asking_for_more_intervals_than_the_trace_holds_is_one_line(m
 
 
 def test_a_change_of_batch_sizes_alone_is_switched_in_place():
-    from sustainable_ipa.adapt.live import only_batch_sizes
+    from sustainable_ipa.adapt.switching import only_batch_sizes
     from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
     def choice(batch: int, variant: str = "resnet18", replicas: int = 1) -> PipelineChoice:

@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, interval_loads, over_budget,
                                             simulate)
+from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, only_batch_sizes
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.energy.session import EnergySession
@@ -143,16 +144,7 @@ class Switch:
     energy_j: float  # active energy over preparation and drain (machine-wide: the serving meanwhile included)
     requests_during: int  # requests that arrived while it was under way
     latency_p99_during_s: float  # their p99 latency
-    how: str = "new workers"  # new workers | in place (only batch sizes changed: the same workers, nothing to prepare)
-
-
-NEW_WORKERS, IN_PLACE = "new workers", "in place"
-
-
-def only_batch_sizes(current: PipelineChoice, nxt: PipelineChoice) -> bool:
-    """Whether `nxt` differs from `current` in batch sizes alone: the running workers can serve it as they are."""
-    return all(replace(c, batch_size=0) == replace(n, batch_size=0)
-               for c, n in zip(current.stages().values(), nxt.stages().values()))
+    how: str = NEW_WORKERS  # new workers | in place (only batch sizes changed: the same workers, nothing to prepare)
 
 
 @dataclass

@@ -10,8 +10,10 @@ import numpy as np
 
 from sustainable_ipa.adapt.capacity import max_load_rps
 from sustainable_ipa.adapt.forecast import Last, Predictor
-from sustainable_ipa.adapt.optimizer import Decision, Weights, decide, pipeline_p99_s, stage_options
-from sustainable_ipa.adapt.traces import Trace, aggregate, served_requests
+from sustainable_ipa.adapt.optimizer import Decision, Weights, decide, pipeline_p99_s, stage_options, to_choice
+from sustainable_ipa.adapt.switching import (NEW_WORKERS, NO_SWITCH, BringUps, serve_interval, switch_cost,
+                                             worth_switching)
+from sustainable_ipa.adapt.traces import Trace, aggregate
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.search.profiles import ProfileTable
 
@@ -45,6 +47,8 @@ class Interval:
     forecast_ms: float = 0.0  # the predictor's time, apart from the decision's
     over_budget: bool = False  # served over the policy's power or carbon budget (`over_budget`)
     nothing_within_budget: bool = False  # no configuration fitted the budget at the planned load: the least power
+    switch: str = NO_SWITCH  # how the interval's configuration was reached: none | in place | new workers
+    switch_energy_j: float = 0.0  # its bring-up, included in energy_j
 
     def row(self) -> dict[str, object]:
         """The interval as a table row: its fields in order, `stages` spread into a column per stage (its name)."""
@@ -89,7 +93,8 @@ PLAN_FOR = ("mean", "peak")  # adapt.plan_for: which aggregate of an interval's 
 
 def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dict, load: Trace, carbon: Trace,
              sla_s: float, max_cores: int, step_s: float, pue: float = 1.0, predictor: Predictor = Last(),
-             plan_for: str = "mean", span_s: float | None = None) -> list[Interval]:
+             plan_for: str = "mean", span_s: float | None = None,
+             bring_ups: BringUps | None = None, switch_aware: bool = True) -> list[Interval]:
     """Every `step_s` over `span_s` (default: the load trace's own span): predict the interval's load from the
     loads observed so far (`predictor`, fed each past interval's mean or peak as `plan_for` says; the first
     interval is planned for its own load), decide for it, then serve the trace's actual load over the interval.
@@ -98,11 +103,17 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
     is the share of the interval's requests served when the choice meets the SLA at the predicted load (the load
     above the choice's capacity, moment by moment, goes unserved), 0 when even its latency misses the SLA. Carbon
     intensity is the interval's mean. When nothing fits the core budget at the predicted load, the adapter plans
-    for the most the space serves (`capacity.max_load_rps`) and that choice is what the interval counts, flagged."""
+    for the most the space serves (`capacity.max_load_rps`) and that choice is what the interval counts, flagged.
+
+    `bring_ups`: what bringing up each option costs; with them every switch is charged as `adapt/switching.py` says
+    and, if `switch_aware`, decided so (a switch that does not pay for itself is not made). None: switches are free
+    (counted all the same)."""
     out = []
     span_s = default_span_s(load, step_s) if span_s is None else span_s
     ceiling_rps = None
     observed: list[float] = []
+    current: Decision | None = None  # the configuration serving
+    optimum, lasted = None, 0  # the last optimum and for how many intervals in a row it has been one
     for t in interval_starts_s(span_s, step_s):
         length_s = min(step_s, span_s - t)
         mean_rps, peak_rps = aggregate(load, t, length_s)
@@ -119,23 +130,50 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         if not fits:  # nothing keeps up with the prediction within the cores: serve the most the space can
             ceiling_rps = max_load_rps(profiles, space, max_cores) if ceiling_rps is None else ceiling_rps
             decision = decide_at_most(policy, profiles, space, reference, ceiling_rps, sla_s, max_cores, intensity)
+        lasted = lasted + 1 if decision.choice == optimum else 1
+        optimum = decision.choice
+        if switch_aware and bring_ups is not None and current is not None and decision.choice is not None:
+            decision = held_or_switched(policy, profiles, space, reference, predicted, sla_s, max_cores, intensity,
+                                        current, decision, bring_ups, lasted * step_s)
         if decision.choice is None:
             nothing = tuple((stage, "-") for stage in space)
             out.append(Interval(t, mean_rps, predicted, intensity, nothing, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True,
                                 decision_ms, peak_rps, fits, forecast_ms, False, decision.nothing_within_budget))
             continue
-        capacity = min(o.capacity_rps for o in decision.options)
-        arrived, served = served_requests(load, t, length_s, capacity)
-        attainment = 0.0 if not decision.meets_sla else (served / arrived if arrived > 0 else 1.0)
-        energy = served * sum(o.energy_j_per_request for o in decision.options)
+        cost = switch_cost(current.choice if current else None, decision.choice, bring_ups)
+        served = serve_interval(load, t, length_s, current, decision, cost)
+        current = decision
+        attainment = served.within_sla / served.arrived if served.arrived > 0 else float(decision.meets_sla)
+        energy = served.energy_j
         chosen = tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
                        for stage, c in decision.choice.stages().items())
         over = over_budget(policy, energy / length_s, intensity)
         out.append(Interval(t, mean_rps, predicted, intensity, chosen, decision.cores, energy / length_s,
                             decision.accuracy, attainment, energy, emissions_g(energy, intensity, pue),
                             decision.cores * length_s, decision.flagged or not fits or over, decision_ms, peak_rps,
-                            fits, forecast_ms, over, decision.nothing_within_budget))
+                            fits, forecast_ms, over, decision.nothing_within_budget, cost.how, cost.energy_j))
     return out
+
+
+def held_or_switched(policy: Policy, profiles: ProfileTable, space: dict, reference: dict, load_rps: float,
+                     sla_s: float, max_cores: int, intensity_g_per_kwh: float, current: Decision, decision: Decision,
+                     bring_ups: BringUps, dwell_s: float) -> Decision:
+    """`decision`, or the serving configuration `current` (scored at `load_rps`) where switching needs new workers
+    that the gain over `dwell_s` does not pay for. A configuration that would miss the SLA, the cores or a budget at
+    the load is never held."""
+    cost = switch_cost(current.choice, decision.choice, bring_ups)
+    if cost.how != NEW_WORKERS:
+        return decision
+    serving = current.choice.stages()
+    mine = {stage: [o for o in options if to_choice((o,))[stage] == serving[stage]]
+            for stage, options in stage_options(profiles, space, load_rps, reference).items()}
+    if not all(mine.values()):  # its replica count is no longer among those offered at this load
+        return decision
+    held = decide(mine, sla_s, max_cores, policy.weights, intensity_g_per_kwh, policy.power_budget_w,
+                  policy.carbon_budget_g_per_h, pipeline_p99_s=pipeline_p99_s(profiles, load_rps))
+    if held.choice is None or held.flagged:
+        return decision
+    return decision if worth_switching(decision, held, cost, dwell_s, policy.weights, intensity_g_per_kwh) else held
 
 
 def over_budget(policy: Policy, power_w: float, intensity_g_per_kwh: float) -> bool:
@@ -182,6 +220,8 @@ def totals(intervals: list[Interval]) -> dict[str, float]:
         "intervals_over_capacity": float(sum(not i.fits for i in intervals)),
         "intervals_over_budget": float(sum(i.over_budget for i in intervals)),
         "intervals_nothing_within_budget": float(sum(i.nothing_within_budget for i in intervals)),
+        "switches": float(sum(i.switch != NO_SWITCH for i in intervals)),
+        "switch_energy_j": float(sum(i.switch_energy_j for i in intervals)),
         "forecast_ms_p50": float(np.median([i.forecast_ms for i in intervals])),
         "forecast_ms_max": float(max(i.forecast_ms for i in intervals)),
     }
