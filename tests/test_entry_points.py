@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from helpers import run_main, runs_by_status, store_overrides
 from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.tracking.links import ui_command
 
 FAST = ["weights=random", "trial.requests=2", "trial.warmup=0", "hardware.cores=2", "energy.idle_s=0.3",
         "trial.rate_rps=4"]  # Poisson as by default, the two requests within a second rather than eight
@@ -30,16 +32,20 @@ def test_default_command_runs_and_prints_a_summary(tmp_path, client):
     assert run.data.tags["weights_kind"] == "random" and "weights_note" in run.data.tags
     assert run.data.metrics["latency_p99_s_mean"] > 0  # default: 3 repetitions under one parent
     assert "95 % CI of the mean" in out.stdout + out.stderr  # the intervals say what they are
-    # it says where to follow the run as it starts, and ends saying where the run is and how to open it
+    # as it starts it says how to follow the run (no UI shows this new store: how to serve one), and it ends
+    # naming the run, which resolves on the store, how to serve the UI and the run's page
     uri, experiment_id = f"sqlite:///{tmp_path}/mlruns/mlflow.db", run.info.experiment_id
     page = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
-    assert f"follow this run: {page}" in (out.stdout + out.stderr).splitlines()
-    assert (out.stdout + out.stderr).strip().splitlines()[-4:] == [
-        f"run {run.info.run_id} in experiment 'sustainable-ipa' of {uri}",
-        f"serve the UI: mlflow ui --backend-store-uri {uri}",
-        f"runs table (key figures): http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
-        "?workflowType=machine_learning&viewStateShareKey=key-figures",
-        f"this run: {page}"]
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert f"run {run.info.run_id} started; to follow it, serve the UI ({ui_command(uri)}), then open {page}" in lines
+    assert not any("follow this run" in line for line in lines)
+    last = lines[-4:]
+    ended = re.fullmatch(r"run (\w+) in experiment 'sustainable-ipa' of (\S+)", last[0])
+    assert ended and client.get_run(ended.group(1)).info.status == "FINISHED" and ended.group(2) == uri
+    assert last[1:] == [f"serve the UI: {ui_command(uri)}",
+                        f"runs table (key figures): http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+                        "?workflowType=machine_learning&viewStateShareKey=key-figures",
+                        f"this run: {page}"]
 
 
 def test_multirun_gives_each_job_its_own_run_grouped_by_sweep(tmp_path, client):
@@ -47,8 +53,17 @@ def test_multirun_gives_each_job_its_own_run_grouped_by_sweep(tmp_path, client):
     assert out.returncode == 0, out.stderr
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.data.tags["adaptation"] for r in runs) == ["default", "yolov5n-resnet18"]
-    assert len({r.data.tags["sweep_id"] for r in runs}) == 1
+    [sweep_id] = {r.data.tags["sweep_id"] for r in runs}
     assert all(r.info.status == "FINISHED" for r in runs)
+    # it ends naming the sweep and the report on it, a command the report accepts (typed in any folder)
+    last = out.stderr.strip().splitlines()[-2:]
+    assert last[0].startswith(f"sweep {sweep_id}: its jobs are the runs tagged sweep_id={sweep_id}")
+    prefix = "report on the sweep: "
+    assert last[1].startswith(prefix)
+    report = subprocess.run([*shlex.split(last[1][len(prefix):]), f"report.out_dir={tmp_path}/reports"],
+                            capture_output=True, text=True, timeout=300, cwd="/")
+    assert report.returncode == 0, report.stderr[-3000:]  # a sweep id with no runs is refused (exit 2)
+    assert any((tmp_path / "reports").iterdir())
 
 
 def _mlflow_run(tmp_path, *params, experiment="mlflow-run-test"):

@@ -37,7 +37,7 @@ from sustainable_ipa.pipeline.load import arrival_offsets_s, load_tags
 from sustainable_ipa.pipeline.runner import StageRunner, StageSettings, StageSpec
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.search.workload import pipeline_workload
-from sustainable_ipa.tracking.links import print_where_to_look, run_url, tag_for_the_ui
+from sustainable_ipa.tracking.links import follow_line, print_where_to_look, tag_for_the_ui
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
 
@@ -238,7 +238,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
         with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt,
                          tags=tags) as job_run:
             log(client, job_run, params=job.params, metrics=job.fidelity)
-            console.print(f"follow this run: {run_url(cfg.tracking.uri, experiment_id, job_run)}", soft_wrap=True,
+            console.print(follow_line(cfg.tracking.uri, experiment_id, job_run), soft_wrap=True,
                           highlight=False, markup=False)  # whole: a URL cut by wrapping cannot be opened
             client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             with progress_bar(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -8,10 +8,17 @@ project's key figures as columns through the saved view `tracking/store.py` reco
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
+import urllib.request
+from pathlib import Path
 from urllib.parse import urlencode
 
+from sustainable_ipa.db_driver import without_password
+
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens unless told otherwise
+NO_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"  # else `mlflow ui` starts 7 job consumers
 MODEL_TRAINING = {"workflowType": "machine_learning"}  # the UI's own query parameter and value (3.17)
 SAVED_VIEW_PARAM = "viewStateShareKey"  # the runs page's query parameter that opens a saved view
 KEY_FIGURES_VIEW = "key-figures"  # the id of the saved view of the key figures (tracking/store.py)
@@ -56,22 +63,80 @@ def ids_from_url(url: str) -> tuple[str, str | None]:
     return parts[0], (parts[2] if len(parts) > 2 and parts[2] else None)
 
 
+def _is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
 def ui_command(tracking_uri: str) -> str | None:
-    """The command that serves the UI on a local store; None for a tracking server, which serves its own."""
-    if tracking_uri.startswith(("http://", "https://")):
+    """The command that serves the UI on a local store, typed in a fresh shell (the venv's mlflow is not on PATH):
+    `make -C <project> ui` for the project's own store, else the venv's mlflow by its absolute path, with MLflow's
+    job consumers off (seven processes a UI does not use). None for a tracking server, which serves its own."""
+    if _is_server(tracking_uri):
         return None
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+    from sustainable_ipa.config import PROJECT_ROOT
+
+    venv = PROJECT_ROOT / ".venv"  # the Makefile's VENV
+    if tracking_uri == default_store() and Path(sys.executable).parent.parent == venv:
+        return f"make -C {shlex.quote(str(PROJECT_ROOT))} ui"
+    mlflow = Path(sys.executable).with_name("mlflow")
+    program = shlex.quote(str(mlflow)) if mlflow.is_file() else f"{shlex.quote(sys.executable)} -m mlflow"
+    return f"{NO_JOB_EXECUTION} {program} ui --backend-store-uri {shlex.quote(without_password(tracking_uri))}"
 
 
-def where_to_look(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> list[str]:
-    """The lines a job ends with: the run, its store, how to open it, the runs table and the run's page."""
-    lines = [f"run {run_id} in experiment '{experiment}' of {tracking_uri}"]
-    command = ui_command(tracking_uri)
-    if command:
-        lines.append(f"serve the UI: {command}")
+def default_store() -> str:
+    """The store of conf/tracking/mlflow.yaml when MLFLOW_TRACKING_URI is not set: `mlflow ui`'s default there."""
+    from sustainable_ipa.config import PROJECT_ROOT
+
+    return f"sqlite:///{PROJECT_ROOT}/mlflow.db"
+
+
+def ui_shows_run(tracking_uri: str, run_id: str, local_ui: str | None = None, timeout_s: float = 1.0) -> bool:
+    """Whether a UI answers at `ui_base` (`local_ui`: LOCAL_UI) with this run. A tracking server is the UI of its
+    runs; a local store's run shows only in a UI started on that store (another store's UI may hold the port)."""
+    if _is_server(tracking_uri):
+        return True
+    url = f"{local_ui or LOCAL_UI}/api/2.0/mlflow/runs/get?{urlencode({'run_id': run_id})}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the loopback is never proxied
+    try:
+        with opener.open(url, timeout=timeout_s) as response:
+            return response.status == 200
+    except (OSError, ValueError):  # refused, timed out, or an HTTP error: no UI of this store there
+        return False
+
+
+def follow_line(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """What a job says as its run starts: "follow this run" only where a UI answers with it, else how to start one."""
+    url = run_url(tracking_uri, experiment_id, run_id)
+    if ui_shows_run(tracking_uri, run_id):
+        return f"follow this run: {url}"
+    return f"run {run_id} started; to follow it, serve the UI ({ui_command(tracking_uri)}), then open {url}"
+
+
+def where_to_look(tracking_uri: str, experiment: str, experiment_id: str, run_id: str,
+                  ui_answers: bool | None = None) -> list[str]:
+    """The lines a job ends with: the run, its store, how to serve the UI where none shows it (`ui_answers`: None
+    asks the UI), the runs table and the run's page."""
+    lines = [f"run {run_id} in experiment '{experiment}' of {without_password(tracking_uri)}"]
+    if not (ui_shows_run(tracking_uri, run_id) if ui_answers is None else ui_answers):
+        lines.append(f"serve the UI: {ui_command(tracking_uri)}")
     lines.append(f"runs table (key figures): {runs_view_url(tracking_uri, experiment_id)}")
     lines.append(f"this run: {run_url(tracking_uri, experiment_id, run_id)}")
     return lines
+
+
+def report_command(sweep_id: str, tracking_uri: str, experiment: str) -> str:
+    """The report on one sweep, typed in a fresh shell: the venv's python, the script's absolute path, and the
+    store and experiment where they are not the defaults."""
+    from omegaconf import OmegaConf
+
+    from sustainable_ipa.config import CONFIG_DIR, PROJECT_ROOT
+
+    args = [sys.executable, str(PROJECT_ROOT / "src" / "report.py"), f"report.sweep_id={sweep_id}"]
+    if tracking_uri != default_store():
+        args.append(f"tracking.uri={without_password(tracking_uri)}")
+    if experiment != OmegaConf.load(CONFIG_DIR / "tracking" / "mlflow.yaml").experiment:
+        args.append(f"tracking.experiment={experiment}")
+    return shlex.join(args)
 
 
 def print_where_to_look(console, tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> None:
