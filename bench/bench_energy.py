@@ -25,8 +25,10 @@ import torch  # noqa: E402
 from fakes import PowercapTree  # noqa: E402
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.data import load_dataset  # noqa: E402
-from sustainable_ipa.energy.estimate import EstimateReader  # noqa: E402
+from sustainable_ipa.energy.estimate import EstimateMeter  # noqa: E402
+from sustainable_ipa.energy.power_reference import reference_model  # noqa: E402
 from sustainable_ipa.energy.meter import CounterMeter  # noqa: E402
+from sustainable_ipa.fingerprint import this_machine  # noqa: E402
 from sustainable_ipa.energy.rapl import RaplReader  # noqa: E402
 from sustainable_ipa.families.resnet import Classifier  # noqa: E402
 from sustainable_ipa.families.yolov5 import Detector  # noqa: E402
@@ -77,7 +79,9 @@ def bench_overhead(rounds: int, requests: int) -> None:
 
     def metered() -> float:
         # both meters the layer can poll here, polling every second as the default config does
-        meters = [CounterMeter(RaplReader(folder), 1.0), CounterMeter(EstimateReader(10.0, 20.0), 1.0)]
+        model = reference_model(this_machine())
+        meters = [CounterMeter(RaplReader(folder), 1.0),
+                  EstimateMeter(model.curve, model.alternatives, this_machine().cores, 1.0)]
         began = time.perf_counter()
         for m in meters:
             m.begin_window("trial")

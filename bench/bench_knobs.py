@@ -25,8 +25,8 @@ import torch  # noqa: E402
 
 from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.data import load_dataset  # noqa: E402
-from sustainable_ipa.energy.estimate import EstimateReader  # noqa: E402
-from sustainable_ipa.energy.meter import CounterMeter  # noqa: E402
+from sustainable_ipa.energy.estimate import EstimateMeter  # noqa: E402
+from sustainable_ipa.energy.power_reference import constants_model  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
 from sustainable_ipa.families import stage_families  # noqa: E402
 from sustainable_ipa.pipeline.runner import StageRunner, StageSettings, StageSpec  # noqa: E402
@@ -46,8 +46,9 @@ def runner_for(cfg, dataset) -> StageRunner:
 
 
 def measured_round(runner: StageRunner, frames: list, active_w: float, idle_w: float) -> tuple[float, float]:
-    """(requests per second, estimated active joules per request) of one pass over `frames`."""
-    meter = CounterMeter(EstimateReader(active_w, idle_w), 1.0)
+    """(requests per second, estimated active joules per request, under the constants model: energy ∝ CPU time) of
+    one pass over `frames`."""
+    meter = EstimateMeter(constants_model(active_w, idle_w, this_machine().cores).curve, (), this_machine().cores, 1.0)
     meter.begin_window("round")
     result = runner.run(frames, np.zeros(len(frames)))
     m = meter.end_window("round")

@@ -16,9 +16,10 @@ SMALL = ["weights=random", "trial.requests=4", "trial.warmup=0", "trial.repetiti
 
 
 def store_overrides(tmp_path: Path) -> list[str]:
-    """The run's store, idle cache and energy lock, all under tmp_path."""
+    """The run's store, idle cache, power calibrations and energy lock, all under tmp_path."""
     return [f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"tracking.artifact_root={tmp_path}/mlruns/artifacts",
-            f"energy.idle_cache={tmp_path}/mlruns/idle.json", f"energy.lock_path={tmp_path}/energy.lock"]
+            f"energy.idle_cache={tmp_path}/mlruns/idle.json", f"energy.lock_path={tmp_path}/energy.lock",
+            f"energy.calibration={tmp_path}/mlruns/power_calibration.json"]
 
 
 def run_main(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None, **kwargs):

@@ -138,7 +138,7 @@ def test_each_metric_the_record_keeps_has_the_domain_its_unit_says():
     assert domain("sla_attainment") == domain("accuracy_measured") == domain("fidelity_classifier_top1_agreement") \
         == PROPORTION
     assert domain("energy_j_saved_vs_ipa") == domain("fidelity_classifier_logit_cosine") == UNBOUNDED
-    assert domain("meter_agreement_ratio") == UNBOUNDED  # a ratio of two meters: above 1 as often as below
+    assert domain("codecarbon_to_ours_ratio") == UNBOUNDED  # a ratio of two meters: above 1 as often as below
 
 
 def test_aggregate_logs_mean_and_ci_per_metric():
@@ -163,3 +163,18 @@ def test_the_record_and_the_console_keep_intervals_inside_the_possible_and_say_w
     text = console.export_text()
     assert "too few (n = 2)" in text and "0 … " in text and "… 1 " in text
     assert "-" not in "".join(line.split("│")[-2] for line in text.splitlines() if line.count("│") >= 3)
+
+
+def test_the_console_shows_the_power_models_range_beside_a_modelled_figure_and_says_it_is_not_measured():
+    from rich.console import Console
+
+    from sustainable_ipa.experiment import summary_table
+
+    reps = [{"energy_j_per_request": e, "energy_j_per_request_low": e * 0.8, "energy_j_per_request_high": e * 1.5}
+            for e in (1.0, 1.2, 1.1)]
+    console = Console(record=True, width=200)
+    console.print(summary_table("default", aggregate(reps), 3, "random"))
+    console.print(summary_table("default", reps[0], 1, "random"))
+    text = console.export_text()
+    assert "power-model range" in text and "0.88 … 1.65" in text and "0.8 … 1.5" in text
+    assert text.count("by a power model") == 2

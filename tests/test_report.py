@@ -317,3 +317,22 @@ def test_a_pipeline_type_with_one_trial_says_too_few_instead_of_nan():
     answer = type_answer(energy_by(pipeline_trials({("nlp", "text"): [1.0], ("video", "frame"): [5.0, 5.5]}), "type"))
     assert "text 1 J [too few (n = 1)]" in answer and "nan" not in answer
     assert "cannot tell: too few trials for an interval" in answer
+
+
+def test_the_answer_is_reached_under_each_curve_of_the_power_model_and_says_whether_it_holds_across_them():
+    model = METRICS + ["energy_j_per_request_model_ccf", "energy_j_per_request_model_boavizta_linear"]
+    # every curve scales frugal's energy as the central one does: the "yes" holds across the model's range
+    scaled = trials_of(SPREAD).assign(energy_j_per_request_model_ccf=lambda t: 2 * t["energy_j_per_request"],
+                                      energy_j_per_request_model_boavizta_linear=lambda t: t["energy_j_per_request"])
+    verdict, sentence = answer(summarise(scaled, model))
+    assert verdict == "yes" and "holds across the power model's range (ccf, boavizta_linear give it too)" in sentence
+    # under CCF's straight line frugal costs as much as small: there energy changes nothing
+    frugal = scaled["adaptation"] == "frugal"
+    small_energy = scaled.loc[scaled["adaptation"] == "small", "energy_j_per_request"].mean()
+    flat = scaled.assign(energy_j_per_request_model_ccf=lambda t: t["energy_j_per_request_model_ccf"].where(
+        ~frugal, 5 * small_energy))
+    verdict, sentence = answer(summarise(flat, model))
+    assert verdict == "depends on the power model"
+    assert sentence.startswith("it depends on the power model: yes: frugal") and "but no under ccf" in sentence
+    # one configuration: nothing to compare, whatever the model
+    assert answer(summarise(scaled[frugal], model))[0] == "nothing to compare"

@@ -19,14 +19,14 @@ from rich.table import Table
 
 from sustainable_ipa.config import adaptation_cores, check_run_fits, validate
 from sustainable_ipa.data import load_dataset
-from sustainable_ipa.energy.session import EnergySession
-from sustainable_ipa.energy.timeseries import plot_power, power_csv
+from sustainable_ipa.energy.session import EnergySession, estimate_line
+from sustainable_ipa.energy.timeseries import load_csv, plot_power, power_csv
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.families import stage_families, variant_model, worker_modules
 from sustainable_ipa.metrics.accuracy import option_accuracies, option_accuracy_pct, pipeline_accuracy
 from sustainable_ipa.metrics.cost import cost_cores
-from sustainable_ipa.metrics.energy import energy_metrics
+from sustainable_ipa.metrics.energy import codecarbon_metrics, window_energy_metrics
 from sustainable_ipa.metrics.record import TrialContext, aggregate, outputs_json, requests_csv, trial_metrics
 from sustainable_ipa.metrics.stats import interval_text
 from sustainable_ipa.models.precision import emulated_stages
@@ -232,7 +232,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             energy = stack.enter_context(EnergySession(cfg.energy, cfg.hardware,
                                                        lambda line: console.print(f"[yellow]warning[/]: {line}")))
         tags.update(energy.tags())
-        note = f" — {energy.meter.fallback_reason}, so energy is the estimate of hardware.estimate" \
+        note = f" — {energy.meter.fallback_reason}, so energy is estimated: {estimate_line(energy.meter.tags)}" \
             if energy.meter.fallback_reason else ""
         console.print(f"energy: {energy.source_tag}{note}; idle {energy.idle_power_w:.1f} W ({tags['idle_baseline']})")
         with tracked_run(client, experiment_id, name, parent_run_id=parent, existing_run_id=adopt,
@@ -294,17 +294,18 @@ def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: Energ
         result = runner.run(items, offsets, on_request_done=on_done)
     metrics = trial_metrics(result, ctx)
     m = window.measurement
-    metrics.update(energy_metrics(m.total_j, m.energy_j, m.duration_s, energy.idle_power_w, len(result.requests),
-                                  metrics["latency_mean_s"], result.stage_cpu_s(),
-                                  energy.carbon_intensity_g_per_kwh, energy.pue))
-    if window.cross_check is not None and m.total_j > 0:
-        metrics["meter_agreement_ratio"] = window.cross_check.total_j / m.total_j  # CodeCarbon ÷ RAPL
+    metrics.update(window_energy_metrics(m, energy.idle_power_w, len(result.requests), metrics["latency_mean_s"],
+                                         result.stage_cpu_s(), energy.carbon_intensity_g_per_kwh, energy.pue))
+    if window.cross_check is not None:
+        metrics.update(codecarbon_metrics(window.cross_check, m))
     log(client, run_id, metrics=metrics)
     client.log_text(run_id, requests_csv(result), "requests.csv")
     client.log_dict(run_id, outputs_json(result), "outputs.json")
     # what each replica ran with, measured in its worker (cores, torch threads, busy OS threads, CPU seconds)
     client.log_dict(run_id, [asdict(r) for r in result.replicas], "replicas.json")
     client.log_text(run_id, power_csv(window.samples, window.start_s), "power.csv")
+    if window.load_samples:
+        client.log_text(run_id, load_csv(window.load_samples, window.start_s), "load.csv")
     with tempfile.TemporaryDirectory() as folder:
         path = plot_power(window.samples, window.start_s, Path(folder) / "power.png",
                           f"{cfg.adaptation.name} rep {rep}: {energy.source_tag}", energy.idle_power_w)
@@ -319,11 +320,18 @@ def summary_table(name: str, record: dict[str, float], repetitions: int, weights
     table.add_column("mean over repetitions" if repetitions > 1 else "value", justify="right")
     if repetitions > 1:
         table.add_column("95 % CI of the mean", justify="right")
+    modelled = f"energy_j_per_request_low{suffix}" in record
+    if modelled:  # the estimate: the range its reference data give, beside the statistical interval
+        table.add_column("power-model range", justify="right")
     for metric in SUMMARY:
         value = record.get(metric + suffix)
         if value is None:
             continue
         interval = [interval_text(record.get(f"{metric}_ci95_low"), record.get(f"{metric}_ci95_high"),
                                   repetitions)] if repetitions > 1 else []
-        table.add_row(metric, f"{value:.4g}", *interval)
+        low, high = record.get(f"{metric}_low{suffix}"), record.get(f"{metric}_high{suffix}")
+        model_range = [f"{low:.4g} … {high:.4g}" if low is not None and high is not None else ""] if modelled else []
+        table.add_row(metric, f"{value:.4g}", *interval, *model_range)
+    if modelled:
+        table.caption = "energy estimated from the load by a power model, not measured"
     return table

@@ -259,6 +259,7 @@ class Tracking(Settings):
 
 # energy/ ---------------------------------------------------------------------------------------------------------
 METERS = ("auto", "rapl", "pyrapl", "nvml", "codecarbon", "estimate")
+POWER_MODELS = ("boavizta", "ccf", "constants")  # energy/power_reference.py
 
 
 class Energy(Settings):
@@ -273,7 +274,10 @@ class Energy(Settings):
     carbon_intensity_g_per_kwh: Optional[NonNegative]
     lock_path: WritablePath
     lock_wait_s: NonNegative
-    cross_check_codecarbon: Switch
+    compare: Literal["none", "codecarbon"]
+    power_model: Literal[POWER_MODELS]
+    calibration: WritablePath
+    calibration_dwell_s: Positive
 
 
 # search/ and profiling/ ------------------------------------------------------------------------------------------

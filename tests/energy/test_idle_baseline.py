@@ -1,5 +1,5 @@
-"""The idle baseline cannot poison later runs: the estimate's is its constant, a measured one is cached under the
-machine's fingerprint and the meter, and a cache entry no meter could give is ignored."""
+"""The idle baseline cannot poison later runs: the estimate's is its model's static power, a measured one is cached
+under the machine's fingerprint and the meter, and a cache entry no meter could give is ignored."""
 
 from __future__ import annotations
 
@@ -15,16 +15,20 @@ from sustainable_ipa.fingerprint import Fingerprint, read_fingerprint
 
 def session(tmp_path, *overrides, warn=None) -> EnergySession:
     cfg = compose([f"energy.idle_cache={tmp_path}/idle.json", f"energy.lock_path={tmp_path}/energy.lock",
-                   "energy.idle_s=0.05", "energy.cross_check_codecarbon=false", *overrides])
+                   "energy.idle_s=0.05", *overrides])
     return EnergySession(cfg.energy, cfg.hardware, warn)
 
 
-def test_the_estimates_idle_power_is_its_constant_never_cached_nor_called_measured(tmp_path):
+def test_the_estimates_idle_power_is_its_models_static_power_never_cached_nor_called_measured(tmp_path):
     # the sequence that recorded negative energy: a run with an odd constant, then a plain run
-    with session(tmp_path, "energy.meter=estimate", "hardware.estimate.idle_w=35") as odd:
-        assert (odd.idle_power_w, odd.tags()["idle_baseline"]) == (35.0, "configured")
-    with session(tmp_path, "energy.meter=estimate") as plain:
-        assert (plain.idle_power_w, plain.tags()["idle_baseline"]) == (20.0, "configured")
+    constants = ["energy.meter=estimate", "energy.power_model=constants"]
+    with session(tmp_path, *constants, "hardware.estimate.idle_w=35") as odd:
+        assert (odd.idle_power_w, odd.tags()["idle_baseline"]) == (35.0, "modelled")
+    with session(tmp_path, *constants) as plain:
+        assert (plain.idle_power_w, plain.tags()["idle_baseline"]) == (20.0, "modelled")
+    with session(tmp_path, "energy.meter=estimate") as reference:
+        assert reference.idle_power_w == pytest.approx(reference.meter.curve.static_w)
+        assert reference.tags()["power_model"] == "boavizta"
     assert not (tmp_path / "idle.json").exists()
     with session(tmp_path, "energy.meter=estimate", "energy.idle_s=0") as none:
         assert (none.idle_power_w, none.tags()["idle_baseline"]) == (0.0, "none")

@@ -9,11 +9,12 @@ import pytest
 from fakes import MAX_RANGE_UJ, FakeNvml, PowercapTree
 from sustainable_ipa.config import compose
 from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
-from sustainable_ipa.energy.estimate import EstimateReader
+from sustainable_ipa.energy.estimate import EstimateMeter
 from sustainable_ipa.energy.factory import make_meter
 from sustainable_ipa.energy.measurement import EnergySource
 from sustainable_ipa.energy.meter import CounterMeter, MeterUnavailable
 from sustainable_ipa.energy.nvml import NvmlReader
+from sustainable_ipa.energy.power_reference import constants_model
 from sustainable_ipa.energy.rapl import DEFAULT_ROOT, RaplReader
 
 
@@ -47,8 +48,9 @@ def nvml_power_meter(tmp_path):
 
 
 def estimate_meter(tmp_path):
-    cpu = Ticker(0.05)
-    return CounterMeter(EstimateReader(10.0, 20.0, cpu_time_s=cpu, clock=Ticker(0.1)), start_polling=False), lambda: None
+    model = constants_model(10.0, 20.0, vcpus=2)
+    return EstimateMeter(model.curve, (), 2, run_cpu_s=Ticker(0.05), busy_cpu_s=Ticker(0.05), clock=Ticker(0.1),
+                         start_polling=False), lambda: None
 
 
 def codecarbon_meter(tmp_path):
@@ -191,11 +193,14 @@ def test_nvml_bad_gpu_index_is_unavailable():
         NvmlReader((7,), nvml=FakeNvml())
 
 
-def test_estimate_arithmetic():
-    cpu, clock = iter([0.0, 0.0, 2.0]), iter([0.0, 0.0, 4.0])
-    reader = EstimateReader(active_w_per_core=10.0, idle_w=20.0, cpu_time_s=lambda: next(cpu), clock=lambda: next(clock))
-    assert reader.read_j() == {"cpu": 0.0}
-    assert reader.read_j() == {"cpu": pytest.approx(2.0 * 10.0 + 4.0 * 20.0)}
+def test_the_old_constants_give_the_old_arithmetic():
+    # 2 CPU seconds of the run in 4 s on 2 vCPUs, nothing else busy: 2 s × 10 W per core + 4 s × 20 W idle
+    run, busy, clock = iter([0.0, 0.0, 2.0]), iter([0.0, 0.0, 2.0]), iter([0.0, 0.0, 4.0])
+    model = constants_model(active_w_per_core=10.0, idle_w=20.0, vcpus=2)
+    meter = EstimateMeter(model.curve, (), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
+                          clock=lambda: next(clock), start_polling=False)
+    meter.begin_window("w")
+    assert meter.end_window("w").total_j == pytest.approx(2.0 * 10.0 + 4.0 * 20.0)
 
 
 def energy_cfg(tmp_path, *overrides):

@@ -21,7 +21,7 @@ def test_profiling_with_rapl_starts_no_cross_check_meter_per_batch(make_cfg, tmp
 
     monkeypatch.setattr(codecarbon_meter.CodeCarbonMeter, "__init__", refuse)
     cfg = make_cfg(*ONE_PROFILE_PER_STAGE, "energy.meter=rapl", f"energy.rapl_root={tmp_path}/powercap",
-                   "energy.cross_check_codecarbon=true", "profiling.repeats=1",
+                   "energy.compare=codecarbon", "profiling.repeats=1",
                    f"profiling.cache_dir={tmp_path}/profiles")
     table = profile_job(cfg)
     assert {r.energy_source for r in table.rows.values()} == {"rapl"}

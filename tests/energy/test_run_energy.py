@@ -25,6 +25,13 @@ def test_estimated_energy_is_recorded_and_labelled(make_cfg, client):
     child = client.get_run(outcome.repetition_run_ids[0])
     m = child.data.metrics
     assert set(ENERGY) <= set(m)
+    # the reference model's interval on every energy figure, the central figure inside it
+    for name in ("energy_j_total", "energy_j_per_request", "emissions_g_per_1k", "idle_power_w"):
+        assert 0 <= m[f"{name}_low"] <= m[name] <= m[f"{name}_high"], name
+    assert m["energy_j_total_high"] > m["energy_j_total_low"]
+    tags = parent.data.tags
+    assert tags["power_model"] == "boavizta" and "boaviztapi" in tags["power_model_source"]
+    assert tags["idle_baseline"] == "modelled"
     assert m["energy_j_active"] == pytest.approx(m["energy_j_total"] - m["idle_power_w"] * m["energy_j_total"] / m["power_w_mean"])
     assert m["energy_j_per_request"] == pytest.approx(m["energy_j_active"] / 3)
     assert m["energy_detector_j"] + m["energy_classifier_j"] == pytest.approx(m["energy_j_active"])
@@ -36,7 +43,7 @@ def test_estimated_energy_is_recorded_and_labelled(make_cfg, client):
     assert "energy_j_per_request_cv" in pm and "energy_j_per_request_ci95_low" not in pm
 
 
-def test_rapl_run_with_codecarbon_cross_check(make_cfg, client, tmp_path):
+def test_rapl_run_with_codecarbon_side_by_side(make_cfg, client, tmp_path):
     tree = PowercapTree(tmp_path / "powercap")
     stop = threading.Event()
 
@@ -48,14 +55,18 @@ def test_rapl_run_with_codecarbon_cross_check(make_cfg, client, tmp_path):
     worker = threading.Thread(target=burn, daemon=True)
     worker.start()
     try:
-        outcome = run_job(make_cfg("energy.meter=rapl", f"energy.rapl_root={tmp_path}/powercap", "trial.requests=3"))
+        outcome = run_job(make_cfg("energy.meter=rapl", f"energy.rapl_root={tmp_path}/powercap", "trial.requests=3",
+                                   "energy.compare=codecarbon"))
     finally:
         stop.set()
     run = client.get_run(outcome.run_id)
     assert run.data.tags["energy_source"] == "rapl" and "energy_fallback" not in run.data.tags
     m = run.data.metrics
     assert m["power_w_mean"] == pytest.approx(40.0, rel=0.3)
-    assert m["meter_agreement_ratio"] > 0  # CodeCarbon ÷ RAPL over the same window
+    assert "energy_j_total_low" not in m  # a measurement has no model interval
+    # CodeCarbon over the same window, beside RAPL's figure
+    assert m["energy_j_total_codecarbon"] > 0
+    assert m["codecarbon_to_ours_ratio"] == pytest.approx(m["energy_j_total_codecarbon"] / m["energy_j_total"])
 
 
 def test_a_second_energy_measured_run_refuses_and_leaves_no_run(make_cfg, client, tmp_path):

@@ -13,6 +13,7 @@ class CompositeMeter(Meter):
         self.meters = meters
         self.source = meters[0].source
         self.fallback_reason = next((m.fallback_reason for m in meters if m.fallback_reason), None)
+        self.tags = {k: v for m in meters for k, v in m.tags.items()}
 
     @property
     def concurrent_windows(self) -> bool:
@@ -28,10 +29,12 @@ class CompositeMeter(Meter):
 
     def end_window(self, name: str) -> Measurement:
         parts = [meter.end_window(name) for meter in self.meters]
-        energy = {}
-        for part in parts:
-            energy.update(part.energy_j)
-        return Measurement(max(p.duration_s for p in parts), energy, self.source)
+        energy = {k: v for part in parts for k, v in part.energy_j.items()}
+        duration_s = max(p.duration_s for p in parts)
+        # a modelled part's interval: each of its curves in place of its central figures, the measured parts kept
+        alternatives = tuple(Measurement(duration_s, {**energy, **alt.energy_j}, self.source, model=alt.model)
+                             for part in parts for alt in part.alternatives)
+        return Measurement(duration_s, energy, self.source, alternatives=alternatives)
 
     def samples(self) -> list[PowerSample]:
         return sorted((s for m in self.meters for s in m.samples()), key=lambda s: s.time_s)

@@ -1,21 +1,24 @@
-"""The estimate used when no counter is readable: a documented model, not a measurement.
+"""The estimate used when no counter is readable: a power model of the load, not a measurement.
 
-    energy_j = CPU time_s × active_w_per_core + idle_w × elapsed_s
-
-CPU time counts every thread of this process and of the processes it started (the runner's stage workers, torch's
-threads included), so a stage using 2 cores for 1 s adds 2 core-seconds. `active_w_per_core` and `idle_w` come from
-the hardware config (`hardware.estimate`). The idle term makes the estimate's idle baseline equal `idle_w`, and idle
-subtraction leaves the CPU-time term: energy proportional to the work done.
+Every `poll_interval_s` the meter samples the load (`LoadSample`): how busy the vCPUs this process may use were
+since the last sample, and which share of that was this process and the processes it started (the runner's stage
+workers, torch's threads included). A window's energy is its samples' energy under the power curve
+(`PowerCurve.energy_j`), and under each curve of the model's interval (`Measurement.alternatives`). Which curves:
+`energy/power_reference.py` (reference data for this CPU), or the old constants of `hardware.estimate`.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Callable
 
-from sustainable_ipa.energy.measurement import EnergySource
-from sustainable_ipa.energy.meter import CounterReader
+import psutil
+
+from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
+from sustainable_ipa.energy.meter import Meter
+from sustainable_ipa.energy.power_curve import LoadSample, PowerCurve
 
 
 def process_tree_cpu_s() -> float:
@@ -46,18 +49,85 @@ def process_tree_cpu_s() -> float:
     return total_s
 
 
-class EstimateReader(CounterReader):
+def vcpus_busy_s() -> float:
+    """Busy CPU seconds (all but idle and iowait) of the CPUs this process may run on, since boot."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    per_cpu = psutil.cpu_times(percpu=True)
+    chosen = [per_cpu[i] for i in allowed if i < len(per_cpu)] if allowed else per_cpu
+    return float(sum(sum(t) - t.idle - getattr(t, "iowait", 0.0) for t in chosen))
+
+
+class EstimateMeter(Meter):
+    """Windows of modelled energy over sampled load. Windows may nest and overlap, like the counter meters'."""
+
     source = EnergySource.ESTIMATE
 
-    def __init__(self, active_w_per_core: float, idle_w: float, cpu_time_s: Callable[[], float] = process_tree_cpu_s,
-                 clock: Callable[[], float] = time.perf_counter):
-        self.active_w_per_core = active_w_per_core
-        self.idle_w = idle_w
-        self._cpu_time_s = cpu_time_s
-        self._clock = clock
-        self._cpu0, self._t0 = cpu_time_s(), clock()
+    def __init__(self, curve: PowerCurve, alternatives: tuple[PowerCurve, ...], vcpus: int,
+                 poll_interval_s: float = 1.0, run_cpu_s: Callable[[], float] = process_tree_cpu_s,
+                 busy_cpu_s: Callable[[], float] = vcpus_busy_s, clock: Callable[[], float] = time.perf_counter,
+                 start_polling: bool = True):
+        self.curve, self.alternatives, self.vcpus = curve, alternatives, vcpus
+        self._run_cpu_s, self._busy_cpu_s, self._clock = run_cpu_s, busy_cpu_s, clock
+        self._lock = threading.Lock()
+        self._last = (clock(), run_cpu_s(), busy_cpu_s())
+        self._samples: list[LoadSample] = []
+        self._windows: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = None
+        if start_polling and poll_interval_s > 0:
+            self._thread = threading.Thread(target=self._poll_loop, args=(poll_interval_s,), name="meter-estimate",
+                                            daemon=True)
+            self._thread.start()
 
-    def read_j(self) -> dict[str, float]:
-        cpu_s = self._cpu_time_s() - self._cpu0
-        elapsed_s = self._clock() - self._t0
-        return {"cpu": cpu_s * self.active_w_per_core + elapsed_s * self.idle_w}
+    def poll(self) -> None:
+        """Sample the load since the last poll."""
+        with self._lock:
+            now = (self._clock(), self._run_cpu_s(), self._busy_cpu_s())
+            dt_s, run_s, busy_s = (b - a for a, b in zip(self._last, now))
+            if dt_s <= 0:
+                return
+            busy_s = max(busy_s, run_s, 0.0)  # the OS's per-CPU ticks and per-process times differ in granularity
+            self._samples.append(LoadSample(now[0], dt_s, min(busy_s / (dt_s * self.vcpus), 1.0),
+                                            min(run_s / busy_s, 1.0) if busy_s > 0 else 0.0))
+            self._last = now
+
+    def _poll_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.poll()
+
+    def begin_window(self, name: str) -> None:
+        self.poll()
+        with self._lock:
+            self._windows[name] = len(self._samples)
+
+    def end_window(self, name: str) -> Measurement:
+        if name not in self._windows:
+            raise KeyError(f"no open energy window named {name!r}")
+        self.poll()
+        with self._lock:
+            samples = self._samples[self._windows.pop(name):]
+        duration_s = sum(s.dt_s for s in samples)
+
+        def measured(curve: PowerCurve) -> Measurement:
+            return Measurement(duration_s, curve.energy_j(samples), self.source, static_w=curve.static_w,
+                               model=curve.name)
+
+        return Measurement(duration_s, self.curve.energy_j(samples), self.source, static_w=self.curve.static_w,
+                           alternatives=tuple(measured(c) for c in self.alternatives), model=self.curve.name)
+
+    def load_samples(self) -> list[LoadSample]:
+        """The load as sampled: what any other power curve can be applied to afterwards (`load.csv`)."""
+        with self._lock:
+            return list(self._samples)
+
+    def samples(self) -> list[PowerSample]:
+        """The run's modelled power per sample: static power plus its share of the active power."""
+        with self._lock:
+            samples = list(self._samples)
+        return [PowerSample(s.time_s, {d: j / s.dt_s for d, j in self.curve.energy_j([s]).items()}) for s in samples]
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

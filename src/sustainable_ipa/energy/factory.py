@@ -7,14 +7,37 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
+from sustainable_ipa.energy.calibration import calibration_for
+from sustainable_ipa.energy.estimate import EstimateMeter
 from sustainable_ipa.energy.meter import CounterMeter, Meter, MeterUnavailable
+from sustainable_ipa.energy.power_reference import PowerModel, ccf_model, constants_model, reference_model
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.schema import METERS  # the choices are declared with the setting
+
+
+def estimate_model(energy: DictConfig, hardware: DictConfig) -> PowerModel:
+    """The power model of `energy.power_model`; a calibration of this CPU model, where one is stored, before
+    the reference data (`constants` is always what it says)."""
+    fingerprint = this_machine()
+    if energy.power_model == "constants":
+        return constants_model(float(hardware.estimate.active_w_per_core), float(hardware.estimate.idle_w),
+                               fingerprint.cores)
+    calibration = calibration_for(energy.calibration, fingerprint)
+    if calibration is not None:
+        return calibration.model(fingerprint.cores)
+    return ccf_model(fingerprint) if energy.power_model == "ccf" else reference_model(fingerprint)
+
+
+def estimate_meter(energy: DictConfig, hardware: DictConfig) -> EstimateMeter:
+    model = estimate_model(energy, hardware)
+    meter = EstimateMeter(model.curve, model.alternatives, this_machine().cores, float(energy.poll_interval_s))
+    meter.tags = model.tags
+    return meter
 
 
 def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[], Meter]]:
     from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
-    from sustainable_ipa.energy.estimate import EstimateReader
     from sustainable_ipa.energy.nvml import NvmlReader
     from sustainable_ipa.energy.pyrapl_reader import PyRaplReader
     from sustainable_ipa.energy.rapl import RaplReader
@@ -25,7 +48,7 @@ def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[]
         "pyrapl": lambda: CounterMeter(PyRaplReader(), poll),
         "nvml": lambda: CounterMeter(NvmlReader(tuple(energy.gpu_indices)), poll),
         "codecarbon": lambda: CodeCarbonMeter(hardware.carbon.country_iso_code, hardware.carbon.region),
-        "estimate": lambda: CounterMeter(EstimateReader(hardware.estimate.active_w_per_core, hardware.estimate.idle_w), poll),
+        "estimate": lambda: estimate_meter(energy, hardware),
     }
 
 

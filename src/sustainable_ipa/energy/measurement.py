@@ -18,11 +18,19 @@ class EnergySource(str, Enum):
 
 @dataclass(frozen=True)
 class Measurement:
-    """Energy of one window. Domains: `cpu` (packages, cores included), `dram`, `gpu`. Units: J and s."""
+    """Energy of one window. Domains: `cpu` (packages, cores included), `dram`, `gpu`. Units: J and s.
+
+    A modelled window (the estimate) also carries `static_w`, the power its model draws at no load (the idle
+    baseline it implies), the name of its curve (`model`), and `alternatives`: the same window under each power
+    curve of the model's interval.
+    """
 
     duration_s: float
     energy_j: dict[str, float] = field(default_factory=dict)
     source: EnergySource = EnergySource.ESTIMATE
+    static_w: float | None = None
+    alternatives: tuple["Measurement", ...] = ()
+    model: str | None = None  # the power curve a modelled figure comes from
 
     @property
     def total_j(self) -> float:

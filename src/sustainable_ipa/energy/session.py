@@ -10,10 +10,12 @@ from omegaconf import DictConfig
 
 from sustainable_ipa.energy.carbon import carbon_intensity_g_per_kwh
 from sustainable_ipa.energy.factory import make_meter
+from sustainable_ipa.energy.estimate import EstimateMeter
 from sustainable_ipa.energy.idle import idle_power_w
 from sustainable_ipa.energy.lock import MachineLock
 from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
 from sustainable_ipa.energy.meter import Meter, MeterUnavailable
+from sustainable_ipa.energy.power_curve import LoadSample
 from sustainable_ipa.fingerprint import this_machine
 
 
@@ -24,7 +26,18 @@ class Window:
     measurement: Measurement | None = None
     cross_check: Measurement | None = None
     samples: list[PowerSample] = field(default_factory=list)
+    load_samples: list[LoadSample] = field(default_factory=list)  # where the energy is modelled from the load
     start_s: float = 0.0
+
+
+def estimate_line(model_tags: dict[str, str]) -> str:
+    """What the estimate is, in one line for the console: its model, where its data come from, its interval."""
+    if not model_tags:
+        return "no power model"
+    line = f"power model {model_tags['power_model']} ({model_tags['power_model_source']})"
+    if "power_model_range" in model_tags:
+        line += f", interval *_low … *_high from {model_tags['power_model_range']}"
+    return line
 
 
 class EnergySession:
@@ -47,16 +60,17 @@ class EnergySession:
         self.lock.acquire()
         try:
             self.meter = make_meter(self.cfg, self.hardware, self.warn)
-            if self.meter.source == EnergySource.RAPL and self.cfg.get("cross_check_codecarbon", False):
+            if self.cfg.compare == "codecarbon" and self.meter.source != EnergySource.CODECARBON:
                 from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
 
                 try:
                     self.cross_meter = CodeCarbonMeter(self.hardware.carbon.country_iso_code, self.hardware.carbon.region)
-                except MeterUnavailable:
-                    self.cross_meter = None
+                except MeterUnavailable as err:
+                    if self.warn:
+                        self.warn(f"energy.compare=codecarbon: {err}; its figures are left out")
             if self.meter.source == EnergySource.ESTIMATE:
-                # the estimate's idle power is its constant: nothing to measure, and no cache to poison
-                self.idle_power_w = float(self.hardware.estimate.idle_w) if float(self.cfg.idle_s) > 0 else 0.0
+                # the model's static power is its idle baseline: nothing to measure, and no cache to poison
+                self.idle_power_w = self.meter.curve.static_w if float(self.cfg.idle_s) > 0 else 0.0
             else:
                 self.idle_power_w, self.idle_cached = idle_power_w(
                     self.meter, float(self.cfg.idle_s), self.cfg.idle_cache, float(self.cfg.idle_cache_s),
@@ -86,11 +100,11 @@ class EnergySession:
 
     @property
     def idle_baseline(self) -> str:
-        """none | configured (the estimate's constant) | measured | cached (measured earlier, same key)."""
+        """none | modelled (the estimate's static power) | measured | cached (measured earlier, same key)."""
         if float(self.cfg.idle_s) <= 0:
             return "none"
         if self.meter.source == EnergySource.ESTIMATE:
-            return "configured"
+            return "modelled"
         return "cached" if self.idle_cached else "measured"
 
     def tags(self) -> dict[str, str]:
@@ -98,14 +112,14 @@ class EnergySession:
                 "machine": this_machine().key}  # what the figures were measured on: CPU model, its flags, cores
         if self.meter.fallback_reason:
             tags["energy_fallback"] = self.meter.fallback_reason
-        return tags
+        return {**tags, **self.meter.tags}
 
     @contextmanager
     def window(self, name: str) -> Iterator[Window]:
         import time
 
-        result = Window(start_s=time.perf_counter())
         self.meter.begin_window(name)
+        result = Window(start_s=time.perf_counter())  # after the poll that opens the window: its sample is before
         if self.cross_meter:
             self.cross_meter.begin_window(name)
         try:
@@ -115,3 +129,5 @@ class EnergySession:
             if self.cross_meter:
                 result.cross_check = self.cross_meter.end_window(name)
             result.samples = [s for s in self.meter.samples() if s.time_s >= result.start_s]
+            if isinstance(self.meter, EstimateMeter):
+                result.load_samples = [s for s in self.meter.load_samples() if s.time_s > result.start_s]

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from sustainable_ipa.energy.measurement import PowerSample
+from sustainable_ipa.energy.power_curve import LoadSample
 
 
 def power_csv(samples: list[PowerSample], origin_s: float) -> str:
@@ -17,6 +18,21 @@ def power_csv(samples: list[PowerSample], origin_s: float) -> str:
     for s in samples:
         writer.writerow([f"{s.time_s - origin_s:.3f}", *(f"{s.power_w.get(d, float('nan')):.3f}" for d in domains)])
     return buffer.getvalue()
+
+
+def load_csv(samples: list[LoadSample], origin_s: float) -> str:
+    """The sampled load of a modelled window: apply any power curve to it later (`PowerCurve.energy_j`)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["time_s", "dt_s", "load", "run_share"])
+    for s in samples:
+        writer.writerow([f"{s.time_s - origin_s:.3f}", f"{s.dt_s:.4f}", f"{s.load:.4f}", f"{s.run_share:.4f}"])
+    return buffer.getvalue()
+
+
+def read_load_csv(text: str) -> list[LoadSample]:
+    return [LoadSample(float(r["time_s"]), float(r["dt_s"]), float(r["load"]), float(r["run_share"]))
+            for r in csv.DictReader(io.StringIO(text))]
 
 
 def plot_power(samples: list[PowerSample], origin_s: float, path: Path, title: str, idle_power_w: float | None = None) -> Path:

@@ -46,5 +46,44 @@ def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: floa
     return out
 
 
+def window_energy_metrics(measurement, idle_power_w: float, requests_served: int, latency_mean_s: float,
+                         stage_cpu_s: dict[str, float], carbon_intensity_g_per_kwh: float, pue: float) -> dict[str, float]:
+    """`energy_metrics` of one measured window; where its energy is modelled (the estimate), each figure's model
+    interval too: `<metric>_low` and `<metric>_high`, the least and most any curve of the model's interval gives
+    (each with its own static power as the idle baseline, where a baseline is subtracted), and the energy per
+    request under each of those curves, `energy_j_per_request_model_<curve>`."""
+    def figures(m, idle_w: float) -> dict[str, float]:
+        return energy_metrics(m.total_j, m.energy_j, m.duration_s, idle_w, requests_served, latency_mean_s,
+                              stage_cpu_s, carbon_intensity_g_per_kwh, pue)
+
+    central = figures(measurement, idle_power_w)
+    if not measurement.alternatives:
+        return central
+    subtracted = idle_power_w > 0
+    others = {a.model: figures(a, a.static_w if subtracted and a.static_w is not None else idle_power_w)
+              for a in measurement.alternatives}
+    out = dict(central)
+    for name in central:
+        if name != "carbon_intensity_g_per_kwh":
+            values = [central[name], *(f[name] for f in others.values() if name in f)]
+            out[f"{name}_low"], out[f"{name}_high"] = min(values), max(values)
+    for model, f in others.items():  # the decision metric under each curve: a verdict per curve (report/analysis.py)
+        out[f"{PER_MODEL}{model.replace('-', '_')}"] = f["energy_j_per_request"]
+    return out
+
+
+PER_MODEL = "energy_j_per_request_model_"
+
+
+def codecarbon_metrics(codecarbon, ours) -> dict[str, float]:
+    """CodeCarbon's figure for the same window beside this project's (`energy.compare=codecarbon`): its total and
+    per-domain joules, and its total ÷ ours. Both are totals, idle included: CodeCarbon subtracts no baseline."""
+    out = {"energy_j_total_codecarbon": codecarbon.total_j,
+           **{f"energy_{d}_j_codecarbon": j for d, j in codecarbon.energy_j.items()}}
+    if ours.total_j > 0:
+        out["codecarbon_to_ours_ratio"] = codecarbon.total_j / ours.total_j
+    return out
+
+
 ENERGY_METRICS_FOR_CV = ("energy_j_total", "power_w_mean", "energy_j_active", "energy_j_per_request",
                          "emissions_g_total", "emissions_g_per_1k", "energy_delay_j_s")

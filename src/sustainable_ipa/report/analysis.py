@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sustainable_ipa.metrics.energy import PER_MODEL
 from sustainable_ipa.metrics.stats import interval_text, metric_interval
 
 ENERGY = "energy_j_per_request"
@@ -178,7 +179,26 @@ def _dominates(a: pd.Series, b: pd.Series, objectives: dict[str, int]) -> bool:
 def answer(summary: pd.DataFrame) -> tuple[str, str]:
     """(verdict, sentence) for one hardware: does energy change which configuration is best? `yes` only for a
     configuration whose energy the trials tell apart from every configuration that beats it otherwise; entries on
-    means alone are `cannot tell`."""
+    means alone are `cannot tell`. Where the energy is modelled, the verdict is reached again under each curve of
+    the power model's interval (`energy_j_per_request_model_<curve>`): the sentence says whether it holds across
+    the model's range or depends on the power model."""
+    verdict, sentence = _answer(summary)
+    curves = [c for c in summary if c.startswith(PER_MODEL) and not c.endswith(("_ci95_low", "_ci95_high"))]
+    if not curves or verdict == "nothing to compare":
+        return verdict, sentence
+    under = {}
+    for column in curves:
+        other = summary.copy()
+        for end in ("", "_ci95_low", "_ci95_high"):
+            other[ENERGY + end] = summary.get(column + end, float("nan"))
+        under[column[len(PER_MODEL):]] = _answer(other)[0]
+    if all(v == verdict for v in under.values()):
+        return verdict, f"{sentence}; this holds across the power model's range ({', '.join(under)} give it too)"
+    differ = "; ".join(f"{v} under {curve}" for curve, v in under.items() if v != verdict)
+    return "depends on the power model", f"it depends on the power model: {sentence}; but {differ}"
+
+
+def _answer(summary: pd.DataFrame) -> tuple[str, str]:
     if len(summary) < 2:
         return "nothing to compare", (f"nothing to compare: one configuration ({', '.join(summary['adaptation'])}); "
                                       "run several to ask whether energy changes which is best")

@@ -17,8 +17,10 @@ COMPOSED = "profile"
 ESTIMATE = "estimate"
 OFFLINE = "offline"
 
-ESTIMATE_NOTE = ("energy from energy_source=estimate is a model, not a measurement: process CPU time × "
-                 "hardware.estimate constants, so it follows CPU time (hence cost and latency) by construction")
+ESTIMATE_NOTE = ("energy from energy_source=estimate is a model, not a measurement: a power curve of this CPU from "
+                 "reference data (tag power_model; Boavizta's by default) applied to the sampled load, with the "
+                 "range of the reference data as *_low … *_high (power_model=constants has none and follows CPU "
+                 "time, hence cost and latency, by construction)")
 COMPOSED_NOTE = ("figures of evaluator=profile trials are composed from stage profiles (search/compose.py): "
                  "predictions of the model, not measurements, and without an interval")
 

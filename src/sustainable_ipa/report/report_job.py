@@ -17,6 +17,7 @@ from sustainable_ipa.report import analysis, interactive, labels, plots
 from sustainable_ipa.report.carbon_view import EQUIVALENTS_SOURCE, carbon_table, regions_table
 from sustainable_ipa.report.collect import Selection, trials
 from sustainable_ipa.report.html import figure, page, table
+from sustainable_ipa.metrics.energy import PER_MODEL
 from sustainable_ipa.tracking.links import print_where_to_look
 from sustainable_ipa.tracking.runs import common_tags, log, tracked_run
 from sustainable_ipa.tracking.store import open_store
@@ -40,7 +41,7 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
         data["hardware"] = data["pipeline"] + " · " + data["hardware"]
     folder = Path(r.out_dir) / time.strftime("%Y-%m-%d_%H-%M-%S")
     folder.mkdir(parents=True, exist_ok=True)
-    summary = analysis.summarise(data, [m for m in METRICS if m in data])
+    summary = analysis.summarise(data, [m for m in METRICS if m in data] + [c for c in data if c.startswith(PER_MODEL)])
     warnings = analysis.several_machines(data) + analysis.mixed_energy_sources(data) + labels.warnings(data)
     if set(data["weights_kind"]) - {"pretrained"}:
         warnings.append("some runs use random weights: their accuracy is the reference accuracy, not measured")

@@ -128,7 +128,7 @@ def profiling_inputs(cfg: DictConfig, console: Console, space: SearchSpace):
 def profiling_session(cfg: DictConfig, console: Console) -> EnergySession:
     """The energy session profiles are measured in. A window per batch, tens of ms each: CodeCarbon's cross-check
     would start and stop its own tracker inside every one and bill that to the batch; it belongs to whole runs."""
-    energy_cfg = OmegaConf.merge(cfg.energy, {"cross_check_codecarbon": False})
+    energy_cfg = OmegaConf.merge(cfg.energy, {"compare": "none"})
     return EnergySession(energy_cfg, cfg.hardware, lambda line: warn(console, line))
 
 
