@@ -27,6 +27,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from sustainable_ipa.config import compose  # noqa: E402
 from sustainable_ipa.energy.power_reference import constants_model, reference_model  # noqa: E402
 from sustainable_ipa.energy.timeseries import read_load_csv  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> None:
         run_sweep(args.repetitions)
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{ROOT}/mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri=compose().tracking.uri)  # the store src/main.py logged to
     experiment = client.get_experiment_by_name(EXPERIMENT)
     sweep, runs = trials(client, experiment.experiment_id)
     machine = this_machine()
