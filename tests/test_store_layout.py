@@ -3,6 +3,7 @@ MLflow 3 uses by default when started from the project root, and `make ui` passe
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -32,17 +33,28 @@ def test_the_environment_still_wins(monkeypatch):
     assert compose().tracking.uri == "sqlite:////elsewhere/mlflow.db"
 
 
-def test_make_ui_is_mlflow_ui_with_no_store_arguments():
-    makefile = (PROJECT_ROOT / "Makefile").read_text()
-    recipe = makefile.split("\nui:", 1)[1].split("\n\n", 1)[0]
-    assert "mlflow ui" in recipe and "--backend-store-uri" not in recipe and "cd $(CURDIR)" in recipe
+def make_ui() -> tuple[dict[str, str], list[str]]:
+    """What `make ui` runs after `cd` to the project: (the variables it sets, the arguments after `mlflow ui`)."""
+    recipe = (PROJECT_ROOT / "Makefile").read_text().split("\nui:", 1)[1].split("\n\n", 1)[0]
+    assert "cd $(CURDIR) && " in recipe
+    words = shlex.split(recipe.split("cd $(CURDIR) && ", 1)[1].splitlines()[0])
+    program = next(i for i, word in enumerate(words) if word.endswith("/mlflow"))
+    assert words[program + 1] == "ui" and words[-1] == "$(ARGS)"
+    return dict(word.split("=", 1) for word in words[:program]), words[program + 2:-1]
+
+
+def test_make_ui_is_mlflow_ui_with_no_store_arguments_and_no_job_consumers():
+    variables, args = make_ui()
+    assert "--backend-store-uri" not in args
+    assert variables == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # else 7 job processes start with the UI
 
 
 @pytest.mark.slow
 def test_a_newcomers_mlflow_run_is_listed_by_mlflow_ui_with_no_arguments(tmp_path):
     """The sequence a new user types, nothing exported: `mlflow run .` from the project's folder, then `mlflow ui`
-    with no arguments there; the UI's REST API lists the run with the job's figures in it. Done in a copy
-    of the project, so that the developer's own store is left alone (src/main.py puts its copy's package first)."""
+    there as `make ui` starts it (no store arguments); the UI's REST API lists the run with the job's figures in it.
+    Done in a copy of the project, so that the developer's own store is left alone (src/main.py puts its copy's
+    package first)."""
     project = tmp_path / "project"
     for part in ("src", "conf", "data"):
         shutil.copytree(PROJECT_ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -61,7 +73,9 @@ def test_a_newcomers_mlflow_run_is_listed_by_mlflow_ui_with_no_arguments(tmp_pat
     assert (project / "mlflow.db").is_file()  # MLflow's default, in the folder the user typed it in
 
     port = free_port()
-    ui = subprocess.Popen([str(bin_dir / "mlflow"), "ui", "--port", str(port)], cwd=project, env=env,
+    variables, args = make_ui()  # as `make ui` starts it
+    ui = subprocess.Popen([str(bin_dir / "mlflow"), "ui", *args, "--port", str(port)], cwd=project,
+                          env={**env, **variables},
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline, runs = time.monotonic() + 180, None
