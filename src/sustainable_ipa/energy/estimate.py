@@ -65,8 +65,9 @@ class EstimateMeter(Meter):
     def __init__(self, curve: PowerCurve, alternatives: tuple[PowerCurve, ...], vcpus: int,
                  poll_interval_s: float = 1.0, run_cpu_s: Callable[[], float] = process_tree_cpu_s,
                  busy_cpu_s: Callable[[], float] = vcpus_busy_s, clock: Callable[[], float] = time.perf_counter,
-                 start_polling: bool = True):
+                 start_polling: bool = True, tags: dict[str, str] | None = None):
         self.curve, self.alternatives, self.vcpus = curve, alternatives, vcpus
+        self.tags = tags or {"power_model": curve.name, "power_model_source": curve.source}
         self._run_cpu_s, self._busy_cpu_s, self._clock = run_cpu_s, busy_cpu_s, clock
         self._lock = threading.Lock()
         self._last = (clock(), run_cpu_s(), busy_cpu_s())

@@ -31,9 +31,8 @@ def estimate_model(energy: DictConfig, hardware: DictConfig) -> PowerModel:
 
 def estimate_meter(energy: DictConfig, hardware: DictConfig) -> EstimateMeter:
     model = estimate_model(energy, hardware)
-    meter = EstimateMeter(model.curve, model.alternatives, this_machine().cores, float(energy.poll_interval_s))
-    meter.tags = model.tags
-    return meter
+    return EstimateMeter(model.curve, model.alternatives, this_machine().cores, float(energy.poll_interval_s),
+                         tags=model.tags)
 
 
 def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[], Meter]]:

@@ -30,7 +30,7 @@ class Meter(ABC):
     source: EnergySource
     concurrent_windows = True  # several windows open at once (the live loop's switch inside its interval)
     fallback_reason: str | None = None
-    tags: dict[str, str] = {}  # what a modelled meter says about its model (power_model, its source, …)
+    tags: dict[str, str] = {}  # read-only here; a modelled meter sets its own: power_model, its source, …
 
     @abstractmethod
     def begin_window(self, name: str) -> None: ...
