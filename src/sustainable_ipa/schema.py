@@ -415,6 +415,7 @@ class Adapt(Settings):
     delta_carbon: NonNegative
     power_budget_w: Optional[Positive]
     carbon_budget_g_per_h: Optional[Positive]
+    switch_cost: Literal["none", "measured"]  # measured: bring-ups charged and weighed (adapt/switching.py)
     job: DeferrableJob
     mode: Literal["simulate", "live"]  # live: the real pipeline serves the trace (adapt/live.py)
     speedup: Positive  # live: trace seconds per real second (an interval lasts step_s / speedup)

@@ -172,3 +172,31 @@ def test_the_live_loop_plans_for_the_peak_when_asked(make_cfg, client, tmp_path)
     assert list(intervals["predicted_rps"].iloc[1:]) == list(intervals["observed_peak_rps"].iloc[:-1])
     assert (intervals["observed_peak_rps"] >= intervals["observed_rps"]).all()
     assert (intervals["predicted_rps"].iloc[1:] > intervals["observed_rps"].iloc[:-1].to_numpy()).any()
+
+
+@pytest.mark.slow
+def test_with_measured_switch_costs_the_simulation_beside_the_live_loop_charges_its_switches(make_cfg, client,
+                                                                                           tmp_path):
+    from sustainable_ipa.adapt.bring_up import bring_ups_path, save_bring_ups
+    from sustainable_ipa.adapt.live import live_job
+    from sustainable_ipa.adapt.switching import BringUp
+
+    trace = tmp_path / "load.csv"
+    trace.write_text("t_s,requests_per_s\n0,0.3\n900,5\n1800,5\n")
+    fake_profiles(tmp_path / "profiles")
+    up = BringUp(0.1, 10.0, 0.5)  # kept for this machine: nothing measured here
+    save_bring_ups(bring_ups_path(cache_path(tmp_path / "profiles", "cpu", this_machine())),
+                   {("detector", "yolov5n", 1, 1, "fp32", "torch"): up,
+                    **{("classifier", v, b, 1, "fp32", "torch"): up for v in ("resnet18", "resnet34") for b in (1, 4)}})
+    cfg = make_cfg(*SPACE, f"profiling.cache_dir={tmp_path}/profiles", f"adapt.load={trace}", "adapt.mode=live",
+                   "adapt.speedup=600", "adapt.step_s=900", "adapt.duration_s=2700", "adapt.live_policies=[ipa]",
+                   "adapt.switch_cost=measured")
+    table = live_job(cfg)
+    intervals = table.attrs["intervals"]
+    # the load of 5 requests/s needs ResNet-18 b4 whatever a switch costs: live and simulated switch to it
+    assert intervals["configuration"].iloc[-1].endswith("classifier resnet18 b4 t1x1 fp32/torch")
+    assert table.loc["ipa", "switches"] >= 1 and table.loc["ipa", "requests_lost"] == 0
+    switched = intervals[intervals["sim_decision"] != intervals["sim_decision"].shift()].iloc[1:]
+    assert len(switched) == 1
+    # its simulated energy holds the bring-up of every replica, 10 J each, at the live interval's scale
+    assert switched["sim_energy_j"].iloc[0] >= 20

@@ -116,3 +116,73 @@ def test_a_high_switch_cost_holds_through_a_short_spike_and_switches_for_a_long_
     # switches for free (none measured): nothing is held
     assert [i.cores for i in simulate(policy, profiles(), SPACE, REFERENCE, load, FLAT, 2.0, 4, 60, predictor=Last())] \
         == [i.cores for i in blind]
+
+
+def test_kept_bring_ups_are_read_back_as_written_and_only_missing_lines_measured(tmp_path):
+    from sustainable_ipa.adapt.bring_up import missing_lines, read_bring_ups, save_bring_ups
+    from sustainable_ipa.search.space import NUMERICS
+
+    space = {stage: {**o, NUMERICS: (("fp32", "torch"),)} for stage, o in SPACE.items()}
+    ups = bring_ups(1 / 3, 2.5, 0.4)
+    path = tmp_path / "bring-ups-cpu.csv"
+    save_bring_ups(path, ups)
+    assert read_bring_ups(path) == ups  # exactly: floats written in full
+    assert missing_lines(space, ups) == []
+    del ups[("classifier", "resnet18", 1, 2, "fp32", "torch")]
+    assert missing_lines(space, ups) == [("classifier", "resnet18", 2, "fp32", "torch", (1,))]
+
+
+@pytest.mark.slow
+def test_bring_ups_are_measured_as_the_live_loop_prepares_and_kept_beside_the_profiles(make_cfg, tmp_path,
+                                                                                       monkeypatch):
+    import os
+
+    from sustainable_ipa.adapt import bring_up
+    from sustainable_ipa.search.space import configured_space
+    from test_live import SPACE as LIVE_SPACE
+
+    cfg = make_cfg(*LIVE_SPACE, f"profiling.cache_dir={tmp_path}/profiles", "adapt.switch_cost=measured")
+    space = configured_space(cfg, 2).profile_grid()
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    said = []
+    ups = bring_up.measured_bring_ups(cfg, space, cores, said.append)
+    # every option of the space, keyed like the profile table: yolov5n b1, ResNet-18 and -34 in batches of 1 and 4
+    assert set(ups) == {("detector", "yolov5n", 1, 1, "fp32", "torch")} | {
+        ("classifier", v, b, 1, "fp32", "torch") for v in ("resnet18", "resnet34") for b in (1, 4)}
+    assert all(up.prepare_s > 0 and up.energy_j >= 0 and 0 <= up.serving_share <= 1 for up in ups.values())
+    assert ups[("classifier", "resnet18", 1, 1, "fp32", "torch")] == ups[("classifier", "resnet18", 4, 1, "fp32",
+                                                                          "torch")]  # one bring-up per line
+    assert len(said) == 1 and "bringing up 3 stage options" in said[0]
+    # kept beside the profiles: the next adapter reads them and measures nothing
+    assert (tmp_path / "profiles").glob("bring-ups-cpu-*.csv")
+    monkeypatch.setattr(bring_up, "measure_bring_up", lambda *args: pytest.fail("measured again"))
+    assert bring_up.measured_bring_ups(cfg, space, cores, said.append) == ups and len(said) == 1
+
+
+def test_the_adapter_charges_the_switches_it_makes_with_the_bring_ups_kept_for_this_machine(make_cfg, client,
+                                                                                            tmp_path):
+    from sustainable_ipa.adapt.adapt_job import adapt_job
+    from sustainable_ipa.adapt.bring_up import bring_ups_path, save_bring_ups
+    from sustainable_ipa.fingerprint import this_machine
+    from sustainable_ipa.search.profiler import cache_path
+    from test_live import SPACE as LIVE_SPACE, fake_profiles
+
+    trace = tmp_path / "load.csv"
+    trace.write_text("t_s,requests_per_s\n0,0.3\n900,5\n1800,5\n")  # ResNet-34 b1, then ResNet-18 b4 (new workers)
+    fake_profiles(tmp_path / "profiles")
+    up = BringUp(2.0, 10.0, 0.5)
+    save_bring_ups(bring_ups_path(cache_path(tmp_path / "profiles", "cpu", this_machine())),
+                   {("detector", "yolov5n", 1, 1, "fp32", "torch"): up,
+                    **{("classifier", v, b, 1, "fp32", "torch"): up for v in ("resnet18", "resnet34") for b in (1, 4)}})
+    common = [*LIVE_SPACE, f"profiling.cache_dir={tmp_path}/profiles", f"adapt.load={trace}", "adapt.step_s=900",
+              "adapt.duration_s=2700", "adapt.job.duration_s=900", "adapt.job.window_s=1800"]
+    free = adapt_job(make_cfg(*common))
+    charged = adapt_job(make_cfg(*common, "adapt.switch_cost=measured"))
+    assert (free["switches"] >= 1).all() and (free["switch_energy_j"] == 0).all()
+    # every replica of the configuration switched to is brought up: 10 J each, at least one per stage
+    ipa = charged.loc["ipa"]
+    assert ipa["switches"] == 1 and ipa["switch_energy_j"] >= 20 and ipa["switch_energy_j"] % 10 == 0
+    assert ipa["energy_j"] > free.loc["ipa", "energy_j"]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="params.`adapt.switch_cost` = 'measured'")
+    assert len(runs) == 1 and runs[0].data.metrics["ipa_switch_energy_j"] == ipa["switch_energy_j"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sustainable_ipa.adapt.optimizer import Weights
@@ -99,6 +101,21 @@ def adapt_params(a) -> dict:
     return params
 
 
+def switch_costs(cfg: DictConfig, stage_space: dict, cores: list[int], console: Console) -> dict | None:
+    """`adapt.switch_cost`: None (switches free, as before) or every option's bring-up on `cores`, measured here
+    (`adapt/bring_up.py`) or read from where that was kept."""
+    if cfg.adapt.switch_cost == "none":
+        return None
+    from sustainable_ipa.adapt.bring_up import measured_bring_ups
+
+    return measured_bring_ups(cfg, stage_space, cores, lambda line: console.print(escape(line)))
+
+
+def adapter_cores(max_cores: int) -> list[int]:
+    """The cores the adapter's configurations run on: this process's first `max_cores` (as the live loop's)."""
+    return sorted(os.sched_getaffinity(0))[:max_cores]
+
+
 def predictor(cfg: DictConfig) -> Predictor:
     """The predictor `adapt.predictor` names, with `adapt.forecast`'s settings."""
     f = cfg.adapt.forecast
@@ -120,6 +137,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     profiles = profile_job(cfg, console, configured_space(cfg, int(a.max_cores)))
     stage_space = configured_space(cfg, int(a.max_cores)).profile_grid()  # as profiling left it (profiling.budget_s)
     reference = option_accuracies(cfg.pipeline.variants)  # fp32 reference + published change per precision
+    bring_ups = switch_costs(cfg, stage_space, adapter_cores(int(a.max_cores)), console)
     planned = interval_loads(load, replay.span_s, float(a.step_s), a.plan_for)
     ceiling = capacity(profiles, stage_space, int(a.max_cores), planned, float(a.load_scale))
     if ceiling.line():
@@ -131,7 +149,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     for policy in compared:
         runs[policy.name] = simulate(policy, profiles, stage_space, reference, load, carbon, cfg.trial.sla_s,
                                      int(a.max_cores), float(a.step_s), float(cfg.hardware.pue), forecaster,
-                                     a.plan_for, replay.span_s)
+                                     a.plan_for, replay.span_s, bring_ups)
         results[policy.name] = totals(runs[policy.name])
     heaviest = max(runs["ipa"], key=lambda i: i.power_w)
     job = deferrable_job(carbon, float(a.job.duration_s), float(a.job.window_s), heaviest.power_w, float(a.step_s))
@@ -166,7 +184,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
 
 
 SHOWN = ["energy_j", "emissions_g", "accuracy_mean", "sla_attainment", "energy_j_saved_vs_ipa",
-         "emissions_g_saved_vs_ipa", "accuracy_given_up_vs_ipa", "decision_ms_p50"]
+         "emissions_g_saved_vs_ipa", "accuracy_given_up_vs_ipa", "switches", "decision_ms_p50"]
 
 
 def comparison_table(table: pd.DataFrame, job: dict) -> Table:

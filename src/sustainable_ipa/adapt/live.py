@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, interval_loads, over_budget,
-                                            simulate)
-from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, only_batch_sizes
+from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, held_or_switched, interval_loads,
+                                            over_budget, simulate)
+from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, Dwell, only_batch_sizes
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.energy.session import EnergySession
@@ -96,9 +96,20 @@ def precompute(loop: "LiveLoop") -> float:
 
 
 def simulated(loop: "LiveLoop", policy: Policy) -> list:
-    """The simulator's intervals for the same policy, traces, span, predictor and cores."""
+    """The simulator's intervals for the same policy, traces, span, predictor, cores and switch costs."""
     return simulate(policy, loop.profiles, loop.stage_space, loop.reference, loop.load, loop.carbon, loop.sla_s,
-                    loop.max_cores, loop.step_s, loop.pue, loop.predictor, loop.plan_for, loop.span_s)
+                    loop.max_cores, loop.step_s, loop.pue, loop.predictor, loop.plan_for, loop.span_s,
+                    in_trace_time(loop.bring_ups, loop.step_s / loop.live_step_s))
+
+
+def in_trace_time(bring_ups: dict | None, speedup: float) -> dict | None:
+    """Bring-ups (real seconds and joules) as the simulator of the compressed trace charges them: a preparation lasts
+    `speedup` times longer in trace seconds (the same share of its interval), and its joules are `speedup` times
+    more, which the comparison's scaling of simulated energy to the live interval's length gives back."""
+    if bring_ups is None:
+        return None
+    return {key: replace(up, prepare_s=up.prepare_s * speedup, energy_j=up.energy_j * speedup)
+            for key, up in bring_ups.items()}
 
 
 def label(choice: PipelineChoice | None) -> str:
@@ -190,6 +201,7 @@ class LiveLoop:
         self.workload = pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset))
         self.items = self.workload.inputs[cfg.pipeline.stages[0]]
         self._models: dict[tuple, object] = {}
+        self.bring_ups = None  # adapt.switch_cost=measured: each option's bring-up on self.cores (live_job sets it)
 
     def rate_rps(self, k: int) -> float:
         return interval_load_rps(self.load, k * self.step_s, self.step_s)
@@ -197,16 +209,22 @@ class LiveLoop:
     def intensity(self, k: int) -> float:
         return interval_load_rps(self.carbon, k * self.step_s, self.step_s)  # its mean, as the simulator takes it
 
-    def decide(self, policy: Policy, predicted_rps: float, k: int):
+    def decide(self, policy: Policy, predicted_rps: float, k: int, serving=None, dwell: Dwell | None = None):
         """The adapter's decision for the interval, the milliseconds it took (options and program, as timed in the
         simulator) and the CPU milliseconds of this thread meanwhile (the wall time less the waits for a core the
-        serving pipeline holds)."""
+        serving pipeline holds). With measured switch costs, `serving` (the decision the pipeline serves or
+        prepares) is held where the switch does not pay for itself over the optimum's `dwell`, as simulated."""
         began, cpu = time.perf_counter(), time.thread_time()
         decision = decide_for(policy, self.profiles, self.stage_space, self.reference, predicted_rps, self.sla_s,
                               self.max_cores, self.intensity(k))
         decision_ms, cpu_ms = (time.perf_counter() - began) * 1e3, (time.thread_time() - cpu) * 1e3
         if decision.choice is None:  # as simulated: nothing fits the cores, so plan for the most the space serves
             decision = when_nothing_fits(self, policy, k)
+        lasted = dwell.update(decision.choice) if dwell else 1
+        if self.bring_ups is not None and serving is not None and decision.choice is not None:
+            decision = held_or_switched(policy, self.profiles, self.stage_space, self.reference, predicted_rps,
+                                        self.sla_s, self.max_cores, self.intensity(k), serving, decision,
+                                        self.bring_ups, lasted * self.live_step_s)
         return decision, decision_ms, cpu_ms
 
     def _model(self, stage: str, c):
@@ -258,6 +276,8 @@ class LiveLoop:
             raise UserError(f"no configuration of the space fits in {self.max_cores} cores",
                             "offer smaller threads or replicas in search.space, or give the process more cores")
         started: list[ServingPipeline] = []
+        serving, dwell = decision, Dwell()  # the decision the pipeline serves or prepares; how long optima last
+        dwell.update(decision.choice)
         active = {"pipeline": self.serving(decision.choice, done), "choice": decision.choice}
         started.append(active["pipeline"])
         stop = threading.Event()
@@ -323,7 +343,7 @@ class LiveLoop:
                     history.append(observed_rps([r.arrival_s for r in arrived[k - 1]], t0 + (k - 1) * dur, dur,
                                                 self.plan_for))
                     predicted = self.predictor.predict(history)
-                    decision, decision_ms, cpu_ms = self.decide(policy, predicted, k)
+                    decision, decision_ms, cpu_ms = self.decide(policy, predicted, k, serving, dwell)
                     decisions.append((decision, decision_ms, cpu_ms, predicted))
                     if decision.choice is not None and decision.choice != active["choice"]:
                         if switchers and switchers[-1].is_alive():
@@ -334,11 +354,13 @@ class LiveLoop:
                                     [c.batch_size for c in decision.choice.stages().values()])
                                 active["choice"] = decision.choice
                             timeline.append((k, *(time.perf_counter(),) * 4, 0.0, IN_PLACE))
+                            serving = decision
                         else:
                             switcher = threading.Thread(target=switch, args=(decision.choice, k), name=f"switch-{k}",
                                                         daemon=True)
                             switcher.start()
                             switchers.append(switcher)
+                            serving = decision
                 advance()
             wait = t0 + n * dur - time.perf_counter()
             if wait > 0:
@@ -478,7 +500,8 @@ def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
 def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None = None) -> pd.DataFrame:
     """Every policy of `adapt.live_policies` served live on the same trace, one MLflow run; returns per policy its
     live and simulated totals (`summary`), and the intervals as `.attrs["intervals"]`."""
-    from sustainable_ipa.adapt.adapt_job import adapt_params, over_budget_line, policies, predictor, replay_traces
+    from sustainable_ipa.adapt.adapt_job import (adapt_params, over_budget_line, policies, predictor, replay_traces,
+                                                 switch_costs)
     from sustainable_ipa.search.profiling_job import profile_job
     from sustainable_ipa.search.space import configured_space
 
@@ -493,6 +516,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
     profiles = profile_job(cfg, console, configured_space(cfg, int(a.max_cores)))
     space = configured_space(cfg, int(a.max_cores))  # as profiling left it (profiling.budget_s)
     loop = LiveLoop(cfg, profiles, space.profile_grid(), replay, predictor(cfg), console)
+    loop.bring_ups = switch_costs(cfg, loop.stage_space, loop.cores, console)
     if a.plan_for == "peak":
         console.print(f"live: adapt.plan_for=peak plans for each interval's busiest {PEAK_PARTS}th of its arrivals "
                       f"(an interval lasts {loop.live_step_s:.3g} s; a trace second {1e3 / float(a.speedup):.3g} ms, "

@@ -11,8 +11,8 @@ import numpy as np
 from sustainable_ipa.adapt.capacity import max_load_rps
 from sustainable_ipa.adapt.forecast import Last, Predictor
 from sustainable_ipa.adapt.optimizer import Decision, Weights, decide, pipeline_p99_s, stage_options, to_choice
-from sustainable_ipa.adapt.switching import (NEW_WORKERS, NO_SWITCH, BringUps, serve_interval, switch_cost,
-                                             worth_switching)
+from sustainable_ipa.adapt.switching import (NEW_WORKERS, NO_SWITCH, BringUps, Dwell, serve_interval,
+                                             switch_cost, worth_switching)
 from sustainable_ipa.adapt.traces import Trace, aggregate
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.search.profiles import ProfileTable
@@ -113,7 +113,7 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
     ceiling_rps = None
     observed: list[float] = []
     current: Decision | None = None  # the configuration serving
-    optimum, lasted = None, 0  # the last optimum and for how many intervals in a row it has been one
+    dwell = Dwell()  # how long the optimum has lasted
     for t in interval_starts_s(span_s, step_s):
         length_s = min(step_s, span_s - t)
         mean_rps, peak_rps = aggregate(load, t, length_s)
@@ -130,8 +130,7 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         if not fits:  # nothing keeps up with the prediction within the cores: serve the most the space can
             ceiling_rps = max_load_rps(profiles, space, max_cores) if ceiling_rps is None else ceiling_rps
             decision = decide_at_most(policy, profiles, space, reference, ceiling_rps, sla_s, max_cores, intensity)
-        lasted = lasted + 1 if decision.choice == optimum else 1
-        optimum = decision.choice
+        lasted = dwell.update(decision.choice)
         if switch_aware and bring_ups is not None and current is not None and decision.choice is not None:
             decision = held_or_switched(policy, profiles, space, reference, predicted, sla_s, max_cores, intensity,
                                         current, decision, bring_ups, lasted * step_s)

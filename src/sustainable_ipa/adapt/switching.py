@@ -89,6 +89,19 @@ def worth_switching(decision: Decision, held: Decision, cost: SwitchCost, dwell_
     return gain * dwell_s > switch_penalty(cost, decision.cores, w, intensity_g_per_kwh)
 
 
+class Dwell:
+    """How long the adapter's optimum has lasted: the intervals in a row it has been the same configuration."""
+
+    def __init__(self):
+        self.optimum, self.intervals = None, 0
+
+    def update(self, choice: PipelineChoice | None) -> int:
+        """`choice` is this interval's optimum: the intervals it has lasted, this one included."""
+        self.intervals = self.intervals + 1 if choice == self.optimum else 1
+        self.optimum = choice
+        return self.intervals
+
+
 @dataclass(frozen=True)
 class Served:
     arrived: float
