@@ -279,28 +279,19 @@ def several_machines(trials: pd.DataFrame) -> list[str]:
 PIPELINE_TYPES = {"frame": "video", "speech": "audio", "text": "text"}  # by what a request brings the first stage
 
 
-def energy_by(trials: pd.DataFrame, key: str, seed: int = 0) -> pd.DataFrame:
+def energy_by(trials: pd.DataFrame, key: str) -> pd.DataFrame:
     """Per hardware and `key` (`pipeline`, or `type`: video, audio, text): energy per request over every trial of
-    its configurations, mean and 95 % percentile-bootstrap interval of the mean (inside the trials' own range, so
-    never below 0), with how many configurations and trials it pools. The pool is the configurations that ran:
-    another choice of them moves the figure."""
+    its configurations, mean and 95 % interval of the mean (`metrics/stats.py`, the one interval of every figure:
+    inside [0, ∞), "too few" under 3 trials), with how many configurations and trials it pools. The pool is the
+    configurations that ran: another choice of them moves the figure."""
     data = trials.dropna(subset=[ENERGY]).assign(type=lambda t: t["pipeline_input"].map(PIPELINE_TYPES).fillna("other"))
     rows = []
     for (hardware, value), group in data.groupby(["hardware", key], sort=True):
-        energy = group[ENERGY].to_numpy(float)
-        low, high = _bootstrap_mean(energy, seed)
+        interval = metric_interval(ENERGY, group[ENERGY].tolist())
         rows.append({"hardware": hardware, key: value, "pipelines": ", ".join(sorted(group["pipeline"].unique())),
-                     "configurations": group["adaptation"].nunique(), "trials": len(energy),
-                     ENERGY: float(energy.mean()), f"{ENERGY}_ci95_low": low, f"{ENERGY}_ci95_high": high})
+                     "configurations": group["adaptation"].nunique(), "trials": interval.n,
+                     ENERGY: interval.mean, f"{ENERGY}_ci95_low": interval.low, f"{ENERGY}_ci95_high": interval.high})
     return pd.DataFrame(rows)
-
-
-def _bootstrap_mean(values: np.ndarray, seed: int) -> tuple[float, float]:
-    if len(values) < 2 or np.ptp(values) == 0:
-        return (float("nan"), float("nan")) if len(values) < 2 else (float(values[0]), float(values[0]))
-    result = stats.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                             random_state=seed)
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def type_answer(by_type: pd.DataFrame) -> str:

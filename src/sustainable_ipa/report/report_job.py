@@ -144,7 +144,7 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
 
 
 def _types_html(by_pipeline: pd.DataFrame, by_type: pd.DataFrame, answers: dict[str, str]) -> str:
-    return ("<p>Per request, every trial of each pipeline's configurations pooled (mean [95 % percentile-bootstrap "
+    return ("<p>Per request, every trial of each pipeline's configurations pooled (mean [95 % "
             "interval]); the figure depends on which configurations ran.</p>" + table(by_pipeline, 3) +
             table(by_type, 3) + "<ul>" + "".join(f"<li><b>{html.escape(h)}</b>: {html.escape(a)}.</li>"
                                                  for h, a in answers.items()) + "</ul>")
