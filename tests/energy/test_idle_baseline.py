@@ -77,3 +77,20 @@ def test_the_fingerprint_names_the_cpu_its_speed_flags_and_the_cores_given():
     fingerprint = read_fingerprint(cpuinfo, cores=2)
     assert fingerprint == Fingerprint("AMD EPYC", ("avx2", "avx512f", "avx512_vnni", "avx512_bf16"), 2)
     assert fingerprint.key == "AMD EPYC [avx2 avx512f avx512_vnni avx512_bf16] 2 cores"
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"', "{not json", b"\xff\xfe not utf-8",
+                                     '{"KEY": {"idle_power_w": "x"}}', '{"KEY": [1]}'])
+def test_a_corrupt_idle_cache_is_rebuilt_with_a_warning_not_raised(tmp_path, content):
+    with session(tmp_path, *rapl(tmp_path)) as s:
+        key = s.idle_key()
+    cache = tmp_path / "idle.json"
+    if isinstance(content, bytes):
+        cache.write_bytes(content)
+    else:
+        cache.write_text(content.replace("KEY", key.replace('"', '\\"')))
+    said = []
+    with session(tmp_path, *rapl(tmp_path), warn=said.append) as s:
+        assert s.tags()["idle_baseline"] == "measured"
+    assert len(said) == 1
+    assert json.loads(cache.read_text())[key]["idle_power_w"] == pytest.approx(0.0)  # rebuilt, readable again

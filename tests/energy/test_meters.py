@@ -12,7 +12,7 @@ from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
 from sustainable_ipa.energy.estimate import EstimateMeter
 from sustainable_ipa.energy.factory import make_meter
 from sustainable_ipa.energy.measurement import EnergySource
-from sustainable_ipa.energy.meter import CounterMeter, MeterUnavailable
+from sustainable_ipa.energy.meter import CounterMeter, CounterReader, MeterUnavailable
 from sustainable_ipa.energy.nvml import NvmlReader
 from sustainable_ipa.energy.power_reference import constants_model
 from sustainable_ipa.energy.rapl import DEFAULT_ROOT, RaplReader
@@ -252,3 +252,19 @@ def test_codecarbon_measures_one_window_at_a_time():
     with pytest.raises(RuntimeError, match="one window at a time"):
         meter.begin_window("b")
     assert meter.end_window("a").source == EnergySource.CODECARBON
+
+
+def test_a_counter_that_goes_backwards_without_wrapping_is_refused_in_one_line():
+    readings = iter([{"cpu": 100.0}, {"cpu": 100.0}, {"cpu": 40.0}])
+
+    class Backwards(CounterReader):
+        source = EnergySource.RAPL
+
+        def read_j(self):
+            return next(readings)
+
+    meter = CounterMeter(Backwards(), start_polling=False)
+    meter.begin_window("w")
+    with pytest.raises(MeterUnavailable, match="went backwards") as err:
+        meter.end_window("w")
+    assert "Fix:" in str(err.value) and "\n" not in str(err.value)

@@ -105,6 +105,11 @@ class CounterMeter(Meter):
                 span = self._ranges.get(domain)
                 if delta < 0 and span:
                     delta %= span  # the counter wrapped (at most once since the last poll)
+                elif delta < 0:
+                    raise MeterUnavailable(
+                        f"the {self.source.value} counter {domain} went backwards ({self._last[domain]:.6g} J, then "
+                        f"{value:.6g} J) and it does not wrap: its readings cannot be trusted",
+                        "check the counter's driver, or measure with energy.meter=estimate")
                 deltas[domain] = delta
                 self._total[domain] = self._total.get(domain, 0.0) + delta
             dt = now_time - self._last_time
