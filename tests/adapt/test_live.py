@@ -200,3 +200,7 @@ def test_with_measured_switch_costs_the_simulation_beside_the_live_loop_charges_
     assert len(switched) == 1
     # its simulated energy holds the bring-up of every replica, 10 J each, at the live interval's scale
     assert switched["sim_energy_j"].iloc[0] >= 20
+    # and each live switch with new workers is set beside what the bring-ups model for it
+    new = table.attrs["switches"][table.attrs["switches"]["how"] == "new workers"]
+    assert len(new) >= 1 and (new["modelled_energy_j"] >= 20).all() and (new["modelled_prepare_s"] >= 0.2).all()
+    assert table.loc["ipa", "switch_energy_j_modelled"] == new["modelled_energy_j"].sum()

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, held_or_switched, interval_loads,
                                             over_budget, simulate)
-from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, Dwell, only_batch_sizes
+from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, Dwell, SwitchCost, bring_up, only_batch_sizes
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.energy.session import EnergySession
@@ -156,6 +156,8 @@ class Switch:
     requests_during: int  # requests that arrived while it was under way
     latency_p99_during_s: float  # their p99 latency
     how: str = NEW_WORKERS  # new workers | in place (only batch sizes changed: the same workers, nothing to prepare)
+    modelled_prepare_s: float = float("nan")  # new workers, adapt.switch_cost=measured: what the simulator charges
+    modelled_energy_j: float = float("nan")
 
 
 @dataclass
@@ -386,8 +388,11 @@ class LiveLoop:
                 raise pipeline.errors[0]
         for k, began, prepared, handover, drained, energy_j, how in timeline:  # every request is done by now
             during = [r.latency_s for rs in arrived for r in rs if began <= r.arrival_s <= drained]
+            modelled = bring_up(decisions[k][0].choice, self.bring_ups) if self.bring_ups and how == NEW_WORKERS \
+                else SwitchCost(how, float("nan"), float("nan"))
             switches.append(Switch(k, prepared - began, drained - handover, energy_j, len(during),
-                                   float(np.percentile(during, 99)) if during else float("nan"), how))
+                                   float(np.percentile(during, 99)) if during else float("nan"), how,
+                                   modelled.prepare_s, modelled.energy_j))
         predicted_intervals = simulated(self, policy)
         for k in range(n):
             row = self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
@@ -467,6 +472,10 @@ def summary(run: LiveRun) -> dict[str, float]:
         "switch_prepare_s_median": float(np.median(prepared)) if (prepared := [
             s.prepare_s for s in run.switches if s.how == NEW_WORKERS]) else 0.0,
         "switch_energy_j": float(sum(s.energy_j for s in run.switches)),
+        # what the bring-ups measured beforehand model for the same switches (NaN without adapt.switch_cost=measured)
+        "switch_energy_j_modelled": float(sum(s.modelled_energy_j for s in run.switches if s.how == NEW_WORKERS)),
+        "switch_prepare_s_modelled_median": float(np.median(modelled)) if (modelled := [
+            s.modelled_prepare_s for s in run.switches if s.how == NEW_WORKERS]) else 0.0,
         "decision_ms_p50": float(np.median(run.decision_ms)), "decision_ms_max": float(max(run.decision_ms)),
     }
 

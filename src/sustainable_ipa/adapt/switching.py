@@ -66,10 +66,13 @@ def switch_cost(current: PipelineChoice | None, nxt: PipelineChoice, bring_ups: 
         return SwitchCost(NO_SWITCH)
     if only_batch_sizes(current, nxt):
         return SwitchCost(IN_PLACE)
-    if bring_ups is None:
-        return SwitchCost(NEW_WORKERS)
+    return SwitchCost(NEW_WORKERS) if bring_ups is None else bring_up(nxt, bring_ups)
+
+
+def bring_up(choice: PipelineChoice, bring_ups: BringUps) -> SwitchCost:
+    """Bringing up every replica of `choice` with new workers, while another configuration serves."""
     ups = [(bring_ups[(stage, c.variant, c.batch_size, c.threads, c.precision, c.runtime)], c.replicas)
-           for stage, c in nxt.stages().items()]
+           for stage, c in choice.stages().items()]
     return SwitchCost(NEW_WORKERS, sum(u.prepare_s * r for u, r in ups), sum(u.energy_j * r for u, r in ups),
                       min(u.serving_share for u, _ in ups))
 
