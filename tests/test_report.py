@@ -231,6 +231,9 @@ def test_the_static_figures_name_points_without_names_colliding():
         plt.close(fig)
 
 
+ENERGY_COLUMN = "energy_j_per_request"
+
+
 def test_every_interactive_figure_names_each_configuration_on_hover():
     from sustainable_ipa.report import interactive
 
@@ -245,6 +248,15 @@ def test_every_interactive_figure_names_each_configuration_on_hover():
         assert named == set(CONFIGS)
         assert all("%{customdata[0]}" in trace.hovertemplate for trace in fig.data)
     assert "a note" in figures[0].layout.title.text  # a figure saved from the page keeps its warning
+    # few points: each named on the chart itself, not only on hover; axes in words with their units
+    for fig in figures[:2] + figures[3:]:
+        assert {name for trace in fig.data for name in (trace.text or ())} == set(CONFIGS)
+    assert figures[3].layout.xaxis.title.text == "cost (USD per 1k requests)"
+    assert figures[3].layout.yaxis.title.text == "energy per request (J, idle-subtracted)"
+    assert "cost_usd_per_1k" not in figures[3].layout.title.text
+    crowded = pd.DataFrame({"hardware": "cpu", "adaptation": [f"c{i}" for i in range(13)], "accuracy_reference": 0.5,
+                            "cost_usd_per_1k": range(13), ENERGY_COLUMN: range(13), "latency_p99_s": 1.0})
+    assert not any(trace.text for trace in interactive.cost_vs_accuracy(crowded)[0].data)  # would overlap
 
 
 def pipeline_trials(energy: dict[tuple[str, str], list[float]]) -> pd.DataFrame:

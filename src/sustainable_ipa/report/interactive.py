@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sustainable_ipa.report.analysis import ENERGY, Correlation
+from sustainable_ipa.report.labels import axis_title
 
 HEIGHT_PX = 430
 MARKERS = ["circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "x", "star"]
@@ -57,7 +58,17 @@ def _axes(fig, col: int, x: str, y: str) -> None:
 
 
 FIELDS = {"accuracy_reference": "accuracy (PAS)", "cost_usd_per_1k": "USD per 1k requests",
-          "latency_p99_s": "p99 latency (s)", ENERGY: "J per request", "sla_attainment": "SLA attainment"}
+          "latency_p99_s": "p99 latency (s)", ENERGY: "J per request", "sla_attainment": "SLA attainment",
+          f"{ENERGY}_low": "J per request, power model's low end", f"{ENERGY}_high": "J per request, its high end"}
+LABELLED_POINTS = 12  # up to this many points in a panel carry their configuration's name; more would overlap
+
+
+def _names(points: pd.DataFrame, panel: pd.DataFrame) -> dict:
+    """Markers named on the chart itself where their panel has few points (hovering names them all the same)."""
+    if len(panel) > LABELLED_POINTS:
+        return dict(mode="markers")
+    return dict(mode="markers+text", text=points["adaptation"].tolist(), textposition="top center",
+                textfont=dict(size=9))
 
 
 def _fields(data: pd.DataFrame) -> dict[str, str]:
@@ -69,27 +80,27 @@ def cost_vs_accuracy(summary: pd.DataFrame, note: str = "") -> list[go.Figure]:
     figures = []
     fig, panels = _panels(summary, "Cost against accuracy: colour = SLA attainment", note)
     for _, data, col in panels:
-        fig.add_trace(go.Scatter(x=data["accuracy_reference"], y=data["cost_usd_per_1k"], mode="markers",
+        fig.add_trace(go.Scatter(x=data["accuracy_reference"], y=data["cost_usd_per_1k"], **_names(data, data),
                                  error_x=_error(data, "accuracy_reference"), error_y=_error(data, "cost_usd_per_1k"),
                                  marker=dict(color=data.get("sla_attainment"), colorscale="RdYlGn", cmin=0, cmax=1,
                                              size=11, line=dict(color="black", width=1),
                                              colorbar=dict(title="SLA", len=0.8) if col == 1 else None,
                                              showscale=col == 1),
                                  showlegend=False, **_hover(data, _fields(data))), row=1, col=col)
-        _axes(fig, col, "accuracy (PAS)", "cost (USD per 1k requests)")
+        _axes(fig, col, axis_title("accuracy_reference"), axis_title("cost_usd_per_1k"))
     figures.append(fig)
 
     fig, panels = _panels(summary, "Cost against accuracy: colour and size = J per request", note)
     low, high = summary[ENERGY].min(), summary[ENERGY].max()
     for _, data, col in panels:
         size = 8 + 22 * (data[ENERGY] - low) / max(high - low, 1e-12)
-        fig.add_trace(go.Scatter(x=data["accuracy_reference"], y=data["cost_usd_per_1k"], mode="markers",
+        fig.add_trace(go.Scatter(x=data["accuracy_reference"], y=data["cost_usd_per_1k"], **_names(data, data),
                                  marker=dict(color=data[ENERGY], colorscale="Viridis", cmin=low, cmax=high,
                                              size=size.fillna(8), line=dict(color="black", width=1),
                                              colorbar=dict(title="J/req", len=0.8) if col == 1 else None,
                                              showscale=col == 1),
                                  showlegend=False, **_hover(data, _fields(data))), row=1, col=col)
-        _axes(fig, col, "accuracy (PAS)", "cost (USD per 1k requests)")
+        _axes(fig, col, axis_title("accuracy_reference"), axis_title("cost_usd_per_1k"))
     figures.append(fig)
 
     fig, panels = _panels(summary, "Accuracy, cost and energy (drag to turn)", note, scene=True)
@@ -112,7 +123,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
             return hardware
         return f"{hardware}: " + c.text().replace(", Spearman", ",<br>Spearman")
 
-    fig, panels = _panels(summary, f"Energy per request against {x}", note, titles=title)
+    fig, panels = _panels(summary, f"Energy per request against {axis_title(x)}", note, titles=title)
     groups = sorted(summary["numerics"].unique()) if "numerics" in summary else [""]
     in_legend: set[str] = set()  # each combination once, where it first has points; the same look in every panel
     for _, data, col in panels:
@@ -120,14 +131,14 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
             part = data[data["numerics"] == numerics] if "numerics" in data else data
             if part.empty:
                 continue
-            fig.add_trace(go.Scatter(x=part[x], y=part[ENERGY], mode="markers", name=numerics or "all",
+            fig.add_trace(go.Scatter(x=part[x], y=part[ENERGY], **_names(part, data), name=numerics or "all",
                                      legendgroup=numerics, showlegend=len(groups) > 1 and numerics not in in_legend,
                                      error_x=_error(part, x), error_y=_error(part, ENERGY),
                                      marker=dict(symbol=MARKERS[i % len(MARKERS)], color=COLOURS[i % len(COLOURS)],
                                                  size=10, line=dict(color="black", width=1)),
                                      **_hover(part, _fields(part))), row=1, col=col)
             in_legend.add(numerics)
-        _axes(fig, col, x, "J per request (idle-subtracted)")
+        _axes(fig, col, axis_title(x), axis_title(ENERGY))
     if len(groups) > 1:
         fig.update_layout(legend_title_text="precision/runtime per stage")
     return fig
@@ -145,12 +156,13 @@ def pareto_plot(summary: pd.DataFrame, without: dict[str, set[str]], with_energy
             part = data[kinds == kind]
             if part.empty:
                 continue
-            fig.add_trace(go.Scatter(x=part["accuracy_reference"], y=part["latency_p99_s"], mode="markers",
-                                     name=label, legendgroup=kind, showlegend=kind not in in_legend,
+            fig.add_trace(go.Scatter(x=part["accuracy_reference"], y=part["latency_p99_s"],
+                                     **_names(part, data), name=label, legendgroup=kind,
+                                     showlegend=kind not in in_legend,
                                      marker=dict(**style, line=dict(color="black", width=1)),
                                      **_hover(part, _fields(part))), row=1, col=col)
             in_legend.add(kind)
-        _axes(fig, col, "accuracy (PAS)", "p99 latency (s)")
+        _axes(fig, col, axis_title("accuracy_reference"), axis_title("latency_p99_s"))
     return fig
 
 

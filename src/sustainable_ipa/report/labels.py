@@ -21,6 +21,15 @@ ESTIMATE_NOTE = ("energy from energy_source=estimate is a model, not a measureme
                  "reference data (tag power_model; Boavizta's by default) applied to the sampled load, with the "
                  "range of the reference data as *_low … *_high (power_model=constants has none and follows CPU "
                  "time, hence cost and latency, by construction)")
+AXES = {"accuracy_reference": "accuracy (PAS)", "cost_usd_per_1k": "cost (USD per 1k requests)",
+        "latency_p99_s": "p99 latency (s)", "energy_j_per_request": "energy per request (J, idle-subtracted)"}
+
+
+def axis_title(metric: str) -> str:
+    """A metric's axis title in words with its unit; the metric's own name where none is written."""
+    return AXES.get(metric, metric)
+
+
 COMPOSED_NOTE = ("figures of evaluator=profile trials are composed from stage profiles (search/compose.py): "
                  "predictions of the model, not measurements, and without an interval")
 

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sustainable_ipa.report.analysis import ENERGY, Correlation  # noqa: E402
+from sustainable_ipa.report.labels import axis_title  # noqa: E402
 
 
 def _columns(summary: pd.DataFrame, projection=None, width=5.0, height=4.0):
@@ -137,7 +138,7 @@ def energy_versus(summary: pd.DataFrame, x: str, correlations: dict[str, Correla
         name_points(ax, data, x, ENERGY)
         c = correlations.get(hardware)
         title = hardware if c is None else f"{hardware}: {c.text()}"
-        ax.set(xlabel=x, ylabel="J per request (idle-subtracted)")
+        ax.set(xlabel=axis_title(x), ylabel=axis_title(ENERGY))
         ax.set_title(title, fontsize=8)
     return _save(fig, folder / f"energy_vs_{x}.png", note)
 

@@ -24,7 +24,8 @@ from sustainable_ipa.tracking.store import open_store
 
 METRICS = ["accuracy_reference", "accuracy_measured", "latency_p50_s", "latency_p99_s", "throughput_rps",
            "sla_attainment", "cost_cores", "cost_usd_per_1k", "energy_j_per_request", "energy_j_total",
-           "power_w_mean", "idle_power_w", "emissions_g_per_1k", "energy_delay_j_s"]
+           "power_w_mean", "idle_power_w", "emissions_g_per_1k", "energy_delay_j_s",
+           "energy_j_per_request_low", "energy_j_per_request_high"]  # the estimate's power-model range
 VERSUS = ["cost_usd_per_1k", "latency_p99_s", "accuracy_reference"]
 
 
