@@ -183,6 +183,9 @@ def test_the_adapter_charges_the_switches_it_makes_with_the_bring_ups_kept_for_t
     ipa = charged.loc["ipa"]
     assert ipa["switches"] == 1 and ipa["switch_energy_j"] >= 20 and ipa["switch_energy_j"] % 10 == 0
     assert ipa["energy_j"] > free.loc["ipa", "energy_j"]
+    # beside each policy, the same policy blind to switch costs and charged them: it switches at least as often
+    assert (charged["switch_blind_switches"] >= charged["switches"]).all()
+    assert "switch_blind_energy_j" not in free.columns
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               filter_string="params.`adapt.switch_cost` = 'measured'")
     assert len(runs) == 1 and runs[0].data.metrics["ipa_switch_energy_j"] == ipa["switch_energy_j"]

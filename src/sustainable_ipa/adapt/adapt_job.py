@@ -147,10 +147,16 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     results, runs = {}, {}
     precompute_s = precompute_options(profiles, stage_space, reference, planned)
     for policy in compared:
-        runs[policy.name] = simulate(policy, profiles, stage_space, reference, load, carbon, cfg.trial.sla_s,
-                                     int(a.max_cores), float(a.step_s), float(cfg.hardware.pue), forecaster,
-                                     a.plan_for, replay.span_s, bring_ups)
+        def replayed(aware: bool = True) -> list:
+            return simulate(policy, profiles, stage_space, reference, load, carbon, cfg.trial.sla_s,
+                            int(a.max_cores), float(a.step_s), float(cfg.hardware.pue), forecaster, a.plan_for,
+                            replay.span_s, bring_ups, switch_aware=aware)
+
+        runs[policy.name] = replayed()
         results[policy.name] = totals(runs[policy.name])
+        if bring_ups is not None:  # the same policy blind to switch costs, charged them all the same
+            blind = totals(replayed(aware=False))
+            results[policy.name].update({f"switch_blind_{m}": blind[m] for m in SWITCH_BLIND})
     heaviest = max(runs["ipa"], key=lambda i: i.power_w)
     job = deferrable_job(carbon, float(a.job.duration_s), float(a.job.window_s), heaviest.power_w, float(a.step_s))
     table = pd.DataFrame(results).T
@@ -183,6 +189,7 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     return table
 
 
+SWITCH_BLIND = ("energy_j", "emissions_g", "sla_attainment", "switches", "switch_energy_j")
 SHOWN = ["energy_j", "emissions_g", "accuracy_mean", "sla_attainment", "energy_j_saved_vs_ipa",
          "emissions_g_saved_vs_ipa", "accuracy_given_up_vs_ipa", "switches", "decision_ms_p50"]
 
