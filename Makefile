@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements.lock
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup lock run test test-fast ui bench experiment clean-store
+.PHONY: setup lock run test test-fast ui bench experiment clean-store docs docs-check
 
 setup: $(VENV)/.installed
 
@@ -48,6 +48,14 @@ test: setup             ## the whole suite (slow end-to-end tests included)
 
 test-fast: setup        ## without the slow end-to-end tests
 	$(PY) -m pytest -q $(XDIST) -m "not slow" $(ARGS)
+
+# The documentation site (mkdocs.yml, docs/): `make docs` serves it at http://127.0.0.1:8000 and rebuilds on every edit;
+# `make docs-check` (CI) builds it with --strict into the ignored site/, so a broken link or anchor fails.
+docs: setup             ## serve the documentation (MkDocs + Material) at http://127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve $(ARGS)
+
+docs-check: setup       ## build the documentation with --strict (a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d site
 
 # MLflow's job consumers (7 processes, for GenAI jobs the UI of these runs never starts) off, and one web worker for one
 # user rather than 4: it starts in about 8 s on 2 cores instead of 22.
