@@ -50,6 +50,55 @@ def test_coco_unknown_category_is_a_clear_error(tmp_path):
         load_dataset(compose(["dataset=coco", *_coco(tmp_path), "dataset.category=zebra"]).dataset)
 
 
+def _unlisted_image(doc):
+    doc["annotations"][0]["image_id"] = 99
+
+
+def _category_without_a_name(doc):
+    del doc["categories"][0]["name"]
+
+
+def _box_not_finite(doc):
+    doc["annotations"][0]["bbox"] = [4, 4, float("inf"), 20]
+
+
+def _unknown_category(doc):
+    doc["annotations"][1]["category_id"] = 7
+
+
+def _image_without_a_file(doc):
+    doc["images"][2]["file_name"] = ""
+
+
+MALFORMED = {  # how the file is broken → what the line says
+    "annotation for an unlisted image": (_unlisted_image, "annotation 1 is for image 99, not in its images"),
+    "category without a name": (_category_without_a_name, 'category {"id": 1} has no id or no name'),
+    "box not finite": (_box_not_finite, "annotation 1 has bbox [4, 4, Infinity, 20], not 4 finite numbers"),
+    "annotation of an unknown category": (_unknown_category, "annotation 2 has category 7, not in its categories"),
+    "image without a file name": (_image_without_a_file, "image {"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_coco_annotations_are_one_line_before_any_frame_is_read(name, tmp_path):
+    paths = _coco(tmp_path)
+    breaks, problem = MALFORMED[name]
+    doc = json.loads((tmp_path / "instances.json").read_text())
+    breaks(doc)
+    (tmp_path / "instances.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError) as raised:
+        load_dataset(compose(["dataset=coco", *paths]).dataset)
+    assert problem in raised.value.problem and "\n" not in str(raised.value), str(raised.value)
+
+
+def test_coco_annotations_not_utf8_are_one_line(tmp_path):
+    paths = _coco(tmp_path)
+    text = (tmp_path / "instances.json").read_text().replace('"car"', '"voiture \u00e9lectrique"')
+    (tmp_path / "instances.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(UserError, match="is not UTF-8 text .* Fix: save it as UTF-8"):
+        load_dataset(compose(["dataset=coco", *paths]).dataset)
+
+
 def test_video_frames_are_read_with_opencv(tmp_path):
     path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))

@@ -8,9 +8,11 @@ import copy
 import functools
 import io
 import math
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
@@ -28,8 +30,19 @@ VARIANTS = [[], ["dataset=coco", "dataset.root=/d", "dataset.annotations=/a.json
             ["hardware=cuda"], ["dataset=audio-qa-sample"], ["dataset=sum-qa-sample"]]
 
 
+# An existing folder where a file goes and an existing file where a folder goes, both writable: refused for what
+# they are, not for access.
+_PATHS = tempfile.TemporaryDirectory(prefix="schema-paths-")
+A_FOLDER = _PATHS.name
+A_FILE = os.path.join(_PATHS.name, "a-file")
+open(A_FILE, "w").close()
+WANTS_A_FILE = (schema._not_a_folder,)
+WANTS_A_FOLDER = (schema._not_a_file, schema._local_writable)
+
+
 def bad_values(annotation, metadata=()) -> list:
-    """Values the type must refuse: the wrong type, out of its range, not finite."""
+    """Values the type must refuse: the wrong type, out of its range, not finite or near float's limits, a folder
+    where a file goes and the reverse."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
         inner = [m for meta in args[1:] if isinstance(meta, FieldInfo) for m in meta.metadata]
@@ -44,7 +57,8 @@ def bad_values(annotation, metadata=()) -> list:
     if annotation is bool:
         return [2, "yes"]
     if annotation in (int, float):
-        values = [True, "abc"] + ([1.5] if annotation is int else [math.inf, -math.inf, math.nan])
+        values = [True, "abc"] + ([1.5] if annotation is int else
+                                  [math.inf, -math.inf, math.nan, sys.float_info.max, -sys.float_info.max, 1e300])
         for m in metadata:
             step = 1 if annotation is int else 0.5
             bound = {name: getattr(m, name) for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
@@ -55,6 +69,9 @@ def bad_values(annotation, metadata=()) -> list:
         values = [["a", "list"]]
         values += [""] if any(hasattr(m, 'min_length') for m in metadata) else []
         values += ["France"] if any(getattr(m, "pattern", None) for m in metadata) else []
+        checks = {getattr(m, "func", None) for m in metadata}
+        values += [A_FOLDER] if checks & set(WANTS_A_FILE) else []
+        values += [A_FILE] if checks & set(WANTS_A_FOLDER) else []
         return values
     return []
 
@@ -196,6 +213,11 @@ USER_CASES = [
     ("hardware.cores=abc", "hardware.cores='abc'"),
     ("energy.lock_path=/etc/hostname/energy.lock", "/etc/hostname is a file"),
     ("energy.idle_cache=/etc/hostname/idle.json", "/etc/hostname is a file"),
+    ("profiling.cache_dir=/etc/hostname", "/etc/hostname is a file, and a folder goes here"),  # not lost profiles
+    ("energy.idle_cache=/tmp", "/tmp is a folder, and a file goes here"),
+    ("hardware.price_usd_per_core_hour=1.7e308", "hardware.price_usd_per_core_hour=1.7e+308"),
+    ("adapt.load_scale=1e300", "adapt.load_scale=1e+300"),
+    ("hardware.pue=1e9", "hardware.pue=1000000000.0"),
     ("trial.seed=-1", "trial.seed=-1"),
     ("adapt.step_s=0", "adapt.step_s=0"),
     ("adapt.step_s=-900", "adapt.step_s=-900"),

@@ -8,7 +8,8 @@ read unchecked.
 
 The types below carry their own description, which is the "allowed" part of the message. Models are strict: YAML
 and Hydra's override grammar already give ints, floats and bools as such, so `true` is no count and `"abc"` no
-price; a float field takes an int (`pue=1`). Numbers are finite unless a type says otherwise.
+price; a float field takes an int (`pue=1`). Numbers are finite and at most 1e9 unless a type says otherwise;
+paths that must be files or folders refuse the other.
 """
 
 from __future__ import annotations
@@ -46,10 +47,23 @@ def _writable(path: str) -> str:
     return path
 
 
+def _not_a_folder(path: str) -> str:
+    if Path(path).expanduser().is_dir():
+        raise ValueError(f"{path} is a folder, and a file goes here")
+    return path
+
+
+def _not_a_file(path: str) -> str:
+    """A folder to write in: an existing file there would only fail at the first write, after the work."""
+    if Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
+        raise ValueError(f"{path} is a file, and a folder goes here")
+    return path
+
+
 def _local_writable(uri: str) -> str:
     """Local artifact folders are checked; `s3://…`, `gs://…`, `mlflow-artifacts:…` are the store's business."""
     if "://" not in uri or uri.startswith("file://"):
-        _writable(uri.removeprefix("file://"))
+        _not_a_file(_writable(uri.removeprefix("file://")))
     return uri
 
 
@@ -65,13 +79,21 @@ def _described(kind, description: str, **constraints):
 Count = _described(int, "an integer ≥ 1", ge=1)
 NonNegativeInt = _described(int, "an integer ≥ 0", ge=0)
 Seed = _described(int, "an integer in [0, 2**32) (numpy's seed range)", ge=0, lt=2**32)
-Positive = _described(float, "a finite number > 0", gt=0)
-NonNegative = _described(float, "a finite number ≥ 0", ge=0)
+# Finite settings stay far below float's limit (1.8e308), so that no product of them (energy × PUE × intensity,
+# price × core-hours, rate × span) overflows to inf.
+LARGEST = 1e9
+Positive = _described(float, "a number > 0 and ≤ 1e9", gt=0, le=LARGEST)
+NonNegative = _described(float, "a number in [0, 1e9]", ge=0, le=LARGEST)
 Share = _described(float, "a share in (0, 1]", gt=0, le=1)
 Probability = _described(float, "a number in [0, 1]", ge=0, le=1)
-AtLeastOne = _described(float, "a finite number ≥ 1", ge=1)
+AtLeastOne = _described(float, "a number in [1, 1e9]", ge=1, le=LARGEST)
+Pue = _described(float, "a PUE in [1, 10] (data centres report 1.1 to 2)", ge=1, le=10)
 Name = Annotated[str, BeforeValidator(_name), Field(description="a non-empty name", min_length=1)]
 WritablePath = Annotated[str, AfterValidator(_writable), Field(description="a path this user can write")]
+WritableFile = Annotated[str, AfterValidator(_writable), AfterValidator(_not_a_folder),
+                         Field(description="a file path this user can write")]
+WritableFolder = Annotated[str, AfterValidator(_writable), AfterValidator(_not_a_file),
+                           Field(description="a folder this user can write")]
 WritableLocation = Annotated[str, AfterValidator(_local_writable),
                              Field(description="a writable folder or an artifact store URI")]
 Switch = _described(bool, "true or false")
@@ -159,7 +181,7 @@ class Hardware(Settings):
     cores: Optional[Count]
     price_usd_per_core_hour: NonNegative
     estimate: EstimateConstants
-    pue: AtLeastOne
+    pue: Pue
     carbon: CarbonRegion
     allow_emulated: Switch  # run a precision this CPU lacks natively (emulated, slower); tagged emulated=true
     gpu_index: Optional[NonNegativeInt] = None
@@ -254,7 +276,7 @@ class Tracking(Settings):
     # server_timeout_s, then the run ends with a local copy of its figures in local_copy_dir (tracking/local_copy.py)
     server_retries: _described(int, "an integer in [0, 10] (MLflow's limit)", ge=0, le=10)
     server_timeout_s: Count
-    local_copy_dir: WritablePath
+    local_copy_dir: WritableFolder
 
 
 # energy/ ---------------------------------------------------------------------------------------------------------
@@ -270,13 +292,13 @@ class Energy(Settings):
     poll_interval_s: Positive
     idle_s: NonNegative
     idle_cache_s: NonNegative
-    idle_cache: WritablePath
+    idle_cache: WritableFile
     carbon_intensity_g_per_kwh: Optional[NonNegative]
-    lock_path: WritablePath
+    lock_path: WritableFile
     lock_wait_s: NonNegative
     compare: Literal["none", "codecarbon"]
     power_model: Literal[POWER_MODELS]
-    calibration: WritablePath
+    calibration: WritableFile
     calibration_dwell_s: Positive
 
 
@@ -336,9 +358,9 @@ class Profiling(Settings):
     budget_s: NonNegative
     lazy: Switch
     import_from: Optional[str]
-    export_to: Optional[WritablePath]
+    export_to: Optional[WritableFile]
     refresh: Switch
-    cache_dir: WritablePath
+    cache_dir: WritableFolder  # checked here: a file in its place would fail only after profiling
     retries: NonNegativeInt
     max_others_cpu_share: Share
     max_steal_share: Share
@@ -350,7 +372,7 @@ class Report(Settings):
     experiment: Optional[Name]
     sweep_id: Optional[Name]
     study: Optional[Name]
-    out_dir: WritablePath
+    out_dir: WritableFolder
     request_rate_rps: Positive
     regions: Annotated[list[Name], Field(min_length=1)]
 
@@ -438,7 +460,7 @@ class Config(Settings):
     adapt: Adapt
     weights: Name  # auto | pretrained | random | a folder: models/weights.py names the choices
     weights_dir: Name
-    export_dir: WritablePath  # exported models (OpenVINO IR), one folder per key of what they depend on
+    export_dir: WritableFolder  # exported models (OpenVINO IR), one folder per key of what they depend on
 
 
 def check_settings(cfg: DictConfig) -> Config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,12 +85,67 @@ def read_coco(annotations: str | Path | None) -> dict:
     if not path.is_file():
         raise UserError(f"annotations file {path} does not exist", "pass dataset.annotations=/path/to/instances.json")
     try:
-        doc = json.loads(path.read_text())
-        doc["images"], doc["annotations"], doc["categories"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UserError(f"annotations file {path} is not COCO instances JSON ({err})",
-                        "give a file with images, annotations and categories") from None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"annotations file {path} is not UTF-8 text (byte {err.start})",
+                        "save it as UTF-8 JSON (COCO's own files are)") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"annotations file {path} is not JSON ({err})",
+                        "give a COCO instances JSON file: images, annotations and categories") from None
+    except OSError as err:
+        raise UserError(f"cannot read annotations file {path} ({err.strerror})",
+                        "pass dataset.annotations=/path/to/instances.json, a readable file") from None
+    problem = coco_problem(doc)
+    if problem:
+        raise UserError(f"annotations file {path} is not COCO instances JSON: {problem}",
+                        "correct that entry, or give a file with images (id, file_name), categories (id, name) and "
+                        "annotations (image_id and category_id of those, bbox [x, y, w, h])")
     return doc
+
+
+def coco_problem(doc) -> str | None:
+    """The first thing in a parsed instances file that reading frames from it would trip on; None when it is whole:
+    every image with an id and a file name, every category with an id and a name, every annotation pointing at a
+    listed image and category with a box of 4 finite numbers."""
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(key), list) for key in COCO_LISTS):
+        return f"it needs the lists {', '.join(COCO_LISTS)}"
+    images, categories = set(), set()
+    for image in doc["images"]:
+        if not isinstance(image, dict) or "id" not in image or not _text(image.get("file_name")):
+            return f"image {_shown(image)} has no id or no file_name"
+        images.add(image["id"])
+    for category in doc["categories"]:
+        if not isinstance(category, dict) or "id" not in category or not _text(category.get("name")):
+            return f"category {_shown(category)} has no id or no name"
+        categories.add(category["id"])
+    for annotation in doc["annotations"]:
+        if not isinstance(annotation, dict):
+            return f"annotation {_shown(annotation)} is not an object"
+        if annotation.get("image_id") not in images:
+            return f"annotation {annotation.get('id')} is for image {annotation.get('image_id')}, not in its images"
+        if annotation.get("category_id") not in categories:
+            return (f"annotation {annotation.get('id')} has category {annotation.get('category_id')}, not in its "
+                    "categories")
+        box = annotation.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)):
+            return f"annotation {annotation.get('id')} has bbox {_shown(box)}, not 4 finite numbers"
+    return None
+
+
+COCO_LISTS = ("images", "annotations", "categories")
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value) -> str:
+    """A bad entry as its line may show it: short, on one line."""
+    return json.dumps(value)[:80]
 
 
 def coco_frames(root: Path, doc: dict, image_ids: list[int]) -> list[Frame]:
