@@ -67,6 +67,8 @@ def test_the_readme_is_short_and_keeps_the_two_newcomer_commands():
     assert len(lines) < 260, f"README.md has {len(lines)} lines: move the depth into docs/"
     for command in NEWCOMER_COMMANDS:
         assert command in lines, f"the README lost its newcomer command: {command.split('#')[0].strip()}"
+    home = (DOCS / "index.md").read_text().splitlines()  # the site's home page shows the same two
+    assert all(command in home for command in NEWCOMER_COMMANDS)
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     assert "\nrun: setup" in makefile and "\ntest: setup" in makefile
 
