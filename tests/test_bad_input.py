@@ -10,14 +10,14 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.experiment import run_job
 
 
-def coco_folder(tmp_path, corrupt=False):
+def coco_folder(tmp_path, corrupt=False, annotated_image=1):
     root = tmp_path / "images"
-    root.mkdir()
+    root.mkdir(parents=True)
     from ultralytics.utils import ASSETS
 
     (root / "bus.jpg").write_bytes(b"not a jpeg at all" if corrupt else (ASSETS / "bus.jpg").read_bytes())
     doc = {"images": [{"id": 1, "file_name": "bus.jpg", "width": 810, "height": 1080}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 50, 50], "area": 2500, "iscrowd": 0}],
+           "annotations": [{"id": 1, "image_id": annotated_image, "category_id": 1, "bbox": [1, 1, 50, 50], "area": 2500, "iscrowd": 0}],
            "categories": [{"id": 1, "name": "person"}]}
     (tmp_path / "instances.json").write_text(json.dumps(doc))
     return [f"dataset.root={root}", f"dataset.annotations={tmp_path / 'instances.json'}"]
@@ -35,6 +35,8 @@ def bad_inputs(tmp_path):
         "missing annotations": (["dataset=coco", f"dataset.root={tmp_path}", "dataset.annotations=/no/instances.json"],
                                 "annotations file /no/instances.json does not exist"),
         "corrupt image": (["dataset=coco", *coco_folder(tmp_path, corrupt=True)], "is corrupt or not an image"),
+        "annotation of an unlisted image": (["dataset=coco", *coco_folder(tmp_path / "unlisted", annotated_image=2)],
+                                            "annotation 1 is for image 2, not in its images"),
         "pretrained missing offline": (["weights=pretrained", f"weights_dir={tmp_path}/weights"],
                                        "pretrained weights yolov5nu.pt"),
         "unwritable store": ([f"tracking.uri=sqlite:///{tmp_path}/a-file/mlflow.db"], "cannot create tracking folder"),
@@ -65,7 +67,7 @@ def closed_port() -> int:
 
 
 NAMES = ["unknown variant", "batch size zero", "too many cores", "missing dataset folder", "missing annotations",
-         "corrupt image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu",
+         "corrupt image", "annotation of an unlisted image", "pretrained missing offline", "unwritable store", "bad store url", "cuda without a gpu",
          "file store url", "store is a folder", "store is not a database", "unreachable server",
          "server url with a bad port", "price not a number", "sla not a number"]
 

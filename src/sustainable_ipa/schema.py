@@ -94,6 +94,9 @@ WritableFile = Annotated[str, AfterValidator(_writable), AfterValidator(_not_a_f
                          Field(description="a file path this user can write")]
 WritableFolder = Annotated[str, AfterValidator(_writable), AfterValidator(_not_a_file),
                            Field(description="a folder this user can write")]
+# Inputs: the dataset checks that they exist as it loads; here a file given for a folder, or the reverse, is refused.
+FilePath = Annotated[str, AfterValidator(_not_a_folder), Field(description="a file path")]
+FolderPath = Annotated[str, AfterValidator(_not_a_file), Field(description="a folder path")]
 WritableLocation = Annotated[str, AfterValidator(_local_writable),
                              Field(description="a writable folder or an artifact store URI")]
 Switch = _described(bool, "true or false")
@@ -206,14 +209,14 @@ class DatasetBase(Settings):
 
 class SampleDataset(DatasetBase):
     name: Literal["sample"]
-    root: Optional[str]
-    annotations: str
+    root: Optional[FolderPath]
+    annotations: FilePath
 
 
 class CocoDataset(DatasetBase):
     name: Literal["coco"]
-    root: str
-    annotations: str
+    root: FolderPath
+    annotations: FilePath
     category: Name
     n_images: Count
     seed: Seed
@@ -221,7 +224,7 @@ class CocoDataset(DatasetBase):
 
 class VideoDataset(DatasetBase):
     name: Literal["video"]
-    path: str
+    path: FilePath
     max_frames: Count
     stride: Count
 
@@ -233,14 +236,14 @@ References = _described(list[Literal[REFERENCE_KEYS]], f"a list of reference key
 class SpeechManifestDataset(DatasetBase):
     """Clips (16 kHz mono WAV) listed in a JSON manifest with their references (data/manifests.py)."""
 
-    manifest: str
+    manifest: FilePath
     references: References  # fields every entry must have
 
 
 class TextManifestDataset(DatasetBase):
     """Texts listed in a JSON manifest with their references (data/manifests.py)."""
 
-    manifest: str
+    manifest: FilePath
     references: References  # fields every entry must have
     answers_in: Annotated[list[Literal[("text", *REFERENCE_KEYS)]],
                           Field(min_length=1, description="a non-empty list of 'text' and reference keys")]
@@ -357,7 +360,7 @@ class Profiling(Settings):
     batch_fit: Literal["linear", "quadratic"]
     budget_s: NonNegative
     lazy: Switch
-    import_from: Optional[str]
+    import_from: Optional[FilePath]  # or runs:/<run id>/profiles.csv
     export_to: Optional[WritableFile]
     refresh: Switch
     cache_dir: WritableFolder  # checked here: a file in its place would fail only after profiling
