@@ -118,3 +118,31 @@ def test_every_experiment_opened_is_tagged_model_training_with_the_key_figures_v
     for metric in KEY_FIGURES:
         assert f"metrics.`{metric}_mean`" in columns and f"metrics.`{metric}`" in columns
     assert state["columnOrder"][0] == "metrics.`energy_j_per_request_mean`"  # the means first, energy leading
+
+
+def _sweep_end(script: str, monkeypatch) -> None:
+    """The end of a multirun of `script` as Hydra calls it."""
+    from omegaconf import OmegaConf
+
+    from sustainable_ipa.tracking.sweep_end import SayWhereTheSweepIs
+
+    monkeypatch.setattr(sys, "argv", [str(PROJECT_ROOT / "src" / script), "-m"])
+    SayWhereTheSweepIs().on_multirun_end(OmegaConf.create({
+        "hydra": {"sweep": {"dir": "multirun/2026-12-07/10-00-00"}},
+        "tracking": {"uri": "sqlite:////data/mlflow.db", "experiment": "study"}}))
+
+
+def test_a_multirun_of_main_ends_with_its_sweep_and_the_report_command(capsys, monkeypatch):
+    _sweep_end("main.py", monkeypatch)
+    sweep, report = capsys.readouterr().err.strip().splitlines()
+    assert sweep.startswith("sweep multirun/2026-12-07/10-00-00: its jobs are the runs tagged sweep_id=")
+    # typed in a fresh shell: the interpreter and script by absolute paths, the store and experiment that are not
+    # the defaults
+    assert report == ("report on the sweep: " + " ".join([
+        sys.executable, str(PROJECT_ROOT / "src" / "report.py"), "report.sweep_id=multirun/2026-12-07/10-00-00",
+        "tracking.uri=sqlite:////data/mlflow.db", "tracking.experiment=study"]))
+
+
+def test_a_multirun_whose_runs_carry_no_sweep_tag_names_no_report(capsys, monkeypatch):
+    _sweep_end("search.py", monkeypatch)  # its trials carry no sweep tag: the report would find none
+    assert capsys.readouterr().err == ""
