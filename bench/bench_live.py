@@ -133,10 +133,10 @@ def report(tables: pd.DataFrame, intervals: pd.DataFrame, switches: pd.DataFrame
                      f"{relative_error(rows['sla_attainment'], rows['sim_sla_attainment']).median():.1%} | "
                      f"{relative_error(rows['energy_j'], rows['sim_energy_j']).median():.1%} | "
                      f"{relative_error(rows['energy_j_per_request'], rows['sim_energy_j_per_request']).median():.1%} |")
-    saved = tables.loc["energy", "energy_j_saved_vs_ipa"]
-    saving = metric_interval("energy_j_saved_vs_ipa", list(np.atleast_1d(saved)))
+    saved = tables.loc["energy", "energy_saved_fraction_vs_ipa"]
+    saving = metric_interval("energy_saved_fraction_vs_ipa", list(np.atleast_1d(saved)))
     mean, low, high = saving.mean, saving.low, saving.high
-    sim_saved = float(np.atleast_1d(tables.loc["energy", "sim_energy_j_saved_vs_ipa"]).mean())
+    sim_saved = float(np.atleast_1d(tables.loc["energy", "sim_energy_saved_fraction_vs_ipa"]).mean())
     in_place = switches["how"] == "in place" if "how" in switches else pd.Series(False, index=switches.index)
     new_workers = switches[~in_place] if len(switches) else switches
     degraded = new_workers["degraded_s"] if len(new_workers) else pd.Series([0.0])

@@ -102,7 +102,7 @@ def test_the_interval_of_the_mean_is_student_t_where_it_stays_inside_the_possibl
     ("accuracy_reference", [0.0, 0.0, 0.3], 0.0, None),
     ("emissions_g_per_1k", [0.1, 0.1, 9.0], 0.0, None),
     # a difference may be negative: left as it is
-    ("energy_j_saved_vs_ipa", [-1.0, 0.5, 3.0], None, None),
+    ("energy_saved_fraction_vs_ipa", [-1.0, 0.5, 3.0], None, None),
 ])
 def test_an_interval_never_leaves_the_values_its_metric_can_take(metric, values, low, high):
     interval = metric_interval(metric, values)
@@ -137,7 +137,7 @@ def test_each_metric_the_record_keeps_has_the_domain_its_unit_says():
     assert domain("throughput_rps") == domain("cost_cores") == domain("sla_violation_s") == NON_NEGATIVE
     assert domain("sla_attainment") == domain("accuracy_measured") == domain("fidelity_classifier_top1_agreement") \
         == PROPORTION
-    assert domain("energy_j_saved_vs_ipa") == domain("fidelity_classifier_logit_cosine") == UNBOUNDED
+    assert domain("energy_saved_fraction_vs_ipa") == domain("fidelity_classifier_logit_cosine") == UNBOUNDED
     assert domain("codecarbon_to_ours_ratio") == UNBOUNDED  # a ratio of two meters: above 1 as often as below
 
 

@@ -22,7 +22,7 @@ def test_the_adapt_job_records_the_three_policies_in_one_finished_run(make_cfg, 
     console = Console(record=True, width=300)
     table = adapt_job(make_cfg(*TINY, f"profiling.cache_dir={tmp_path}/profiles"), console)
     assert list(table.index) == ["ipa", "energy", "carbon"]
-    assert (table["sla_attainment"] > 0).all() and table.loc["ipa", "energy_j_saved_vs_ipa"] == 0
+    assert (table["sla_attainment"] > 0).all() and table.loc["ipa", "energy_saved_fraction_vs_ipa"] == 0
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                filter_string="tags.adaptation = 'adapt'")
     assert run.info.status == "FINISHED"
@@ -42,12 +42,17 @@ def test_the_adapt_job_records_the_three_policies_in_one_finished_run(make_cfg, 
 def test_the_comparison_reads_in_full_in_an_80_column_terminal():
     import pandas as pd
 
-    table = pd.DataFrame({"energy_j": [1.472e6, 1.412e6], "energy_j_saved_vs_ipa": [0.0, 0.0408],
+    table = pd.DataFrame({"energy_j": [1.472e6, 1.412e6], "energy_saved_fraction_vs_ipa": [0.0, 0.0408],
                           "accuracy_given_up_vs_ipa": [0.0, 0.00626]}, index=["ipa", "energy"])
     job = {"job_emissions_now_g": 18.6, "job_emissions_best_g": 17.1, "job_best_start_s": 3600.0,
            "job_saved_fraction": 0.08}
     console = Console(width=80, record=True)
     console.print(comparison_table(table, job))
     text = console.export_text()
-    assert "energy_j_saved_vs_ipa" in text and "accuracy_given_up_vs_ipa" in text and "0.0408" in text
-    assert "…" not in text
+    # a saving is a share of IPA's figure, shown as one, never in a column named in joules
+    assert "energy_saved_fraction_vs_ipa" in text and "accuracy_given_up_vs_ipa" in text and "4.1%" in text
+    words = " ".join(text.split())  # the caption wraps
+    assert "…" not in text and "composed predictions" in words and "flat" not in words
+    console = Console(width=80, record=True)
+    console.print(comparison_table(table, job, flat_carbon=True))
+    assert "the carbon intensity is flat" in " ".join(console.export_text().split())

@@ -69,7 +69,7 @@ def test_the_live_loop_switches_without_losing_a_request_beside_the_simulator(ma
     assert run.info.status == "FINISHED" and "estimate" in run.data.tags["energy_kind"]
     history = client.get_metric_history(run.info.run_id, "carbon_interval_sim_energy_j")
     assert sorted(m.step for m in history) == [0, 1, 2]  # one per interval
-    assert {"ipa_switch_degraded_s_max", "carbon_energy_j_saved_vs_ipa", "carbon_requests_lost"} <= set(
+    assert {"ipa_switch_degraded_s_max", "carbon_energy_saved_fraction_vs_ipa", "carbon_requests_lost"} <= set(
         run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"live_timeline.png", "live_intervals.csv", "live_comparison.csv", "live_switches.csv"} <= artifacts

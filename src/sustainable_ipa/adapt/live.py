@@ -14,7 +14,8 @@ the drain. Each policy is simulated over the same trace (`adapt.simulate`), and 
 as the simulator predicted it, in one MLflow run.
 
 Energy here is active energy: the run's meter minus its idle baseline. On a machine without counters that meter is
-the estimate (CPU time of this process tree × W per core): every figure is then labelled so (tag energy_source).
+the estimate (a power curve of this CPU applied to the sampled load): every figure is then labelled so (tag
+energy_source).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from sustainable_ipa.adapt.comparison import against_ipa
 from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, held_or_switched, interval_loads,
                                             over_budget, simulate)
 from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, Dwell, SwitchCost, bring_up, only_batch_sizes
@@ -553,7 +555,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
         tags = {**common_tags("adapt-live", "random"), **energy.tags(), "adapt_mode": "live", "load_trace": load.name,
                 "carbon_trace": carbon.name, "profiles_fingerprint": profiles.fingerprint or "unknown",
                 "energy_kind": "active (meter - idle baseline)" + (
-                    ", estimate: CPU time x W per core" if energy.meter.source.value == "estimate" else ""),
+                    ", estimate: a power model of the load" if energy.meter.source.value == "estimate" else ""),
                 "sim_kind": "composed prediction (profiles, adapt.simulate)"}
         with tracked_run(client, experiment_id, f"adapt-live-{load.name}-{carbon.name}", tags=tags) as run_id:
             log(client, run_id, tags=replay.tags(),
@@ -572,12 +574,7 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
                 console.print(f"live: {over}")
             if "ipa" in table.index:  # as the simulation compares them
                 for prefix in ("", "sim_"):
-                    for metric in ("energy_j", "emissions_g"):
-                        base = table.loc["ipa", f"{prefix}{metric}"]
-                        table[f"{prefix}{metric}_saved_vs_ipa"] = 1 - table[f"{prefix}{metric}"] / base if base else 0.0
-                    for metric in ("accuracy_mean", "sla_attainment"):
-                        table[f"{prefix}{metric.removesuffix('_mean')}_given_up_vs_ipa"] = (
-                            table.loc["ipa", f"{prefix}{metric}"] - table[f"{prefix}{metric}"])
+                    against_ipa(table, prefix)
             intervals = pd.DataFrame([row for run in runs for row in run.rows])
             switches = pd.DataFrame([{"policy": run.policy, **s.__dict__} for run in runs for s in run.switches])
             log(client, run_id, metrics={f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()
@@ -599,5 +596,5 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
 
 
 SHOWN = ["sla_attainment", "sim_sla_attainment", "sla_median_rel_error", "energy_j", "sim_energy_j",
-         "energy_median_rel_error", "energy_j_saved_vs_ipa", "sim_energy_j_saved_vs_ipa", "requests_lost",
+         "energy_median_rel_error", "energy_saved_fraction_vs_ipa", "sim_energy_saved_fraction_vs_ipa", "requests_lost",
          "switches", "switch_degraded_s_max", "decision_ms_p50"]

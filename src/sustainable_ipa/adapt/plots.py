@@ -10,6 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# the first policy thick and pale, the next ones dashed and dotted on top: where they agree all stay visible
+LINES = [dict(linewidth=4.0, alpha=0.35), dict(linewidth=1.6, linestyle="--"), dict(linewidth=1.2, linestyle=":")]
+
+
 def timeline(runs: dict, path: Path) -> Path:
     first = next(iter(runs.values()))
     stages = [stage for stage, _ in first[0].stages]
@@ -22,10 +26,11 @@ def timeline(runs: dict, path: Path) -> Path:
     axes[1].step(hours, [i.carbon_intensity_g_per_kwh for i in first], where="post", color="tab:brown")
     axes[1].set_ylabel("gCO2/kWh")
     power = axes[-1]
-    for name, intervals in runs.items():
+    for n, (name, intervals) in enumerate(runs.items()):
+        style = LINES[n % len(LINES)]  # policies that choose alike would hide each other in one style
         for k, stage in enumerate(stages):
-            axes[2 + k].step(hours, [dict(i.stages)[stage] for i in intervals], where="post", label=name)
-        power.step(hours, [i.power_w for i in intervals], where="post", label=name)
+            axes[2 + k].step(hours, [dict(i.stages)[stage] for i in intervals], where="post", label=name, **style)
+        power.step(hours, [i.power_w for i in intervals], where="post", label=name, **style)
     for k, stage in enumerate(stages):
         axes[2 + k].set_ylabel(stage)
     power.set_ylabel("active power (W)")
@@ -33,6 +38,7 @@ def timeline(runs: dict, path: Path) -> Path:
     for ax in axes[2:]:
         ax.legend(fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle("composed prediction: the profiles replayed by the simulator, not measured", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
