@@ -4,6 +4,7 @@ from this project's estimate is CodeCarbon's on the same windows?
     python bench/bench_power_models.py --run            # the ten shipped video adaptations first (energy_study,
                                                         # one trial each, energy.compare=codecarbon), then the figures
     python bench/bench_power_models.py                  # the figures of the latest sweep already in the experiment
+    python bench/bench_power_models.py --tracking-uri sqlite:///elsewhere/mlflow.db
 
 Every trial of the estimate logs its sampled load (`load.csv`); here each trial's load is put through every curve:
 Boavizta's (the default), its TDP quartiles, its straight line (energy ∝ the run's CPU seconds: the CPU-time-linear
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sustainable_ipa.config import compose  # noqa: E402
+from sustainable_ipa.energy.power_curve import LoadSample  # noqa: E402
 from sustainable_ipa.energy.power_reference import constants_model, reference_model  # noqa: E402
 from sustainable_ipa.energy.timeseries import read_load_csv  # noqa: E402
 from sustainable_ipa.fingerprint import this_machine  # noqa: E402
@@ -54,12 +56,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", action="store_true")
     parser.add_argument("--repetitions", type=int, default=1)
+    parser.add_argument("--tracking-uri", default=None, help="the store to read (default: where src/main.py logs)")
     args = parser.parse_args()
     if args.run:
         run_sweep(args.repetitions)
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=compose().tracking.uri)  # the store src/main.py logged to
+    client = MlflowClient(tracking_uri=args.tracking_uri or compose().tracking.uri)  # where src/main.py logged
     experiment = client.get_experiment_by_name(EXPERIMENT)
     sweep, runs = trials(client, experiment.experiment_id)
     machine = this_machine()
@@ -76,37 +79,51 @@ def main() -> None:
             samples = read_load_csv(Path(client.download_artifacts(run.info.run_id, "load.csv", folder)).read_text())
         name, m = run.data.tags["adaptation"], run.data.metrics
         requests = m["requests_served"]
+        # as if the run had been alone on the machine: its own share of the load at the curve's operating point
+        alone = [LoadSample(s.time_s, s.dt_s, s.load * s.run_share, 1.0) for s in samples]
         for curve in curves:
-            active_j = sum(curve.energy_j(samples).values()) - curve.static_w * sum(s.dt_s for s in samples)
-            per_config.setdefault(name, {}).setdefault(curve.name, []).append(active_j / requests)
+            for label, trace in ((curve.name, samples), (f"{curve.name} alone", alone)):
+                active_j = sum(curve.energy_j(trace).values()) - curve.static_w * sum(s.dt_s for s in trace)
+                per_config.setdefault(name, {}).setdefault(label, []).append(active_j / requests)
         checks.append(per_config[name]["boavizta"][-1] / m["energy_j_per_request"] - 1)
-        busy = sum(s.load * s.dt_s for s in samples) / sum(s.dt_s for s in samples)
-        utilisation.setdefault(name, []).append(busy)
+        span_s = sum(s.dt_s for s in samples)
+        utilisation.setdefault(name, []).append((sum(s.load * s.dt_s for s in samples) / span_s,
+                                                 sum(s.load * s.run_share * s.dt_s for s in samples) / span_s))
         if "codecarbon_to_ours_ratio" in m:
             codecarbon.setdefault(name, []).append((m["codecarbon_to_ours_ratio"], m["energy_j_total_codecarbon"],
                                                     m["energy_j_total"]))
     print(f"recomputed from load.csv vs the run's own energy_j_per_request: largest difference "
           f"{max(abs(c) for c in checks):.2%}")
     names = sorted(per_config, key=lambda n: np.mean(per_config[n]["boavizta"]))
-    header = "configuration".ljust(20) + "load  " + "".join(c.name.rjust(16) for c in curves)
-    print("mean active energy per request (J) under each curve, mean vCPU load:")
+    header = "configuration".ljust(20) + "load  own  " + "".join(c.name.rjust(16) for c in curves)
+    print("mean active energy per request (J) under each curve; mean vCPU load (all processes, the run's own):")
     print(header)
     for n in names:
-        print(n.ljust(20) + f"{np.mean(utilisation[n]):4.0%}  " +
+        load, own = np.mean(utilisation[n], axis=0)
+        print(n.ljust(20) + f"{load:4.0%} {own:4.0%}  " +
               "".join(f"{np.mean(per_config[n][c.name]):16.3f}" for c in curves))
-    central = [np.mean(per_config[n]["boavizta"]) for n in names]
-    for curve in curves[1:]:
-        other = [np.mean(per_config[n][curve.name]) for n in names]
-        rho = stats.spearmanr(central, other).statistic
-        swapped = [f"{a}/{b}" for a, b in itertools.combinations(names, 2)
-                   if (np.mean(per_config[a]["boavizta"]) - np.mean(per_config[b]["boavizta"])) *
-                   (np.mean(per_config[a][curve.name]) - np.mean(per_config[b][curve.name])) < 0]
-        print(f"Spearman ρ boavizta vs {curve.name}: {rho:.3f}; order changes: {', '.join(swapped) or 'none'}")
+    print("as if each run had been alone (its own load only, from the same samples):")
+    for n in names:
+        print(n.ljust(20) + f"{np.mean(utilisation[n], axis=0)[1]:9.0%}  " +
+              "".join(f"{np.mean(per_config[n][c.name + ' alone']):16.3f}" for c in curves))
+    for suffix in ("", " alone"):
+        for curve in curves[1:]:
+            print(ranking_line(per_config, names, "boavizta" + suffix, curve.name + suffix))
     if codecarbon:
         print("CodeCarbon (machine mode) over the same windows, totals idle included:")
         for n in names:
             ratio, cc, ours = np.median(np.array(codecarbon[n]), axis=0)
             print(f"  {n.ljust(20)} CodeCarbon {cc:8.1f} J, ours {ours:8.1f} J, ratio {ratio:.2f}")
+
+
+def ranking_line(per_config: dict, names: list[str], a: str, b: str) -> str:
+    """Spearman's ρ of two models' mean energy per request across configurations, and the pairs they order apart."""
+    first = {n: np.mean(per_config[n][a]) for n in names}
+    second = {n: np.mean(per_config[n][b]) for n in names}
+    rho = stats.spearmanr(list(first.values()), list(second.values())).statistic
+    swapped = [f"{x}/{y}" for x, y in itertools.combinations(names, 2)
+               if (first[x] - first[y]) * (second[x] - second[y]) < 0]
+    return f"Spearman ρ {a} vs {b}: {rho:.3f}; order changes: {', '.join(swapped) or 'none'}"
 
 
 if __name__ == "__main__":
