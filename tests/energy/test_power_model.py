@@ -198,3 +198,10 @@ def test_the_calibrate_entry_point_refuses_in_one_line_where_no_counter_reads(tm
     assert done.returncode == 2, done.stderr
     [line] = [l for l in done.stderr.splitlines() if l.strip()]
     assert line.startswith("error:") and "machine with RAPL" in line
+
+
+def test_energy_power_model_ccf_takes_ccfs_line_as_the_estimate_with_boaviztas_curves_as_its_range(tmp_path):
+    cfg = compose([f"energy.calibration={tmp_path}/none.json", "energy.power_model=ccf"])
+    model = estimate_model(cfg.energy, cfg.hardware)
+    assert model.curve.name == "ccf" and model.tags["power_model"] == "ccf"
+    assert "boavizta" in {c.name for c in model.alternatives} and "ccf" not in {c.name for c in model.alternatives}

@@ -154,6 +154,6 @@ def constants_model(active_w_per_core: float, idle_w: float, vcpus: int) -> Powe
 def ccf_model(fingerprint: Fingerprint) -> PowerModel:
     """Cloud Carbon Footprint's linear model as the estimate, with the reference curves as its interval."""
     reference = reference_model(fingerprint)
-    ccf = reference.alternatives[-1]
-    others = (reference.curve, *reference.alternatives[:-1])
+    ccf = next(c for c in reference.alternatives if c.name == "ccf")
+    others = (reference.curve, *(c for c in reference.alternatives if c is not ccf))
     return PowerModel(ccf, others, {**reference.tags, "power_model": "ccf", "power_model_source": ccf.source})
