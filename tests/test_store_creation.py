@@ -18,6 +18,7 @@ from sustainable_ipa.errors import UserError
 from sustainable_ipa.tracking.store import open_store
 
 JOB = Path(__file__).with_name("store_creation_job.py")
+SIGNAL_JOB = Path(__file__).with_name("signal_job.py")
 MOMENTS = (0.01, 0.2, 0.5, 0.8, 0.99)  # fractions of the SQL statements MLflow runs to make a new store
 
 
@@ -75,10 +76,14 @@ HALF_MAKE = """
 
 def test_a_half_made_store_is_one_line_saying_to_move_it_aside(tmp_path, creation_statements):
     """The store `mlflow` itself (or an older version of this project) left when interrupted while making it."""
-    db = tmp_path / "mlflow.db"
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
     subprocess.run([sys.executable, "-c", textwrap.dedent(HALF_MAKE), f"sqlite:///{db}",
                     str(creation_statements // 2)], check=True, timeout=120)
     with pytest.raises(UserError) as raised:
         open_store(f"sqlite:///{db}", "sustainable-ipa", str(tmp_path / "artifacts"))
     assert "half-made" in raised.value.problem and f"mv {db} {db}.half-made" in raised.value.fix
-    assert "\n" not in str(raised.value)
+    # through an entry point: that line alone, exit 2
+    job = subprocess.run([sys.executable, str(SIGNAL_JOB), *store_overrides(tmp_path)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 2 and job.stderr.strip().splitlines() == [f"error: {raised.value}"], job.stderr[-2000:]
