@@ -88,6 +88,7 @@ def worker(index: int) -> None:
     from omegaconf import OmegaConf
 
     import sustainable_ipa.search.slots as slots_module
+    from sustainable_ipa.compat.optuna_private import rdb_behind, study_storage
     from sustainable_ipa.config import available_cores, compose
     from sustainable_ipa.fingerprint import this_machine
     from sustainable_ipa.metrics.latency import sla_violation_s
@@ -97,7 +98,7 @@ def worker(index: int) -> None:
     from sustainable_ipa.search.profiles import ProfileTable
     from sustainable_ipa.search.slots import TrialSlots
     from sustainable_ipa.search.space import configured_space
-    from sustainable_ipa.search.study import SLA_CONSTRAINT, TRIAL_RUN_ATTR, _metric, open_study, suggest
+    from sustainable_ipa.search.study import SLA_CONSTRAINT, TRIAL_RUN_ATTR, metric_value, open_study, suggest
 
     def say(**message):
         print(json.dumps(message), flush=True)
@@ -105,8 +106,8 @@ def worker(index: int) -> None:
     base = previous = None
     for line in sys.stdin:
         job = json.loads(line)
-        backend = getattr(previous, "_backend", None)  # the last study's connections, closed
-        if backend is not None and hasattr(backend, "engine"):
+        backend = rdb_behind(previous)  # the last study's connections, closed
+        if backend is not None:
             backend.engine.dispose()
         elif hasattr(previous, "close"):
             previous.close()
@@ -121,7 +122,7 @@ def worker(index: int) -> None:
                                                 "n_trials": job["n_trials"], "seed": index}})
         study = open_study(cfg, objectives)
         phases = Phases()
-        storage, sampler = study._storage, study.sampler
+        storage, sampler = study_storage(study), study.sampler
         for name in STORAGE_METHODS:
             if hasattr(storage, name):
                 setattr(storage, name, phases.wrap("storage", getattr(storage, name)))
@@ -139,11 +140,11 @@ def worker(index: int) -> None:
             trial.set_user_attr(TRIAL_RUN_ATTR, f"run-of-trial-{trial.number}")
             trial.set_user_attr("machine", machine)
             metrics = evaluate(choice)
-            violation = sla_violation_s(_metric(metrics, "latency_p99_s"), cfg.trial.sla_s)
+            violation = sla_violation_s(metric_value(metrics, "latency_p99_s"), cfg.trial.sla_s)
             trial.set_constraint(SLA_CONSTRAINT, violation)
             for name, value in metrics.items():
                 trial.set_user_attr(name, value)
-            return [_metric(metrics, o.metric) for o in objectives]
+            return [metric_value(metrics, o.metric) for o in objectives]
 
         mine = []
         say(ready=True)

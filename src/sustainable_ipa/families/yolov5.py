@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from sustainable_ipa.compat.ultralytics_private import decode_boxes, replace_decode_boxes
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.families.base import FamilySettings, Handoff, ModelFamily, StageModel, WeightsSource
 from sustainable_ipa.families.resnet import crop
@@ -177,7 +178,7 @@ def decode_one_shape_at_a_time(head) -> None:
     """Replicas share one model, and its Detect head caches anchors for the last input shape on the module: a
     replica could decode with another shape's anchors (a size-mismatch crash). Decoding, a few milliseconds of the
     forward, is serialised; the backbone still runs in parallel."""
-    head._get_decode_boxes = SerialDecode(head)
+    replace_decode_boxes(head, SerialDecode(head))
 
 
 class SerialDecode:
@@ -189,7 +190,7 @@ class SerialDecode:
 
     def __call__(self, x):
         with self.lock:
-            return type(self.head)._get_decode_boxes(self.head, x)
+            return decode_boxes(self.head, x)
 
     def __getstate__(self) -> dict:
         return {"head": self.head}

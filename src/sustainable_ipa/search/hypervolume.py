@@ -1,10 +1,10 @@
-"""Hypervolume of a set of objective vectors, via Optuna's implementation (its module is private: keep the
-import here, in one place)."""
+"""Hypervolume of a set of objective vectors, via Optuna's implementation."""
 
 from __future__ import annotations
 
 import numpy as np
-from optuna._hypervolume import compute_hypervolume
+
+from sustainable_ipa.compat.optuna_private import compute_hypervolume
 
 
 def _as_minimisation(values: np.ndarray, directions: list[str]) -> np.ndarray:

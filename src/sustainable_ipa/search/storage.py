@@ -24,9 +24,10 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
+from sustainable_ipa.compat.optuna_private import (Heartbeat, InterceptedGrpcStorageProxy, add_proxy_service,
+                                                   optuna_table_names)
 from sustainable_ipa.db_driver import check_db_driver, without_password
 from sustainable_ipa.errors import UserError
 
@@ -131,7 +132,6 @@ def _optuna_tables(url: str, connect_args: dict) -> set[str]:
     schema (created by the first worker to open it); one holding only other tables is refused: Optuna would add its
     tables among them, and into another alembic-managed database (MLflow's store) it fails half-way, leaving them."""
     import sqlalchemy
-    from optuna.storages._rdb import models
     from sqlalchemy.pool import NullPool
 
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=NullPool)
@@ -139,7 +139,7 @@ def _optuna_tables(url: str, connect_args: dict) -> set[str]:
         tables = set(sqlalchemy.inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    ours = tables & set(models.BaseModel.metadata.tables)
+    ours = tables & optuna_table_names()
     if tables and not ours:
         others = ", ".join(sorted(tables)[:4]) + (", …" if len(tables) > 4 else "")
         raise UserError(f"search.storage {without_password(url)} holds {len(tables)} tables of something else "
@@ -150,7 +150,7 @@ def _optuna_tables(url: str, connect_args: dict) -> set[str]:
 
 
 # Heartbeats where Optuna has none -------------------------------------------------------------------------------
-class AttributeHeartbeat(BaseHeartbeat):
+class AttributeHeartbeat(Heartbeat):
     """Optuna's heartbeat contract on any storage: each worker writes a fresh token into a system attribute of its
     running trial every `heartbeat_s`; a trial whose token has not changed for 2 × `heartbeat_s` by the observing
     worker's own monotonic clock is stale. No clock is compared across machines, so their skew does not matter.
@@ -162,7 +162,7 @@ class AttributeHeartbeat(BaseHeartbeat):
 
     def start_heartbeat(self, heartbeat_s: int | None) -> None:
         self._hb_interval = heartbeat_s or None
-        self._hb_seen: dict[int, tuple[str, float]] = {}
+        self._hb_seen: dict[int, tuple[str, float]] = {}  # by trial number: the last token seen, and when
         self._hb_token = uuid.uuid4().hex[:8]
         self._hb_count = itertools.count()
 
@@ -172,16 +172,16 @@ class AttributeHeartbeat(BaseHeartbeat):
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker judged it stale meanwhile: its outcome is theirs now
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def stale_trial_ids(self, study_id: int) -> list[int]:
         now, seen, stale = time.monotonic(), {}, []
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             beat = trial.system_attrs.get(HEARTBEAT_ATTR)
             if beat is None:
                 continue
-            last = self._hb_seen.get(trial._trial_id)
-            seen[trial._trial_id] = last if last is not None and last[0] == beat else (beat, now)
-            if now - seen[trial._trial_id][1] > 2 * self._hb_interval:
-                stale.append(trial._trial_id)
+            last = self._hb_seen.get(trial.number)
+            seen[trial.number] = last if last is not None and last[0] == beat else (beat, now)
+            if now - seen[trial.number][1] > 2 * self._hb_interval:  # a frozen trial's id is private: ask the storage
+                stale.append(self.get_trial_id_from_study_id_trial_number(study_id, trial.number))
         self._hb_seen = seen
         return stale
 
@@ -250,22 +250,15 @@ def _deadline_interceptor(timeout_s: float):
     return Deadline()
 
 
-class GrpcProxyStorage(AttributeHeartbeat, optuna.storages.GrpcStorageProxy):
+class GrpcProxyStorage(AttributeHeartbeat, InterceptedGrpcStorageProxy):
     """Optuna's gRPC proxy client, with heartbeats and a deadline on every call."""
 
     def __init__(self, host: str, port: int, timeout_s: float):
-        self._timeout_s = timeout_s
+        self._timeout_s = timeout_s  # before the constructor, which makes the channel
         super().__init__(host=host, port=port)
 
-    def _setup(self) -> None:
-        import grpc
-        from optuna.storages._grpc.auto_generated import api_pb2_grpc
-        from optuna.storages._grpc.client import GrpcClientCache, create_insecure_channel
-
-        self._channel = grpc.intercept_channel(create_insecure_channel(self._host, self._port),
-                                               _deadline_interceptor(self._timeout_s))
-        self._stub = api_pb2_grpc.StorageServiceStub(self._channel)
-        self._cache = GrpcClientCache(self._stub)
+    def interceptor(self):
+        return _deadline_interceptor(self._timeout_s)
 
 
 # The proxy server -------------------------------------------------------------------------------------------------
@@ -275,15 +268,13 @@ def serve_proxy(url: str, host: str, port: int, timeout_s: float, ready=print) -
     from concurrent.futures import ThreadPoolExecutor
 
     import grpc
-    from optuna.storages._grpc import servicer
-    from optuna.storages._grpc.auto_generated import api_pb2_grpc
 
     if url.startswith(GRPC) or url.startswith("journal:"):
         raise UserError(f"the storage proxy serves a database, not {url}",
                         "pass search.storage=<the study database's SQLAlchemy URL>, e.g. "
                         "postgresql+psycopg://user:password@host:5432/optuna")
     # The proxy runs no trial: no heartbeat of its own. Optuna's cache in front of the database, as its docs advise.
-    storage = optuna.storages._CachedStorage(make_storage(url, heartbeat_s=None, timeout_s=timeout_s))
+    storage = optuna.storages.get_storage(make_storage(url, heartbeat_s=None, timeout_s=timeout_s))
     try:  # gRPC would print its own lines on failing to bind: try first, as gRPC binds (SO_REUSEADDR)
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -295,7 +286,7 @@ def serve_proxy(url: str, host: str, port: int, timeout_s: float, ready=print) -
     # Optuna's make_server, with SO_REUSEPORT off: gRPC sets it by default, and a second proxy started on the same
     # port would then share it silently with the first instead of failing.
     server = grpc.server(ThreadPoolExecutor(max_workers=PROXY_THREADS), options=[("grpc.so_reuseport", 0)])
-    api_pb2_grpc.add_StorageServiceServicer_to_server(servicer.OptunaStorageProxyService(storage), server)
+    add_proxy_service(server, storage)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as err:  # grpc: "Failed to bind to address …"

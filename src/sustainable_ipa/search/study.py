@@ -143,15 +143,15 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
                 trial.set_user_attr("machine", this_machine().key)  # where it ran (a composed trial: see the profiles')
                 metrics = evaluator.evaluate(choice, run_id)
                 log(client, run_id, tags=evaluator.labels(choice, run_id))
-                missing = [o.metric for o in objectives if _metric(metrics, o.metric) is None]
+                missing = [o.metric for o in objectives if metric_value(metrics, o.metric) is None]
                 if missing:
                     raise UserError(f"evaluator '{evaluator.name}' gives no {', '.join(missing)}",
                                     "choose objectives the evaluator measures")
-                violation = sla_violation_s(_metric(metrics, "latency_p99_s"), cfg.trial.sla_s)
+                violation = sla_violation_s(metric_value(metrics, "latency_p99_s"), cfg.trial.sla_s)
                 trial.set_constraint(SLA_CONSTRAINT, violation)
                 for name, value in metrics.items():
                     trial.set_user_attr(name, value)
-                values = [_metric(metrics, o.metric) for o in objectives]
+                values = [metric_value(metrics, o.metric) for o in objectives]
                 log(client, run_id, params={"trial": trial.number, **choice.params()},
                     metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation,
                              **{f"objective_{o.name}": v for o, v in zip(objectives, values)}})
@@ -309,7 +309,8 @@ def _close_stale(study: optuna.Study, client: MlflowClient) -> None:
             kill_run_tree(client, run_id)  # the trial's run and the pipeline runs under it
 
 
-def _metric(metrics: dict[str, float], name: str) -> float | None:
+def metric_value(metrics: dict[str, float], name: str) -> float | None:
+    """The metric `name`, or its mean over repetitions (`<name>_mean`); None where neither was recorded."""
     value = metrics.get(name, metrics.get(f"{name}_mean"))
     return None if value is None else float(value)
 
@@ -344,12 +345,12 @@ def no_trial_meets_sla(study: optuna.Study, space: SearchSpace, sla_s: float, lo
         return UserError(problem, "see why the trials failed (optuna-dashboard, or the trial runs in MLflow)")
     space_size = len(space.all_choices())
     tried = len({tuple(sorted(t.params.items())) for t in complete})
-    p99_s = {t.number: _metric(t.user_attrs, "latency_p99_s") for t in complete}
+    p99_s = {t.number: metric_value(t.user_attrs, "latency_p99_s") for t in complete}
     best = min(complete, key=lambda t: p99_s[t.number] if p99_s[t.number] is not None else math.inf)
     best_p99 = "unknown" if p99_s[best.number] is None else f"{p99_s[best.number]:.3g} s"
     problem += (f", {tried} of the {space_size} configurations that fit tried; best p99 {best_p99} "
                 f"(trial {best.number}: {describe(space.choice_from_params(best.params))})")
-    fastest_rps = max((_metric(t.user_attrs, "throughput_rps") or 0.0 for t in complete))
+    fastest_rps = max((metric_value(t.user_attrs, "throughput_rps") or 0.0 for t in complete))
     if fastest_rps < load_rps:
         problem += f"; none keeps up with {load_rps:g} rps (the fastest serves {fastest_rps:.3g} rps)"
     if tried >= space_size:
