@@ -4,6 +4,7 @@ import optuna
 import pytest
 import sqlalchemy.exc
 
+from sustainable_ipa.compat.optuna_private import study_storage
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search import storage as storage_module
 from sustainable_ipa.search.storage import make_storage
@@ -68,6 +69,12 @@ class Clock:
         monkeypatch.setattr(storage_module.time, "monotonic", lambda: self.now)
 
 
+def beat(storage, trial: optuna.Trial) -> None:
+    """One heartbeat of `trial`, by the id its storage gives its number (a trial's own id is private)."""
+    study_id = storage.get_study_id_from_name(trial.study.study_name)
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+
+
 def test_a_trial_whose_heartbeat_stops_is_failed_and_retried_with_its_parameters(tmp_path, monkeypatch):
     clock = Clock(monkeypatch)
     storage = make_storage(f"journal:{tmp_path}/study.log", heartbeat_s=1)
@@ -75,11 +82,11 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_retried_with_its_parameters
     alive, dead, silent = (study.ask() for _ in range(3))
     for trial in (alive, dead):
         trial.suggest_float("x", 0, 1)
-        storage.record_heartbeat(trial._trial_id)
+        beat(storage, trial)
     # `silent` never beat: a worker on the database directly (Optuna's own heartbeat table) is not judged here
     optuna.storages.fail_stale_trials(study)  # first sight of each token
     clock.now += 1.5
-    storage.record_heartbeat(alive._trial_id)
+    beat(storage, alive)
     optuna.storages.fail_stale_trials(study)
     assert [t.state.name for t in study.trials] == ["RUNNING"] * 3  # 1.5 s < 2 × heartbeat_s
     clock.now += 1.0  # dead's token unchanged for 2.5 s, alive's for 1 s
@@ -95,7 +102,7 @@ def test_a_heartbeat_after_another_worker_failed_the_trial_is_ignored(tmp_path):
     study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask()
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    storage.record_heartbeat(trial._trial_id)  # no UpdateFinishedTrialError from the heartbeat thread
+    beat(storage, trial)  # no UpdateFinishedTrialError from the heartbeat thread
 
 
 # Exactly n_trials across workers (search/slots.py) ----------------------------------------------------------------
@@ -112,7 +119,9 @@ def test_a_trial_numbered_after_n_trials_taken_gives_way_until_one_of_them_fails
     assert not slots.surplus(late)
     study.tell(second, state=optuna.trial.TrialState.FAIL)
     study.enqueue_trial({})  # a queued retry (WAITING, trial 3) holds a slot before it is popped
-    fresh = optuna.Trial(study, study._storage.create_new_trial(study._study_id))  # asked before the pop
+    storage = study_storage(study)
+    # a trial asked before the pop
+    fresh = optuna.Trial(study, storage.create_new_trial(storage.get_study_id_from_name(study.study_name)))
     assert fresh.number == 4 and slots.surplus(fresh)  # late and the queued retry take both slots
     retry = study.ask()
     assert retry.number == 3 and not slots.surplus(retry)
@@ -128,7 +137,7 @@ def test_the_wait_ends_when_the_study_is_complete_or_a_slot_frees(tmp_path, monk
     assert slots.wait()
     done, held = study.ask(), study.ask()
     study.tell(done, 1.0)
-    storage.record_heartbeat(held._trial_id)  # then its worker is killed: the token never changes again
+    beat(storage, held)  # then its worker is killed: the token never changes again
     polls = []
 
     def sleep(_s):  # each poll of the wait moves the clock on by half a second
