@@ -8,8 +8,8 @@ read unchecked.
 
 The types below carry their own description, which is the "allowed" part of the message. Models are strict: YAML
 and Hydra's override grammar already give ints, floats and bools as such, so `true` is no count and `"abc"` no
-price; a float field takes an int (`pue=1`). Numbers are finite and at most 1e9 unless a type says otherwise;
-paths that must be files or folders refuse the other.
+price; a float field takes an int (`pue=1`). Numbers and counts are finite and at most 1e9 unless a type says
+otherwise; paths that must be files or folders refuse the other.
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ def _described(kind, description: str, **constraints):
     return Annotated[kind, Field(description=description, **constraints)]
 
 
-Count = _described(int, "an integer ≥ 1", ge=1)
-NonNegativeInt = _described(int, "an integer ≥ 0", ge=0)
+# Counts stay far below what a slice, a numpy array or a C int takes (sys.maxsize, 2**63): beyond, a run fails late.
+Count = _described(int, "an integer in [1, 1e9]", ge=1, le=10**9)
+NonNegativeInt = _described(int, "an integer in [0, 1e9]", ge=0, le=10**9)
 Seed = _described(int, "an integer in [0, 2**32) (numpy's seed range)", ge=0, lt=2**32)
 # Finite settings stay far below float's limit (1.8e308), so that no product of them (energy × PUE × intensity,
 # price × core-hours, rate × span) overflows to inf.
