@@ -90,12 +90,12 @@ def default_store() -> str:
     return f"sqlite:///{PROJECT_ROOT}/mlflow.db"
 
 
-def ui_shows_run(tracking_uri: str, run_id: str, local_ui: str | None = None, timeout_s: float = 1.0) -> bool:
-    """Whether a UI answers at `ui_base` (`local_ui`: LOCAL_UI) with this run. A tracking server is the UI of its
-    runs; a local store's run shows only in a UI started on that store (another store's UI may hold the port)."""
+def ui_shows_run(tracking_uri: str, run_id: str, timeout_s: float = 1.0) -> bool:
+    """Whether a UI answers at `ui_base` with this run. A tracking server is the UI of its runs; a local store's run
+    shows only in a UI started on that store (another store's UI may hold the port)."""
     if _is_server(tracking_uri):
         return True
-    url = f"{local_ui or LOCAL_UI}/api/2.0/mlflow/runs/get?{urlencode({'run_id': run_id})}"
+    url = f"{LOCAL_UI}/api/2.0/mlflow/runs/get?{urlencode({'run_id': run_id})}"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the loopback is never proxied
     try:
         with opener.open(url, timeout=timeout_s) as response:
