@@ -11,8 +11,9 @@ relative error of the live SLA attainment and active energy against the simulato
 the energy the energy-aware policy saves over IPA's objective live with its 95 % CI over the repetitions (and as
 simulated), a switch's degraded service (target < 1 s) and the decision time (target < 10 ms).
 
-Energy is the run's meter minus its idle baseline: on a machine without counters the estimate (CPU time × W per
-core), labelled so in every run (tag energy_source) and in the table.
+Energy is the run's meter minus its idle baseline: on a machine without counters the estimate (a power curve of
+this CPU applied to the sampled load, energy/power_reference.py), labelled so in every run (tag energy_source) and in
+the table.
 """
 
 from __future__ import annotations
