@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_command_runs_and_prints_a_summary(tmp_path, client):
-    out = run_main(["trial.requests=3", "trial.warmup=0", "hardware.cores=2"], tmp_path)
+    # a terminal wide enough that the summary's column titles stay on one line each (80 columns wrap them)
+    out = run_main(["trial.requests=3", "trial.warmup=0", "hardware.cores=2"], tmp_path, env={"COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "RANDOM WEIGHTS" in out.stderr  # weights=auto offline: visible warning
     assert "latency_p99_s" in out.stdout + out.stderr
