@@ -34,6 +34,7 @@ def test_estimated_energy_is_recorded_and_labelled(make_cfg, client):
     assert tags["idle_baseline"] == "modelled"
     assert m["energy_j_active"] == pytest.approx(m["energy_j_total"] - m["idle_power_w"] * m["energy_j_total"] / m["power_w_mean"])
     assert m["energy_j_per_request"] == pytest.approx(m["energy_j_active"] / 3)
+    assert m["energy_j_static"] + m["energy_j_active"] == pytest.approx(m["energy_j_total"])  # both shares recorded
     assert m["energy_detector_j"] + m["energy_classifier_j"] == pytest.approx(m["energy_j_active"])
     cpu_s = m["cpu_detector_s"] + m["cpu_classifier_s"]  # the split is by the CPU time measured in each stage's workers
     assert m["energy_detector_j"] == pytest.approx(m["energy_j_active"] * m["cpu_detector_s"] / cpu_s)

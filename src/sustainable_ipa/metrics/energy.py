@@ -32,6 +32,7 @@ def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: floa
         "energy_j_total": total_j,
         "power_w_mean": total_j / duration_s if duration_s > 0 else float("nan"),
         "energy_j_active": active_j,
+        "energy_j_static": idle_power_w * duration_s,  # the idle baseline's share of the window: total − active
         "energy_j_per_request": per_request_j,
         "idle_power_w": idle_power_w,
         "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
