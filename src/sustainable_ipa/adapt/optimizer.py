@@ -36,7 +36,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -205,6 +205,151 @@ def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]]
     return next((combo for combo in candidates if combo == chosen or meets(combo)), chosen)
 
 
+@dataclass
+class _Program:
+    """`decide`'s integer program. Variables: one 0/1 x per option of `flat` (every stage's, in pipeline order;
+    stage k's between offsets[k] and offsets[k + 1]), then, when accuracy is a product, one continuous y per
+    combination of the stages' accuracy classes (`combos`), then the SLA slack. `c` is what milp minimises."""
+    stages: list[str]
+    flat: list[Option]
+    offsets: np.ndarray
+    combos: list[tuple]
+    c: np.ndarray
+    rows: list = field(default_factory=list)
+    low: list = field(default_factory=list)
+    high: list = field(default_factory=list)
+
+    @property
+    def n_x(self):
+        return self.offsets[-1]
+
+    @property
+    def n(self):
+        return self.n_x + len(self.combos) + 1
+
+    @property
+    def slack(self):
+        return self.n - 1
+
+    def add(self, row, lo, hi) -> None:
+        self.rows.append(row)
+        self.low.append(lo)
+        self.high.append(hi)
+
+    def solve(self, solver_options: Mapping) -> np.ndarray | None:
+        n, slack = self.n, self.slack
+        integrality = np.zeros(n)
+        integrality[:self.n_x] = 1  # the combination variables and the slack may stay continuous
+        constraints = LinearConstraint(np.array(self.rows), self.low, self.high)
+        upper = np.ones(n)
+        # First with the SLA as a hard constraint (slack fixed at 0), the usual case and the easier program; only
+        # when nothing meets it does the slack open, for the least-bad choice.
+        for slack_bound in (0.0, np.inf):
+            upper[slack] = slack_bound
+            with warnings.catch_warnings():  # scipy passes options it does not list to HiGHS verbatim, and warns so
+                warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+                result = milp(self.c, constraints=constraints, integrality=integrality,
+                              bounds=Bounds(np.zeros(n), upper), options=dict(solver_options))
+            if result.x is not None:
+                return result.x
+        return None
+
+    def picks(self, x: np.ndarray) -> list[int]:
+        """The index in `flat` of each stage's chosen option."""
+        return [self.offsets[k] + int(np.argmax(x[self.offsets[k]:self.offsets[k + 1]])) for k in range(len(self.stages))]
+
+    def exclude(self, picks: list[int]) -> None:
+        """A cut: the pipeline of these options is not chosen again."""
+        row = np.zeros(self.n)
+        row[picks] = 1
+        self.add(row, -np.inf, len(self.stages) - 1)
+
+
+def _objective_program(options: dict[str, list[Option]], w: Weights, per_g_h: float) -> _Program:
+    """The program's variables and objective: cores, power (or carbon rate) and accuracy at the weights `w`."""
+    stages = list(options)
+    offsets = np.cumsum([0, *[len(options[s]) for s in stages]])
+    n_x = offsets[-1]
+    flat = [o for s in stages for o in options[s]]
+    product = w.accuracy == "product"
+    variants = [sorted({o.accuracy_class for o in options[st]}) for st in stages]  # accuracy classes per stage
+    # The product of stage accuracies is not linear in the options. One continuous y ≥ 0 per combination of variants
+    # (a variant per stage), tied to the options by: for every stage k and variant v, Σ y over the combinations with
+    # v at k = [stage k chose v] (`_add_constraints`). With exactly one variant chosen per stage, any combination
+    # holding an unchosen variant has y = 0, so all weight sits on the one combination chosen: y is its 0/1 indicator
+    # and Σ y·Π accuracy is the product exactly, for any number of stages. (A log of the product is no substitute:
+    # the objective adds cores and power to α × the product, and the log of a sum is not a sum of logs.) The
+    # combinations grow as the product of the stages' variant counts (125 for three stages of 5), the price of
+    # exactness.
+    combos = list(itertools.product(*variants)) if product else []
+    n = n_x + len(combos) + 1  # x, variant-combination variables, SLA slack (s)
+    power = np.array([o.power_w for o in flat])
+    c = np.zeros(n)  # milp minimises
+    c[:n_x] = w.beta * np.array([o.cores for o in flat]) + w.delta * power * (per_g_h if w.objective == "carbon" else 1.0)
+    accuracy = {st: {o.accuracy_class: o.accuracy_pct / 100.0 for o in options[st]} for st in stages}
+    if product:
+        for j, combo in enumerate(combos):
+            c[n_x + j] = -w.alpha * math.prod(accuracy[st][v] for st, v in zip(stages, combo))
+    else:
+        c[:n_x] -= w.alpha * np.array([o.accuracy_pct for o in flat]) / 100.0
+    c[n - 1] = SLACK_PENALTY
+    return _Program(stages, flat, offsets, combos, c)
+
+
+def _add_constraints(program: _Program, sla_s: float, max_cores: int, per_g_h: float,
+                     power_budget_w: float | None, carbon_budget_g_per_h: float | None) -> None:
+    """One option per stage; the per-stage latency sum within the SLA (less the slack); the cores and the budgets;
+    and, for a product of accuracies, each combination variable tied to the stages' choices."""
+    n, n_x, offsets, flat = program.n, program.n_x, program.offsets, program.flat
+    for k, _ in enumerate(program.stages):  # one option per stage
+        row = np.zeros(n)
+        row[offsets[k]:offsets[k + 1]] = 1
+        program.add(row, 1, 1)
+    row = np.zeros(n)
+    row[:n_x] = [o.latency_s for o in flat]
+    row[program.slack] = -1
+    program.add(row, -np.inf, sla_s)  # latency − slack ≤ SLA
+    row = np.zeros(n)
+    row[:n_x] = [o.cores for o in flat]
+    program.add(row, -np.inf, max_cores)
+    power = np.array([o.power_w for o in flat])
+    if power_budget_w is not None:
+        row = np.zeros(n)
+        row[:n_x] = power
+        program.add(row, -np.inf, power_budget_w)
+    if carbon_budget_g_per_h is not None:
+        row = np.zeros(n)
+        row[:n_x] = power * per_g_h
+        program.add(row, -np.inf, carbon_budget_g_per_h)
+    if not program.combos:  # accuracy a sum: no combination variables to tie
+        return
+    for k in range(len(program.stages)):  # per stage k and class v: Σ y[combos with v at k] = [stage k chose v]
+        for v in sorted({o.accuracy_class for o in flat[offsets[k]:offsets[k + 1]]}):
+            row = np.zeros(n)
+            for i in range(offsets[k], offsets[k + 1]):
+                row[i] = -1.0 if flat[i].accuracy_class == v else 0.0
+            for j, combo in enumerate(program.combos):
+                row[n_x + j] = 1.0 if combo[k] == v else 0.0
+            program.add(row, 0, 0)
+
+
+def _pick_with_cuts(program: _Program, sla_s: float, meets: Callable[[tuple[Option, ...]], bool],
+                    solver_options: Mapping) -> tuple[Option, ...] | None:
+    """The program's pick, solved again with a cut while the end-to-end model (`meets`) rejects the pick, at most
+    MAX_CUTS times; None when nothing fits the cores and budgets (and cuts)."""
+    chosen = None
+    for _ in range(MAX_CUTS):
+        x = program.solve(solver_options)
+        if x is None:  # only the core or power/carbon budgets (and cuts) can make it infeasible: nothing fits
+            break
+        picks = program.picks(x)
+        chosen = tuple(program.flat[i] for i in picks)
+        if sla_violation_s(sum(o.latency_s for o in chosen), sla_s) > 1e-9 or meets(chosen):
+            break  # the least-bad choice (nothing meets the per-stage guide), or one the model accepts
+        program.exclude(picks)  # the model rejects this pipeline: exclude it, solve again
+    return chosen
+
+
 def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: Weights,
            intensity_g_per_kwh: float = 0.0, power_budget_w: float | None = None,
            carbon_budget_g_per_h: float | None = None, solver_options: Mapping = HIGHS_OPTIONS,
@@ -217,86 +362,9 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     study's own); without it, the per-stage sum is taken as the pipeline's latency (for hand-made options).
     `solver_options`: HiGHS's options; bench/bench_adapt.py compares these with HiGHS's defaults."""
     options = {stage: undominated(opts) for stage, opts in options.items()}
-    stages = list(options)
-    sizes = [len(options[s]) for s in stages]
-    offsets = np.cumsum([0, *sizes])
-    n_x = offsets[-1]
-    flat = [o for s in stages for o in options[s]]
-    product = w.accuracy == "product"
-    variants = [sorted({o.accuracy_class for o in options[st]}) for st in stages]  # accuracy classes per stage
-    # The product of stage accuracies is not linear in the options. One continuous y ≥ 0 per combination of variants
-    # (a variant per stage), tied to the options by: for every stage k and variant v, Σ y over the combinations with
-    # v at k = [stage k chose v]. With exactly one variant chosen per stage, any combination holding an unchosen
-    # variant has y = 0, so all weight sits on the one combination chosen: y is its 0/1 indicator and Σ y·Π accuracy
-    # is the product exactly, for any number of stages. (A log of the product is no substitute: the objective adds
-    # cores and power to α × the product, and the log of a sum is not a sum of logs.) The combinations grow as the
-    # product of the stages' variant counts (125 for three stages of 5), the price of exactness.
-    combos = list(itertools.product(*variants)) if product else []
-    n = n_x + len(combos) + 1  # x, variant-combination variables, SLA slack (s)
-    slack = n - 1
     per_g_h = intensity_g_per_kwh / 1000.0
-    power = np.array([o.power_w for o in flat])
-    c = np.zeros(n)  # milp minimises
-    c[:n_x] = w.beta * np.array([o.cores for o in flat]) + w.delta * power * (per_g_h if w.objective == "carbon" else 1.0)
-    accuracy = {st: {o.accuracy_class: o.accuracy_pct / 100.0 for o in options[st]} for st in stages}
-    if product:
-        for j, combo in enumerate(combos):
-            c[n_x + j] = -w.alpha * math.prod(accuracy[st][v] for st, v in zip(stages, combo))
-    else:
-        c[:n_x] -= w.alpha * np.array([o.accuracy_pct for o in flat]) / 100.0
-    c[slack] = SLACK_PENALTY
-    rows, low, high = [], [], []
-
-    def add(row, lo, hi):
-        rows.append(row)
-        low.append(lo)
-        high.append(hi)
-
-    for k, _ in enumerate(stages):  # one option per stage
-        row = np.zeros(n)
-        row[offsets[k]:offsets[k + 1]] = 1
-        add(row, 1, 1)
-    row = np.zeros(n)
-    row[:n_x] = [o.latency_s for o in flat]
-    row[slack] = -1
-    add(row, -np.inf, sla_s)  # latency − slack ≤ SLA
-    row = np.zeros(n)
-    row[:n_x] = [o.cores for o in flat]
-    add(row, -np.inf, max_cores)
-    if power_budget_w is not None:
-        row = np.zeros(n)
-        row[:n_x] = power
-        add(row, -np.inf, power_budget_w)
-    if carbon_budget_g_per_h is not None:
-        row = np.zeros(n)
-        row[:n_x] = power * per_g_h
-        add(row, -np.inf, carbon_budget_g_per_h)
-    if product:  # per stage k and variant v: Σ y[combos with v at k] = [stage k chose v]
-        for k, side in enumerate(variants):
-            for v in side:
-                row = np.zeros(n)
-                for i in range(offsets[k], offsets[k + 1]):
-                    row[i] = -1.0 if flat[i].accuracy_class == v else 0.0
-                for j, combo in enumerate(combos):
-                    row[n_x + j] = 1.0 if combo[k] == v else 0.0
-                add(row, 0, 0)
-    integrality = np.zeros(n)
-    integrality[:n_x] = 1  # the combination variables and the slack may stay continuous
-
-    def solve() -> np.ndarray | None:
-        constraints = LinearConstraint(np.array(rows), low, high)
-        upper = np.ones(n)
-        # First with the SLA as a hard constraint (slack fixed at 0), the usual case and the easier program; only
-        # when nothing meets it does the slack open, for the least-bad choice.
-        for slack_bound in (0.0, np.inf):
-            upper[slack] = slack_bound
-            with warnings.catch_warnings():  # scipy passes options it does not list to HiGHS verbatim, and warns so
-                warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
-                result = milp(c, constraints=constraints, integrality=integrality,
-                              bounds=Bounds(np.zeros(n), upper), options=dict(solver_options))
-            if result.x is not None:
-                return result.x
-        return None
+    program = _objective_program(options, w, per_g_h)
+    _add_constraints(program, sla_s, max_cores, per_g_h, power_budget_w, carbon_budget_g_per_h)
 
     def model_p99_s(combo: tuple[Option, ...]) -> float:
         return pipeline_p99_s(to_choice(combo)) if pipeline_p99_s else sum(o.latency_s for o in combo)
@@ -304,18 +372,7 @@ def decide(options: dict[str, list[Option]], sla_s: float, max_cores: int, w: We
     def meets(combo: tuple[Option, ...]) -> bool:
         return sla_violation_s(model_p99_s(combo), sla_s) <= 1e-9
 
-    chosen = None
-    for _ in range(MAX_CUTS):
-        x = solve()
-        if x is None:  # only the core or power/carbon budgets (and cuts) can make it infeasible: nothing fits
-            break
-        picks = [offsets[k] + int(np.argmax(x[offsets[k]:offsets[k + 1]])) for k in range(len(stages))]
-        chosen = tuple(flat[i] for i in picks)
-        if sla_violation_s(sum(o.latency_s for o in chosen), sla_s) > 1e-9 or meets(chosen):
-            break  # the least-bad choice (nothing meets the per-stage guide), or one the model accepts
-        row = np.zeros(n)  # the model rejects this pipeline: exclude it, solve again
-        row[picks] = 1
-        add(row, -np.inf, len(stages) - 1)
+    chosen = _pick_with_cuts(program, sla_s, meets, solver_options)
     if chosen is None and (power_budget_w is not None or carbon_budget_g_per_h is not None):
         least = decide(options, sla_s, max_cores, LEAST_POWER, intensity_g_per_kwh, solver_options=solver_options,
                        pipeline_p99_s=pipeline_p99_s)
