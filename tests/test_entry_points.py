@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_command_runs_and_prints_a_summary(tmp_path, client):
-    # a terminal wide enough that the summary's column titles stay on one line each (80 columns wrap them)
-    out = run_main(["trial.requests=3", "trial.warmup=0", "hardware.cores=2"], tmp_path, env={"COLUMNS": "200"})
+    # an 80-column terminal: the summary (metric, mean, CI, the power model's range) fits it unwrapped
+    out = run_main(["trial.requests=3", "trial.warmup=0", "hardware.cores=2"], tmp_path, env={"COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
     assert "RANDOM WEIGHTS" in out.stderr  # weights=auto offline: visible warning
     assert "latency_p99_s" in out.stdout + out.stderr
@@ -32,7 +32,8 @@ def test_default_command_runs_and_prints_a_summary(tmp_path, client):
                                filter_string="tags.mlflow.parentRunId IS NULL")
     assert run.data.tags["weights_kind"] == "random" and "weights_note" in run.data.tags
     assert run.data.metrics["latency_p99_s_mean"] > 0  # default: 3 repetitions under one parent
-    assert "95 % CI of the mean" in out.stdout + out.stderr  # the intervals say what they are
+    assert "95 % CI of mean" in out.stdout + out.stderr and "model range" in out.stdout + out.stderr  # they say what
+    assert "energy_j_per_request " in out.stdout + out.stderr  # not cut: "energy_j_per_req…"
     # as it starts it says how to follow the run (no UI shows this new store: how to serve one), and it ends
     # naming the run, which resolves on the store, how to serve the UI and the run's page
     uri, experiment_id = f"sqlite:///{tmp_path}/mlruns/mlflow.db", run.info.experiment_id

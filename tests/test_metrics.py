@@ -176,5 +176,5 @@ def test_the_console_shows_the_power_models_range_beside_a_modelled_figure_and_s
     console.print(summary_table("default", aggregate(reps), 3, "random"))
     console.print(summary_table("default", reps[0], 1, "random"))
     text = console.export_text()
-    assert "power-model range" in text and "0.88 … 1.65" in text and "0.8 … 1.5" in text
+    assert "model range" in text and "0.88 … 1.65" in text and "0.8 … 1.5" in text
     assert text.count("by a power model") == 2

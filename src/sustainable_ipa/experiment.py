@@ -316,13 +316,13 @@ def _repetition(cfg, job: Prepared, client, run_id: str, rep: int, energy: Energ
 def summary_table(name: str, record: dict[str, float], repetitions: int, weights_kind: str) -> Table:
     suffix = "_mean" if repetitions > 1 else ""
     table = Table(title=f"{name} — {repetitions} repetition(s), weights {weights_kind}")
-    table.add_column("metric")
-    table.add_column("mean over repetitions" if repetitions > 1 else "value", justify="right")
+    table.add_column("metric", no_wrap=True)  # short headers below: the whole table fits 80 columns
+    table.add_column("mean" if repetitions > 1 else "value", justify="right")
     if repetitions > 1:
-        table.add_column("95 % CI of the mean", justify="right")
+        table.add_column("95 % CI of mean", justify="right")
     modelled = f"energy_j_per_request_low{suffix}" in record
     if modelled:  # the estimate: the range its reference data give, beside the statistical interval
-        table.add_column("power-model range", justify="right")
+        table.add_column("model range", justify="right")
     for metric in SUMMARY:
         value = record.get(metric + suffix)
         if value is None:
@@ -333,5 +333,5 @@ def summary_table(name: str, record: dict[str, float], repetitions: int, weights
         model_range = [f"{low:.4g} … {high:.4g}" if low is not None and high is not None else ""] if modelled else []
         table.add_row(metric, f"{value:.4g}", *interval, *model_range)
     if modelled:
-        table.caption = "energy estimated from the load by a power model, not measured"
+        table.caption = "energy estimated from the load by a power model (model range: its reference data), not measured"
     return table
