@@ -144,70 +144,22 @@ class StageRunner:
         """One trial: request i brings `items[i]` to the first stage at `arrival_offsets_s[i]` (all at the start
         when every offset is 0). An error in a stage, Ctrl-C or SIGTERM ends the workers and is raised here."""
         self.start()
-        requests = [RequestRecord(i, item) for i, item in enumerate(items)]
-        queues: list[BatchQueue[tuple[RequestRecord, object]]] = [BatchQueue() for _ in self.stages]
-        stop = threading.Event()
-        errors: list[BaseException] = []
-        batches: list[BatchTiming] = []
-        reports: list[ReplicaReport] = []
-        lock = threading.Lock()
-        live = [spec.settings.replicas for spec in self.stages]
-
-        def guarded(work: Callable[[], None]) -> Callable[[], None]:
-            def target() -> None:
-                try:
-                    work()
-                except BaseException as err:  # raised in the caller's thread once the others have stopped
-                    with lock:
-                        errors.append(err)
-                    stop.set()
-            return target
-
-        def feed() -> None:
-            start = time.perf_counter()
-            if not np.any(arrival_offsets_s):
-                for request in requests:
-                    request.arrival_s, request.pending = start, 1
-                queues[0].put_many([(r, r.item) for r in requests])
-            else:
-                for request, offset in zip(requests, arrival_offsets_s):
-                    delay = start + offset - time.perf_counter()
-                    if delay > 0 and stop.wait(delay):
-                        break
-                    request.arrival_s, request.pending = time.perf_counter(), 1
-                    queues[0].put_many([(request, request.item)])
-            queues[0].close()
-
-        def serve(k: int, replica) -> Callable[[], None]:
-            spec, last_stage = self.stages[k], k + 1 == len(self.stages)
-
-            def work() -> None:
-                try:
-                    replica.begin_run()
-                    while (batch := queues[k].take(spec.settings.batch_size, stop)) is not None:
-                        handoffs, done = serve_batch(spec, replica, batch, last_stage, batches, lock)
-                        if handoffs:
-                            queues[k + 1].put_many(handoffs)
-                        if on_request_done is not None:
-                            for request in done:
-                                on_request_done(request)
-                    report = replica.end_run()
-                    if report is not None:
-                        with lock:
-                            reports.append(report)
-                finally:
-                    with lock:
-                        live[k] -= 1
-                        stage_done = live[k] == 0
-                    if stage_done and not last_stage:
-                        queues[k + 1].close()
-            return work
-
-        workers = [threading.Thread(target=guarded(feed), name="feeder", daemon=True)]
-        workers += [threading.Thread(target=guarded(serve(k, replica)), name=f"{self.stages[k].name}-{replica.index}",
-                                     daemon=True)
+        trial = _Trial(self.stages, [RequestRecord(i, item) for i, item in enumerate(items)], on_request_done)
+        workers = [threading.Thread(target=trial.guarded(lambda: trial.feed(arrival_offsets_s)), name="feeder",
+                                    daemon=True)]
+        workers += [threading.Thread(target=trial.guarded(lambda k=k, replica=replica: trial.serve(k, replica)),
+                                     name=f"{self.stages[k].name}-{replica.index}", daemon=True)
                     for k, stage_replicas in enumerate(self.replicas.by_stage) for replica in stage_replicas]
         start = time.perf_counter()
+        self._run_to_the_end(workers, trial)
+        end = time.perf_counter()
+        names = [s.name for s in self.stages]
+        return TrialResult(trial.requests, sorted(trial.batches, key=lambda b: b.start_s), start, end,
+                           sorted(trial.reports, key=lambda r: (names.index(r.stage), r.index)), names)
+
+    def _run_to_the_end(self, workers: list[threading.Thread], trial: _Trial) -> None:
+        """Start the threads and wait for them all; on an error in one of them, Ctrl-C or SIGTERM, end the workers
+        and raise it."""
         try:
             for worker in workers:
                 worker.start()
@@ -215,16 +167,82 @@ class StageRunner:
                 while worker.is_alive():  # short joins keep Ctrl-C and SIGTERM responsive
                     worker.join(timeout=0.1)
         except BaseException:
-            stop.set()
+            trial.stop.set()
             self.close()  # a dispatching thread waiting on its worker returns once the worker is gone
             for worker in workers:
                 worker.join(timeout=30)
             raise
-        if errors:
-            stop.set()
+        if trial.errors:
+            trial.stop.set()
             self.close()
-            raise errors[0]
-        end = time.perf_counter()
-        names = [s.name for s in self.stages]
-        return TrialResult(requests, sorted(batches, key=lambda b: b.start_s), start, end,
-                           sorted(reports, key=lambda r: (names.index(r.stage), r.index)), names)
+            raise trial.errors[0]
+
+
+class _Trial:
+    """What the threads of one `StageRunner.run` share: the requests, a batch queue per stage, the batches and
+    replica reports recorded, the first errors, and how many replicas of each stage are still serving."""
+
+    def __init__(self, stages: list[StageSpec], requests: list[RequestRecord],
+                 on_request_done: Callable[[RequestRecord], None] | None):
+        self.stages = stages
+        self.requests = requests
+        self.on_request_done = on_request_done
+        self.queues: list[BatchQueue[tuple[RequestRecord, object]]] = [BatchQueue() for _ in stages]
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.batches: list[BatchTiming] = []
+        self.reports: list[ReplicaReport] = []
+        self.lock = threading.Lock()
+        self.live = [spec.settings.replicas for spec in stages]
+
+    def guarded(self, work: Callable[[], None]) -> Callable[[], None]:
+        """`work` as a thread's target: an error it raises is kept and stops the other threads."""
+        def target() -> None:
+            try:
+                work()
+            except BaseException as err:  # raised in the caller's thread once the others have stopped
+                with self.lock:
+                    self.errors.append(err)
+                self.stop.set()
+        return target
+
+    def feed(self, arrival_offsets_s: np.ndarray) -> None:
+        """The requests into the first stage's queue at their arrival times, then the queue closed."""
+        queue, requests = self.queues[0], self.requests
+        start = time.perf_counter()
+        if not np.any(arrival_offsets_s):
+            for request in requests:
+                request.arrival_s, request.pending = start, 1
+            queue.put_many([(r, r.item) for r in requests])
+        else:
+            for request, offset in zip(requests, arrival_offsets_s):
+                delay = start + offset - time.perf_counter()
+                if delay > 0 and self.stop.wait(delay):
+                    break
+                request.arrival_s, request.pending = time.perf_counter(), 1
+                queue.put_many([(request, request.item)])
+        queue.close()
+
+    def serve(self, k: int, replica) -> None:
+        """Stage k's batches through `replica` until its queue closes; the last of its replicas to end closes the
+        next stage's queue."""
+        spec, last_stage = self.stages[k], k + 1 == len(self.stages)
+        try:
+            replica.begin_run()
+            while (batch := self.queues[k].take(spec.settings.batch_size, self.stop)) is not None:
+                handoffs, done = serve_batch(spec, replica, batch, last_stage, self.batches, self.lock)
+                if handoffs:
+                    self.queues[k + 1].put_many(handoffs)
+                if self.on_request_done is not None:
+                    for request in done:
+                        self.on_request_done(request)
+            report = replica.end_run()
+            if report is not None:
+                with self.lock:
+                    self.reports.append(report)
+        finally:
+            with self.lock:
+                self.live[k] -= 1
+                stage_done = self.live[k] == 0
+            if stage_done and not last_stage:
+                self.queues[k + 1].close()
