@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -46,31 +47,68 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     warnings = analysis.several_machines(data) + analysis.mixed_energy_sources(data) + labels.warnings(data)
     if set(data["weights_kind"]) - {"pretrained"}:
         warnings.append("some runs use random weights: their accuracy is the reference accuracy, not measured")
-    note, figure_note = labels.section_note(summary), labels.figure_note(summary)
+    notes = _Notes(labels.section_note(summary), labels.figure_note(summary))
     answers = _answers(summary)
-    sections = [("The question", note + _answer_html(answers)),
+    sections = [("The question", notes.section + _answer_html(answers)),
                 ("Where the figures were measured", "<p>Each hardware label names the machine's fingerprint; "
                  "figures of different machines are never compared in one set.</p>" + table(analysis.machines(data)))]
+    sections.append(_cost_section(summary, folder, notes))
+    correlations, section = _correlation_section(summary, folder, notes)
+    sections += [section, _pareto_section(summary, folder, notes), _ordering_section(summary, notes)]
+    type_answers = {h: analysis.type_answer(g) for h, g in by_type.groupby("hardware")} if several else {}
+    if type_answers:
+        sections.append(("Energy per request by pipeline type",
+                         notes.section + _types_html(by_pipeline, by_type, type_answers)))
+    carbon, regions, section = _carbon_section(cfg, summary, folder, notes)
+    sections.append(section)
 
-    paths = plots.cost_vs_accuracy(summary, folder, figure_note) if analysis.ENERGY in summary else []
-    figures = interactive.cost_vs_accuracy(summary, figure_note) if paths else []
-    sections.append(("Cost, accuracy and energy", note + "".join(figure(f, p) for f, p in zip(figures, paths))))
+    for name, frame in {"trials.csv": data, "summary.csv": summary, "correlations.csv": correlations,
+                        "carbon.csv": carbon, "regions.csv": regions, "pipelines.csv": by_pipeline,
+                        "pipeline_types.csv": by_type}.items():
+        frame.to_csv(folder / name, index=False)
+    title = f"Sustainable-IPA report: {selection.experiment}" + (f", sweep {r.sweep_id}" if r.sweep_id else "") + \
+        (f", study {r.study}" if r.study else "")
+    (folder / "report.html").write_text(page(title, sections, warnings))
+    _print_answers(console, warnings, answers, type_answers)
+    run_id = _record_report(client, experiment_id, folder, data, summary)
+    console.print(f"report: {folder / 'report.html'}")
+    print_where_to_look(console, cfg.tracking.uri, selection.experiment, experiment_id, run_id)
+    return folder
 
+
+@dataclass(frozen=True)
+class _Notes:
+    section: str  # what every section opens with: which figures it holds (`labels.section_note`)
+    figure: str  # what every figure says under it (`labels.figure_note`)
+
+
+def _cost_section(summary: pd.DataFrame, folder: Path, notes: _Notes) -> tuple[str, str]:
+    paths = plots.cost_vs_accuracy(summary, folder, notes.figure) if analysis.ENERGY in summary else []
+    figures = interactive.cost_vs_accuracy(summary, notes.figure) if paths else []
+    return ("Cost, accuracy and energy", notes.section + "".join(figure(f, p) for f, p in zip(figures, paths)))
+
+
+def _correlation_section(summary: pd.DataFrame, folder: Path, notes: _Notes) -> tuple[pd.DataFrame, tuple[str, str]]:
+    """Energy per request against each of VERSUS, per hardware: the correlations (also correlations.csv) and the
+    section with a figure for each."""
     corr_rows, corr_html = [], []
     if analysis.ENERGY in summary:
         for x in VERSUS:
             per_hardware = {h: analysis.correlation(g, x) for h, g in summary.groupby("hardware")}
-            corr_html.append(figure(interactive.energy_versus(summary, x, per_hardware, figure_note),
-                                    plots.energy_versus(summary, x, per_hardware, folder, figure_note)))
+            corr_html.append(figure(interactive.energy_versus(summary, x, per_hardware, notes.figure),
+                                    plots.energy_versus(summary, x, per_hardware, folder, notes.figure)))
             corr_rows += [{"hardware": h, "energy per request vs": x, "n": c.n, "Pearson r": c.pearson_r,
                            "r 95% CI": interval_text(*c.pearson_ci, c.n, 2), "Spearman ρ": c.spearman_rho,
                            "ρ 95% CI": interval_text(*c.spearman_ci, c.n, 2)}
                           for h, c in per_hardware.items() if c is not None]
     correlations = pd.DataFrame(corr_rows)
-    sections.append(("Does energy follow cost, latency or accuracy?", note +
-                     (table(correlations, 3) if len(correlations) else "<p>Too few configurations (need 4) for "
-                      "correlations.</p>") + "".join(corr_html)))
+    return correlations, ("Does energy follow cost, latency or accuracy?", notes.section +
+                          (table(correlations, 3) if len(correlations) else "<p>Too few configurations (need 4) for "
+                           "correlations.</p>") + "".join(corr_html))
 
+
+def _pareto_section(summary: pd.DataFrame, folder: Path, notes: _Notes) -> tuple[str, str]:
+    """Per hardware, the Pareto set without and with energy: who enters, who leaves, at what energy saved."""
     without, with_energy, pareto_rows, entry_rows, trade_rows = {}, {}, [], [], []
     for hardware, group in summary.groupby("hardware"):
         if analysis.ENERGY not in group:
@@ -85,7 +123,7 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
                         "its energy CI high (J)": x.energy_ci95_high, "their lowest energy CI low (J)":
                         x.dominators_ci95_low, "verdict": x.verdict} for x in entries]
         trade_rows += [{"hardware": hardware, **t.__dict__} for t in tradeoffs]
-    pareto_html = note + table(pd.DataFrame(pareto_rows))
+    pareto_html = notes.section + table(pd.DataFrame(pareto_rows))
     if entry_rows:
         pareto_html += "<p>An entry counts only when its energy interval lies below those of every configuration " \
                        "that beats it on accuracy, cost and latency:</p>" + table(pd.DataFrame(entry_rows), 4)
@@ -93,41 +131,41 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
         pareto_html += "<p>Sensitivity: energy saved by each configuration energy brings in, against the " \
                        "most accurate configuration that beat it without energy.</p>" + table(pd.DataFrame(trade_rows), 3)
     if without:
-        pareto_html += figure(interactive.pareto_plot(summary, without, with_energy, figure_note),
-                              plots.pareto_plot(summary, without, with_energy, folder, figure_note))
-    sections.append(("Pareto sets with and without energy", pareto_html))
+        pareto_html += figure(interactive.pareto_plot(summary, without, with_energy, notes.figure),
+                              plots.pareto_plot(summary, without, with_energy, folder, notes.figure))
+    return ("Pareto sets with and without energy", pareto_html)
 
+
+def _ordering_section(summary: pd.DataFrame, notes: _Notes) -> tuple[str, str]:
+    """Each adaptation's means and intervals, and whether neighbours by energy are told apart."""
     verdicts = {True: "distinguishable", False: "intervals overlap: not an ordering",
                 None: "no interval (one trial, or not measured): not an ordering"}
     order = [(a, b, verdicts[d])
              for _, g in summary.groupby("hardware") for a, b, d in analysis.distinguishable(g, analysis.ENERGY)] \
         if analysis.ENERGY in summary else []
-    sections.append(("Per adaptation: mean [95 % CI] over measured trials", note +
-                     table(_ci_table(summary)) + "<p>Neighbours by energy per request:</p>" +
-                     table(pd.DataFrame(order, columns=["lower", "higher", "verdict"]))))
+    return ("Per adaptation: mean [95 % CI] over measured trials", notes.section +
+            table(_ci_table(summary)) + "<p>Neighbours by energy per request:</p>" +
+            table(pd.DataFrame(order, columns=["lower", "higher", "verdict"])))
 
-    type_answers = {h: analysis.type_answer(g) for h, g in by_type.groupby("hardware")} if several else {}
-    if type_answers:
-        sections.append(("Energy per request by pipeline type", note + _types_html(by_pipeline, by_type, type_answers)))
 
+def _carbon_section(cfg: DictConfig, summary: pd.DataFrame, folder: Path,
+                    notes: _Notes) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, str]]:
+    """The emissions a year at `report.request_rate_rps` here and in `report.regions`: both tables and the section."""
+    r = cfg.report
     carbon = carbon_table(summary, float(r.request_rate_rps), float(cfg.hardware.pue))
     regions = regions_table(summary, list(r.regions), float(r.request_rate_rps), float(cfg.hardware.pue))
-    carbon_html = note + (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: "
-                          f"{html.escape(EQUIVALENTS_SOURCE)}.</p>{table(carbon, 3)}")
+    carbon_html = notes.section + (f"<p>At {r.request_rate_rps} requests/s all year. Equivalents: "
+                                   f"{html.escape(EQUIVALENTS_SOURCE)}.</p>{table(carbon, 3)}")
     if len(carbon):
-        carbon_html += figure(interactive.carbon_bars(carbon, figure_note),
-                              plots.carbon_bars(carbon, folder, figure_note))
+        carbon_html += figure(interactive.carbon_bars(carbon, notes.figure),
+                              plots.carbon_bars(carbon, folder, notes.figure))
     carbon_html += "<p>The same energy in other regions (kg CO2e per year; CodeCarbon's offline national " \
                    f"averages, {html.escape('Our World in Data')}):</p>{table(regions, 3)}"
-    sections.append(("Carbon", carbon_html))
+    return carbon, regions, ("Carbon", carbon_html)
 
-    for name, frame in {"trials.csv": data, "summary.csv": summary, "correlations.csv": correlations,
-                        "carbon.csv": carbon, "regions.csv": regions, "pipelines.csv": by_pipeline,
-                        "pipeline_types.csv": by_type}.items():
-        frame.to_csv(folder / name, index=False)
-    title = f"Sustainable-IPA report: {selection.experiment}" + (f", sweep {r.sweep_id}" if r.sweep_id else "") + \
-        (f", study {r.study}" if r.study else "")
-    (folder / "report.html").write_text(page(title, sections, warnings))
+
+def _print_answers(console: Console, warnings: list[str], answers: dict[str, tuple[int, str]],
+                   type_answers: dict[str, str]) -> None:
     for w in warnings:
         console.print(f"[yellow]warning[/]: {w}")
     for hardware, (_, sentence) in answers.items():
@@ -135,13 +173,15 @@ def report_job(cfg: DictConfig, console: Console | None = None) -> Path:
     for hardware, sentence in type_answers.items():
         console.print(f"energy per request by pipeline type on {hardware}: {sentence}")
 
+
+def _record_report(client: MlflowClient, experiment_id: str, folder: Path, data: pd.DataFrame,
+                   summary: pd.DataFrame) -> str:
+    """The report folder logged as a report run; its id."""
     tags = {**common_tags("report", ",".join(sorted(set(data["weights_kind"])))), "report": "true"}
     with tracked_run(client, experiment_id, f"report-{folder.name}", tags=tags) as run_id:
         log(client, run_id, params={"report.trials": len(data), "report.adaptations": len(summary)})
         client.log_artifacts(run_id, str(folder), "report")
-    console.print(f"report: {folder / 'report.html'}")
-    print_where_to_look(console, cfg.tracking.uri, selection.experiment, experiment_id, run_id)
-    return folder
+    return run_id
 
 
 def _types_html(by_pipeline: pd.DataFrame, by_type: pd.DataFrame, answers: dict[str, str]) -> str:
