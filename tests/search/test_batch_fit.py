@@ -68,3 +68,17 @@ def test_sequential_stopping_keeps_the_minimum_and_a_wide_source_runs_on():
     assert not mean_known([0.2] * 4, 0.05, min_samples=5)
     assert mean_known([0.2] * 5, 0.05, min_samples=5)
     assert not mean_known([0.1, 0.3, 0.1, 0.3, 0.1, 0.3], 0.05, min_samples=5)
+
+
+def test_a_fitted_profile_keeps_the_power_models_interval_as_wide_relatively_as_the_nearest_timed_one():
+    from sustainable_ipa.search.profiler import fit_profiles
+    from sustainable_ipa.search.profiles import StageProfile
+
+    def timed(batch: int, latency_s: float, energy_j: float) -> StageProfile:
+        return StageProfile("classifier", "resnet18", batch, 1, (latency_s,) * 5, energy_j, "estimate",
+                            energy_j_per_item_low=energy_j * 0.8, energy_j_per_item_high=energy_j * 1.5)
+
+    rows = {p.key: p for p in (timed(1, 0.05, 1.0), timed(4, 0.14, 0.8), timed(8, 0.26, 0.7))}
+    [fitted] = fit_profiles([("classifier", "resnet18", 2, 1, "fp32", "torch")], rows, degree=2).values()
+    assert fitted.energy_j_per_item_low == pytest.approx(fitted.energy_j_per_item * 0.8)
+    assert fitted.energy_j_per_item_high == pytest.approx(fitted.energy_j_per_item * 1.5)

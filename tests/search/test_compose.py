@@ -40,6 +40,24 @@ def test_prediction_follows_ipa_composition():
     assert m["sla_violation_s"] == 0.0 and m["load_shortfall_rps"] == 0.0
     # the first of 4 frames waits for 3 more arrivals (0.6 s on average at 5 req/s), the last for none
     assert 0.4 + 0.2 < m["latency_p50_s"] < m["latency_p99_s"]
+    assert "energy_j_per_request_low" not in m  # profiles without a power-model interval: none composed
+
+
+def test_the_power_models_interval_is_composed_where_every_stage_profile_carries_one():
+    from dataclasses import replace
+
+    rows = {k: replace(p, energy_j_per_item_low=p.energy_j_per_item / 2, energy_j_per_item_high=p.energy_j_per_item * 3)
+            for k, p in table().rows.items()}
+    modelled = ProfileTable(list(rows.values()), "cpu", {"detector": (1,), "classifier": (4,)})
+    choice = PipelineChoice(detector=StageChoice("yolov5n", 4, 1, 2), classifier=StageChoice("resnet18", 8, 1, 1))
+    m = predict(choice, modelled, load_rps=5.0, sla_s=5.0, reference_accuracy=REFERENCE, price_usd_per_core_hour=0.036)
+    assert (m["energy_j_per_request_low"], m["energy_j_per_request"], m["energy_j_per_request_high"]) == \
+        pytest.approx((2.0, 4.0, 12.0))
+    one_measured = dict(rows)
+    key = next(k for k in rows if k[0] == "detector" and k[2] == 4)
+    one_measured[key] = replace(rows[key], energy_j_per_item_low=None, energy_j_per_item_high=None)
+    mixed = ProfileTable(list(one_measured.values()), "cpu", {"detector": (1,), "classifier": (4,)})
+    assert "energy_j_per_request_low" not in predict(choice, mixed, 5.0, 5.0, REFERENCE, 0.036)
 
 
 @pytest.mark.parametrize("replicas,latency", [(1, 0.10 + 4 * 0.05), (2, 0.10 + 2 * 0.05), (4, 0.10 + 0.05)])

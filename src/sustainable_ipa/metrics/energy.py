@@ -6,6 +6,8 @@ by the batch size and concluded that bigger batches save energy.
 
 from __future__ import annotations
 
+import math
+
 
 def active_energy_j(total_j: float, idle_power_w: float, duration_s: float) -> float:
     """Measured energy minus the idle baseline over the same duration (not clamped: a noisy baseline shows)."""
@@ -47,6 +49,22 @@ def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: floa
     return out
 
 
+def idle_of(alternative, idle_power_w: float) -> float:
+    """The idle baseline subtracted from one curve of a model's interval: its own static power, where the window's
+    figure has one subtracted at all (`energy.idle_s=0` subtracts none, under every curve)."""
+    return alternative.static_w if idle_power_w > 0 and alternative.static_w is not None else idle_power_w
+
+
+def active_energy_range_j(measurement, idle_power_w: float) -> tuple[float, float]:
+    """The least and most active energy of a modelled window under the curves of its model's interval (the central
+    one included); NaN for a measurement, which has no model interval."""
+    if not measurement.alternatives:
+        return math.nan, math.nan
+    values = [active_energy_j(measurement.total_j, idle_power_w, measurement.duration_s),
+              *(active_energy_j(a.total_j, idle_of(a, idle_power_w), a.duration_s) for a in measurement.alternatives)]
+    return min(values), max(values)
+
+
 def window_energy_metrics(measurement, idle_power_w: float, requests_served: int, latency_mean_s: float,
                          stage_cpu_s: dict[str, float], carbon_intensity_g_per_kwh: float, pue: float) -> dict[str, float]:
     """`energy_metrics` of one measured window; where its energy is modelled (the estimate), each figure's model
@@ -60,9 +78,7 @@ def window_energy_metrics(measurement, idle_power_w: float, requests_served: int
     central = figures(measurement, idle_power_w)
     if not measurement.alternatives:
         return central
-    subtracted = idle_power_w > 0
-    others = {a.model: figures(a, a.static_w if subtracted and a.static_w is not None else idle_power_w)
-              for a in measurement.alternatives}
+    others = {a.model: figures(a, idle_of(a, idle_power_w)) for a in measurement.alternatives}
     out = dict(central)
     for name in central:
         if name != "carbon_intensity_g_per_kwh":

@@ -33,7 +33,7 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
     stages = [(stage, c, profiles.of(stage, c)) for stage, c in choice.stages().items()]
     throughput_rps = min(stage_capacity_rps(p, c.replicas, profiles.mean_items(stage)) for stage, c, p in stages)
     latency_p50_s, latency_p99_s = latency_s(choice, profiles, load_rps)
-    return {
+    return {**predicted_energy_range(stages, profiles), **{
         "accuracy_reference": pipeline_accuracy([option_accuracy_pct(reference_accuracy, stage, c.variant, c.precision)
                                                  for stage, c, _ in stages]),
         "latency_p50_s": latency_p50_s,
@@ -45,7 +45,17 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
         "cost_usd_per_1k": cost_usd_per_1k(price_usd_per_core_hour, choice.cores, 1.0 / min(throughput_rps, load_rps), 1),
         "sla_violation_s": sla_violation_s(latency_p99_s, sla_s),
         "load_shortfall_rps": max(load_rps - throughput_rps, 0.0),
-    }
+    }}
+
+
+def predicted_energy_range(stages: list, profiles: ProfileTable) -> dict[str, float]:
+    """`energy_j_per_request_low` and `_high`: the energy per request under the least and the most of each stage
+    profile's power-model interval, where every stage's profile has one (profiles of the estimate); else nothing."""
+    ends = [(p.energy_j_per_item_low, p.energy_j_per_item_high, profiles.mean_items(stage)) for stage, _, p in stages]
+    if any(low is None or high is None for low, high, _ in ends):
+        return {}
+    return {"energy_j_per_request_low": sum(low * items for low, _, items in ends),
+            "energy_j_per_request_high": sum(high * items for _, high, items in ends)}
 
 
 def latency_s(choice: PipelineChoice, profiles: ProfileTable, load_rps: float | None = None,

@@ -55,8 +55,10 @@ class ProfileEvaluator:
     def evaluate(self, choice: PipelineChoice, parent_run_id: str | None = None) -> dict[str, float]:
         table = self.profiles.table_for(choice)
         metrics = predict(choice, table, self.load_rps, self.sla_s, self.reference, self.price)
-        metrics["emissions_g_per_1k"] = emissions_g(metrics["energy_j_per_request"] * 1000.0,
-                                                    self.intensity_g_per_kwh, self.pue)
+        for end in ("", "_low", "_high"):  # the power model's interval too, where the profiles carry one
+            if f"energy_j_per_request{end}" in metrics:
+                metrics[f"emissions_g_per_1k{end}"] = emissions_g(metrics[f"energy_j_per_request{end}"] * 1000.0,
+                                                                  self.intensity_g_per_kwh, self.pue)
         return metrics
 
     def labels(self, choice: PipelineChoice, trial_run_id: str) -> dict[str, str]:

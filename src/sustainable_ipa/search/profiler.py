@@ -155,12 +155,15 @@ def _profile_model(keys, model, batches, repeats, energy_window, source, limits,
         reference_s = reference()
         timed = _measure(remeasure, model, batches, repeats, energy_window, on_batch, counters, reduction,
                          warm_up=attempt == 0, on_stop=on_stop)
-        for key, (latencies_s, active_j, tally) in timed.items():
+        for key, (latencies_s, active_j, tally, (low_j, high_j)) in timed.items():
             stage, variant, batch_size, threads, precision, runtime = key
             others, steal = tally.shares(cores)
-            new = StageProfile(stage, variant, batch_size, threads, tuple(latencies_s),
-                               active_j / (len(latencies_s) * batch_size), source, others, steal,
-                               limits.judge(latencies_s, others, steal), reference_s, precision, runtime)
+            items = len(latencies_s) * batch_size
+            modelled = np.isfinite(low_j) and np.isfinite(high_j)  # the estimate: its power model's interval
+            new = StageProfile(stage, variant, batch_size, threads, tuple(latencies_s), active_j / items, source,
+                               others, steal, limits.judge(latencies_s, others, steal), reference_s, precision,
+                               runtime, energy_j_per_item_low=low_j / items if modelled else None,
+                               energy_j_per_item_high=high_j / items if modelled else None)
             old = measured.get(key)
             if old is None or (new.others_cpu_share + new.steal_share, new.latency_p90_s / new.latency_p50_s) < \
                     (old.others_cpu_share + old.steal_share, old.latency_p90_s / old.latency_p50_s):
@@ -178,6 +181,7 @@ def _measure(keys: list[ProfileKey], model, batches: dict, repeats: int, energy_
              on_stop) -> dict[ProfileKey, tuple[list[float], float, LoadTally]]:
     latencies: dict[ProfileKey, list[float]] = {key: [] for key in keys}
     active_j: dict[ProfileKey, float] = {key: 0.0 for key in keys}
+    range_j = {key: np.zeros(2) for key in keys}  # the power model's least and most (NaN: a measurement)
     tallies = {key: LoadTally() for key in keys}
     running = list(keys)
     for round_ in range(0 if warm_up else 1, repeats + 1):
@@ -192,6 +196,7 @@ def _measure(keys: list[ProfileKey], model, batches: dict, repeats: int, energy_
             if round_ > 0:
                 latencies[key].append(elapsed)
                 active_j[key] += window.active_j
+                range_j[key] += getattr(window, "active_range_j", (np.nan, np.nan))
                 tallies[key].add(before, after)
             if on_batch:
                 on_batch(key, elapsed, round_ > 0)
@@ -203,7 +208,7 @@ def _measure(keys: list[ProfileKey], model, batches: dict, repeats: int, energy_
                     on_stop(key, repeats - round_)
         if not running:
             break
-    return {key: (latencies[key], active_j[key], tallies[key]) for key in keys}
+    return {key: (latencies[key], active_j[key], tallies[key], tuple(range_j[key])) for key in keys}
 
 
 def fit_profiles(fitted: list[ProfileKey], rows: dict[ProfileKey, StageProfile],
@@ -224,10 +229,15 @@ def fit_profiles(fitted: list[ProfileKey], rows: dict[ProfileKey, StageProfile],
         energy_per_batch = fit_batches(sizes, energies, fit_degree)(batch_size) if all(e > 0 for e in energies) else 0.0
         nearest = min(timed, key=lambda p: abs(np.log(p.batch_size) - np.log(batch_size)))
         scale = latency(batch_size) / nearest.latency_p50_s
+        energy_j_per_item = energy_per_batch / batch_size
+        # the power model's interval as wide, relatively, as the nearest timed profile's
+        share = energy_j_per_item / nearest.energy_j_per_item if nearest.energy_j_per_item > 0 else 0.0
+        low, high = nearest.energy_j_per_item_low, nearest.energy_j_per_item_high
         out[key] = replace(nearest, batch_size=batch_size,
                            latency_samples_s=tuple(s * scale for s in nearest.latency_samples_s),
-                           energy_j_per_item=energy_per_batch / batch_size, basis=FITTED,
-                           fit_residual=latency.residual)
+                           energy_j_per_item=energy_j_per_item, basis=FITTED, fit_residual=latency.residual,
+                           energy_j_per_item_low=None if low is None else low * share,
+                           energy_j_per_item_high=None if high is None else high * share)
     return out
 
 

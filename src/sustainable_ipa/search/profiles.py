@@ -44,6 +44,9 @@ class StageProfile:
     runtime: str = "torch"  # torch | openvino
     basis: str = TIMED  # timed | fitted (latency and energy from the batch fit, samples the nearest timed ones scaled)
     fit_residual: float = 0.0  # fitted: the fit's relative RMS error at the timed batch sizes
+    # the estimate's power-model interval of energy_j_per_item (None: measured by a counter, or not recorded)
+    energy_j_per_item_low: float | None = None
+    energy_j_per_item_high: float | None = None
 
     @property
     def key(self) -> tuple[str, str, int, int, str, str]:
@@ -158,7 +161,9 @@ class ProfileTable:
                                    float(raw["energy_j_per_item"]), raw["energy_source"],
                                    float(raw["others_cpu_share"]), float(raw["steal_share"]), raw["quality"],
                                    float(raw["reference_batch_s"]), raw["precision"], raw["runtime"],
-                                   raw["basis"], float(raw["fit_residual"]))
+                                   raw["basis"], float(raw["fit_residual"]),
+                                   _optional(raw.get("energy_j_per_item_low")),
+                                   _optional(raw.get("energy_j_per_item_high")))
                 (rows if plausible(row) else insane).append(row)
         if insane and warn:
             names = ", ".join(p.label for p in insane[:5])
@@ -166,6 +171,10 @@ class ProfileTable:
             warn(f"{len(insane)} rows of the profile cache {path} have a latency or energy no measurement gives "
                  f"(not finite, or negative): {names}{more}. They are ignored and measured again")
         return cls(rows, hardware, items, fingerprint)
+
+
+def _optional(text: str | None) -> float | None:
+    return float(text) if text not in (None, "", "None") else None
 
 
 def plausible(p: StageProfile) -> bool:
