@@ -205,6 +205,22 @@ def test_energy_aware_policy_saves_energy_on_the_same_trace():
     green = totals(simulate(Policy("energy", Weights(alpha=50.0, beta=0.2, delta=1.0)), profiles, space, REFERENCE,
                             load, carbon, 2.0, 16, 900))
     assert green["energy_j"] < ipa["energy_j"] and green["accuracy_mean"] <= ipa["accuracy_mean"]
+    assert "energy_j_low" not in green  # profiles without a power-model interval: none replayed
+
+
+def test_the_simulators_figures_carry_the_power_models_interval_of_the_profiles():
+    profiles, space = random_instance(3)
+    modelled = ProfileTable([replace(p, energy_j_per_item_low=p.energy_j_per_item * 0.5,
+                                     energy_j_per_item_high=p.energy_j_per_item * 2.0) for p in profiles.rows.values()],
+                            "cpu", profiles.items_per_request)
+    load = generate_load("diurnal", 3600 * 6, 900, 8.0)
+    carbon = Trace("diurnal", np.array([0.0, 10800.0]), np.array([300.0, 100.0]))
+    intervals = simulate(Policy("energy", Weights(alpha=50.0, beta=0.2, delta=1.0)), modelled, space, REFERENCE, load,
+                         carbon, 2.0, 16, 900)
+    t = totals(intervals)
+    assert (t["energy_j_low"], t["energy_j_high"]) == pytest.approx((t["energy_j"] * 0.5, t["energy_j"] * 2.0))
+    assert (t["emissions_g_low"], t["emissions_g_high"]) == pytest.approx((t["emissions_g"] * 0.5,
+                                                                           t["emissions_g"] * 2.0))
 
 
 def test_after_the_precompute_no_decision_replays_a_stage():

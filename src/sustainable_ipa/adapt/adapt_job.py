@@ -188,8 +188,9 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
 
 
 SWITCH_BLIND = ("energy_j", "emissions_g", "sla_attainment", "switches", "switch_energy_j")
-SHOWN = ["energy_j", "emissions_g", "accuracy_mean", "sla_attainment", "energy_saved_fraction_vs_ipa",
-         "emissions_saved_fraction_vs_ipa", "accuracy_given_up_vs_ipa", "switches", "decision_ms_p50"]
+SHOWN = ["energy_j", "energy_j_low", "energy_j_high", "emissions_g", "accuracy_mean", "sla_attainment",
+         "energy_saved_fraction_vs_ipa", "emissions_saved_fraction_vs_ipa", "accuracy_given_up_vs_ipa", "switches",
+         "decision_ms_p50"]  # energy_j_low/_high: the power model's interval, where the profiles carry one
 
 
 def comparison_table(table: pd.DataFrame, job: dict, flat_carbon: bool = False) -> Table:

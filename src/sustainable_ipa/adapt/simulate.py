@@ -15,6 +15,7 @@ from sustainable_ipa.adapt.switching import (NEW_WORKERS, NO_SWITCH, BringUps, D
                                              switch_cost, worth_switching)
 from sustainable_ipa.adapt.traces import Trace, aggregate
 from sustainable_ipa.energy.carbon import emissions_g
+from sustainable_ipa.search.compose import energy_range_shares
 from sustainable_ipa.search.profiles import ProfileTable
 
 
@@ -49,6 +50,9 @@ class Interval:
     nothing_within_budget: bool = False  # no configuration fitted the budget at the planned load: the least power
     switch: str = NO_SWITCH  # how the interval's configuration was reached: none | in place | new workers
     switch_energy_j: float = 0.0  # its bring-up, included in energy_j
+    # the power model's interval of energy_j where the profiles carry one (the estimate); the bring-up counted as is
+    energy_j_low: float | None = None
+    energy_j_high: float | None = None
 
     def row(self) -> dict[str, object]:
         """The interval as a table row: its fields in order, `stages` spread into a column per stage (its name)."""
@@ -147,10 +151,14 @@ def simulate(policy: Policy, profiles: ProfileTable, space: dict, reference: dic
         chosen = tuple((stage, f"{c.variant} b{c.batch_size} {c.precision}/{c.runtime}")
                        for stage, c in decision.choice.stages().items())
         over = over_budget(policy, energy / length_s, intensity)
+        shares = energy_range_shares(decision.choice, profiles)
+        low, high = ((None, None) if shares is None else
+                     tuple(cost.energy_j + (energy - cost.energy_j) * share for share in shares))
         out.append(Interval(t, mean_rps, predicted, intensity, chosen, decision.cores, energy / length_s,
                             decision.accuracy, attainment, energy, emissions_g(energy, intensity, pue),
                             decision.cores * length_s, decision.flagged or not fits or over, decision_ms, peak_rps,
-                            fits, forecast_ms, over, decision.nothing_within_budget, cost.how, cost.energy_j))
+                            fits, forecast_ms, over, decision.nothing_within_budget, cost.how, cost.energy_j,
+                            low, high))
     return out
 
 
@@ -223,7 +231,23 @@ def totals(intervals: list[Interval]) -> dict[str, float]:
         "switch_energy_j": float(sum(i.switch_energy_j for i in intervals)),
         "forecast_ms_p50": float(np.median([i.forecast_ms for i in intervals])),
         "forecast_ms_max": float(max(i.forecast_ms for i in intervals)),
+        **model_range(intervals),
     }
+
+
+def model_range(intervals: list[Interval]) -> dict[str, float]:
+    """The totals' power-model interval (`energy_j_low`, `_high`, `emissions_g_low`, `_high`), where every interval
+    that served anything has one; an interval that served nothing adds 0 to both ends."""
+    served = [i for i in intervals if i.energy_j > 0]
+    if not served or any(i.energy_j_low is None for i in served):
+        return {}
+    out = {}
+    for end in ("low", "high"):
+        out[f"energy_j_{end}"] = float(sum(getattr(i, f"energy_j_{end}") for i in served))
+        # emissions are the interval's energy × its intensity × PUE: the same share of them
+        out[f"emissions_g_{end}"] = float(sum(i.emissions_g * getattr(i, f"energy_j_{end}") / i.energy_j
+                                              for i in served))
+    return out
 
 
 def deferrable_job(carbon: Trace, job_s: float, window_s: float, power_w: float, step_s: float) -> dict[str, float]:

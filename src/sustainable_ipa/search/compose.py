@@ -48,6 +48,17 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
     }}
 
 
+def energy_range_shares(choice: PipelineChoice, profiles: ProfileTable) -> tuple[float, float] | None:
+    """The ends of the power model's interval of `choice`'s energy per request, as shares of its central figure
+    (e.g. (0.8, 1.5)); None where a stage profile has no interval (a measurement) or the energy is 0."""
+    stages = [(stage, c, profiles.of(stage, c)) for stage, c in choice.stages().items()]
+    ends = predicted_energy_range(stages, profiles)
+    central = sum(p.energy_j_per_item * profiles.mean_items(stage) for stage, _, p in stages)
+    if not ends or central <= 0:
+        return None
+    return ends["energy_j_per_request_low"] / central, ends["energy_j_per_request_high"] / central
+
+
 def predicted_energy_range(stages: list, profiles: ProfileTable) -> dict[str, float]:
     """`energy_j_per_request_low` and `_high`: the energy per request under the least and the most of each stage
     profile's power-model interval, where every stage's profile has one (profiles of the estimate); else nothing."""
