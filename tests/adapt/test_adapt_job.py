@@ -20,7 +20,7 @@ TINY = ["search.space.detector.precision=[fp32]", "search.space.classifier.preci
 
 def test_the_adapt_job_records_the_three_policies_in_one_finished_run(make_cfg, client, tmp_path):
     console = Console(record=True, width=300)
-    table = adapt_job(make_cfg(*TINY, f"profiling.cache_dir={tmp_path}/profiles"), console)
+    table = adapt_job(make_cfg(*TINY, f"profiling.cache_dir={tmp_path}/profiles", "profiling.lazy=true"), console)
     assert list(table.index) == ["ipa", "energy", "carbon"]
     assert (table["sla_attainment"] > 0).all() and table.loc["ipa", "energy_saved_fraction_vs_ipa"] == 0
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
@@ -28,6 +28,7 @@ def test_the_adapt_job_records_the_three_policies_in_one_finished_run(make_cfg, 
     assert run.info.status == "FINISHED"
     printed = console.export_text()
     assert run.info.run_id in printed.split("this run: ")[-1]  # its own run, the last link printed
+    assert "profiling.lazy=true applies to the study" in " ".join(printed.split())  # said, not silently ignored
     assert run.data.metrics["energy_energy_j"] == table.loc["energy", "energy_j"]
     assert {"options_precompute_s", "ipa_decision_ms_p50", "job_saved_fraction"} <= set(run.data.metrics)
     # profiles taken on a busy machine are used, never silently: the run says how many

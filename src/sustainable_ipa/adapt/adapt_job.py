@@ -134,6 +134,8 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     for line in replay.reports():
         console.print(line)
     forecaster = predictor(cfg)
+    if cfg.profiling.lazy:  # never silently: the setting is shared with the study
+        console.print(LAZY_NOT_HERE)
     # the thread counts no decision within adapt.max_cores can use are neither profiled nor decided between
     profiles = profile_job(cfg, console, configured_space(cfg, int(a.max_cores)))
     stage_space = configured_space(cfg, int(a.max_cores)).profile_grid()  # as profiling left it (profiling.budget_s)
@@ -187,6 +189,8 @@ def adapt_job(cfg: DictConfig, console: Console | None = None) -> pd.DataFrame:
     return table
 
 
+LAZY_NOT_HERE = ("profiling.lazy=true applies to the study: the adapter's program weighs every option at every "
+                 "decision, so it profiles its whole space first (profiling.budget_s plans it within a time budget)")
 SWITCH_BLIND = ("energy_j", "emissions_g", "sla_attainment", "switches", "switch_energy_j")
 SHOWN = ["energy_j", "energy_j_low", "energy_j_high", "emissions_g", "accuracy_mean", "sla_attainment",
          "energy_saved_fraction_vs_ipa", "emissions_saved_fraction_vs_ipa", "accuracy_given_up_vs_ipa", "switches",
