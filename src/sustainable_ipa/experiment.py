@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sustainable_ipa.config import adaptation_cores, check_run_fits, validate
 from sustainable_ipa.data import load_dataset
+from sustainable_ipa.db_driver import mask_passwords
 from sustainable_ipa.energy.session import EnergySession, estimate_line
 from sustainable_ipa.energy.timeseries import load_csv, plot_power, power_csv
 from sustainable_ipa.errors import UserError
@@ -206,31 +207,14 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
     experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     if outer_run_id:  # children live in the experiment of the run `mlflow run` made
-        try:
-            experiment_id = client.get_run(outer_run_id).info.experiment_id
-        except Exception:
-            raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
-                            "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
-        tag_for_the_ui(client, experiment_id)  # an experiment `mlflow run` made (its Default) opens as ours do
-        chosen = client.get_experiment(experiment_id).name
-        if chosen != cfg.tracking.experiment:  # `mlflow run` picks the experiment before this code runs
-            console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
-                          f"'{cfg.tracking.experiment}': pass --experiment-name {cfg.tracking.experiment} to mlflow "
-                          f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there", soft_wrap=True)
+        experiment_id = outer_experiment(cfg, client, outer_run_id, console)
     tags = run_tags(cfg, job, sweep_id)
-    repetitions = cfg.trial.repetitions
     name = f"{cfg.adaptation.name}-{cfg.hardware.name}"
     adopt = outer_run_id if outer_run_id and not nest_under_outer else None
     parent = outer_run_id if outer_run_id and nest_under_outer else None
-    per_repetition: list[dict[str, float]] = []
-    child_ids: list[str] = []
     with ExitStack() as stack:
         stack.callback(job.runner.close)  # the stage workers end with the job, however it ends
-        with console.status("starting the stage workers"):
-            job.runner.start()  # before the idle baseline: the workers load their stage, then wait idle
-        with console.status("energy: taking the machine lock and the idle baseline"):
-            energy = stack.enter_context(EnergySession(cfg.energy, cfg.hardware,
-                                                       lambda line: console.print(f"[yellow]warning[/]: {line}")))
+        energy = start_measuring(cfg, job, stack, console)
         tags.update(energy.tags())
         note = f" — {energy.meter.fallback_reason}, so energy is estimated: {estimate_line(energy.meter.tags)}" \
             if energy.meter.fallback_reason else ""
@@ -241,25 +225,62 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             console.print(follow_line(cfg.tracking.uri, experiment_id, job_run), soft_wrap=True,
                           highlight=False, markup=False)  # whole: a URL cut by wrapping cannot be opened
             client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-            with progress_bar(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn()) as progress:
-                for rep in range(repetitions):
-                    task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
-                    advance = lambda _, task=task: progress.advance(task)  # noqa: E731
-                    if repetitions == 1:
-                        per_repetition.append(_repetition(cfg, job, client, job_run, rep, energy, advance))
-                        continue
-                    with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run,
-                                     tags=tags) as rep_run:
-                        log(client, rep_run, params={**job.params, "repetition": rep})
-                        per_repetition.append(_repetition(cfg, job, client, rep_run, rep, energy, advance))
-                        child_ids.append(rep_run)
-            record = per_repetition[0] if repetitions == 1 else aggregate(per_repetition)
-            if repetitions > 1:
-                log(client, job_run, metrics=record)
-    console.print(summary_table(name, record, repetitions, job.plan.kind))
+            record, child_ids = run_repetitions(cfg, job, client, experiment_id, job_run, name, tags, energy, console)
+    console.print(summary_table(name, record, cfg.trial.repetitions, job.plan.kind))
     print_where_to_look(console, cfg.tracking.uri, client.get_experiment(experiment_id).name, experiment_id, job_run)
     return JobOutcome(job_run, record, child_ids)
+
+
+def outer_experiment(cfg: DictConfig, client, outer_run_id: str, console: Console) -> str:
+    """The experiment of the run `mlflow run` made, which this job's runs join; a note when it is not the
+    configured one."""
+    try:
+        experiment_id = client.get_run(outer_run_id).info.experiment_id
+    except Exception:
+        raise UserError(f"MLFLOW_RUN_ID {outer_run_id} is not a run in tracking store {cfg.tracking.uri}",
+                        "unset MLFLOW_RUN_ID, or set MLFLOW_TRACKING_URI to the store that holds it") from None
+    tag_for_the_ui(client, experiment_id)  # an experiment `mlflow run` made (its Default) opens as ours do
+    chosen = client.get_experiment(experiment_id).name
+    if chosen != cfg.tracking.experiment:  # `mlflow run` picks the experiment before this code runs
+        console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
+                      f"'{cfg.tracking.experiment}': pass --experiment-name {cfg.tracking.experiment} to mlflow "
+                      f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there", soft_wrap=True)
+    return experiment_id
+
+
+def start_measuring(cfg: DictConfig, job: Prepared, stack: ExitStack, console: Console) -> EnergySession:
+    """The stage workers started, then the energy session (open until `stack` closes): the idle baseline is
+    taken with the workers loaded and waiting."""
+    with console.status("starting the stage workers"):
+        job.runner.start()  # before the idle baseline: the workers load their stage, then wait idle
+    with console.status("energy: taking the machine lock and the idle baseline"):
+        return stack.enter_context(EnergySession(cfg.energy, cfg.hardware,
+                                                 lambda line: console.print(f"[yellow]warning[/]: {line}")))
+
+
+def run_repetitions(cfg: DictConfig, job: Prepared, client, experiment_id: str, job_run: str, name: str,
+                    tags: dict[str, str], energy: EnergySession, console: Console) -> tuple[dict[str, float], list[str]]:
+    """`trial.repetitions` trials with a progress bar: one alone is recorded in the job's run, several each in a
+    child run and their means and intervals in the job's. Returns (the job's record, the child runs)."""
+    repetitions = cfg.trial.repetitions
+    per_repetition: list[dict[str, float]] = []
+    child_ids: list[str] = []
+    with progress_bar(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn()) as progress:
+        for rep in range(repetitions):
+            task = progress.add_task(f"{name} rep {rep + 1}/{repetitions}", total=cfg.trial.requests)
+            advance = lambda _, task=task: progress.advance(task)  # noqa: E731
+            if repetitions == 1:
+                per_repetition.append(_repetition(cfg, job, client, job_run, rep, energy, advance))
+                continue
+            with tracked_run(client, experiment_id, f"{name}-rep{rep}", parent_run_id=job_run, tags=tags) as rep_run:
+                log(client, rep_run, params={**job.params, "repetition": rep})
+                per_repetition.append(_repetition(cfg, job, client, rep_run, rep, energy, advance))
+                child_ids.append(rep_run)
+    record = per_repetition[0] if repetitions == 1 else aggregate(per_repetition)
+    if repetitions > 1:
+        log(client, job_run, metrics=record)
+    return record, child_ids
 
 
 def run_tags(cfg: DictConfig, job: Prepared, sweep_id: str | None) -> dict[str, str]:
