@@ -9,6 +9,8 @@ running pipeline switches to the decision without losing a request (`pipeline.se
 started, loaded and warmed while the current one serves, then takes the arrivals and every queued item no replica
 has begun, while the current one finishes the batches it has in flight. A decision that changes batch sizes alone
 is switched in place: batch sizes are the parent's queues' business, so the same workers serve it at once.
+A switch goes serving → preparing → draining → serving (`adapt.live_serving`, a state machine); a decision taken
+while one is under way is deferred to the next interval.
 Energy is metered continuously, one meter window per interval; a switch's own window spans its preparation and
 the drain. Each policy is simulated over the same trace (`adapt.simulate`), and every interval is recorded live and
 as the simulator predicted it, in one MLflow run.
@@ -26,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,10 +38,17 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from sustainable_ipa.adapt.adapt_job import (adapt_params, over_budget_line, policies, predictor, replay_traces,
+                                             switch_costs)
+from sustainable_ipa.adapt.capacity import max_load_rps
 from sustainable_ipa.adapt.comparison import against_ipa
+from sustainable_ipa.adapt.live_plots import live_timeline
+from sustainable_ipa.adapt.live_serving import LiveServing, SwitchTimes
+from sustainable_ipa.adapt.optimizer import Decision
 from sustainable_ipa.adapt.simulate import (Policy, decide_at_most, decide_for, held_or_switched, interval_loads,
-                                            over_budget, simulate)
-from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, Dwell, SwitchCost, bring_up, only_batch_sizes
+                                            interval_starts_s, over_budget, precompute_options, simulate)
+from sustainable_ipa.adapt.switching import IN_PLACE, NEW_WORKERS, Dwell, SwitchCost, bring_up
+from sustainable_ipa.adapt.traces import aggregate
 from sustainable_ipa.data import load_dataset
 from sustainable_ipa.energy.carbon import emissions_g
 from sustainable_ipa.energy.session import EnergySession
@@ -53,7 +63,8 @@ from sustainable_ipa.pipeline.runner import RequestRecord
 from sustainable_ipa.pipeline.serving import ServingPipeline
 from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
 from sustainable_ipa.progress import progress_bar
-from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice
+from sustainable_ipa.search.profiling_job import build_stage_model, profile_job
+from sustainable_ipa.search.space import NUMERICS, PipelineChoice, StageChoice, configured_space
 from sustainable_ipa.search.workload import pipeline_workload
 from sustainable_ipa.tracking import local_copy
 from sustainable_ipa.tracking.links import print_where_to_look
@@ -61,47 +72,14 @@ from sustainable_ipa.tracking.runs import BATCH_LIMIT, common_tags, log, tracked
 from sustainable_ipa.tracking.signals import signals_held
 from sustainable_ipa.tracking.store import open_store
 
-# The traces' API, in one place: a decision interval's load, the forecast, the simulator ---------------------------
+# The traces' API, in one place: a decision interval's load and the intervals' starts --------------------------------
 def interval_load_rps(load, t_s: float, length_s: float) -> float:
     """The trace's mean load over the interval [t_s, t_s + length_s) (`traces.aggregate`): the live arrivals' rate."""
-    from sustainable_ipa.adapt.traces import aggregate
-
     return aggregate(load, t_s, length_s)[0]
 
 
 def interval_starts(span_s: float, step_s: float) -> np.ndarray:
-    from sustainable_ipa.adapt.simulate import interval_starts_s
-
     return interval_starts_s(span_s, step_s)
-
-
-def when_nothing_fits(loop: "LiveLoop", policy: Policy, k: int):
-    """The simulator's answer when nothing keeps up with the prediction within the cores: plan for the most the space
-    serves (`capacity.max_load_rps`)."""
-    from sustainable_ipa.adapt.capacity import max_load_rps
-
-    ceiling = max_load_rps(loop.profiles, loop.stage_space, loop.max_cores)
-    return decide_at_most(policy, loop.profiles, loop.stage_space, loop.reference, ceiling, loop.sla_s,
-                          loop.max_cores, loop.intensity(k))
-
-
-def precompute(loop: "LiveLoop") -> float:
-    """Every stage option's latency replayed, before the first decision, at each load the loop can observe (an
-    interval's arrival count ÷ its length: multiples of 1 / length, up to twice the trace's busiest interval and
-    more) and at the trace's interval loads, as IPA precomputes its latency model. Returns the seconds it took."""
-    from sustainable_ipa.adapt.simulate import precompute_options
-
-    rates = [loop.rate_rps(k) for k in range(loop.intervals)]
-    counts = np.arange(0, int(max(rates) * loop.live_step_s * 2) + 11)
-    return precompute_options(loop.profiles, loop.stage_space, loop.reference,
-                              [*(counts / loop.live_step_s), *rates])
-
-
-def simulated(loop: "LiveLoop", policy: Policy) -> list:
-    """The simulator's intervals for the same policy, traces, span, predictor, cores and switch costs."""
-    return simulate(policy, loop.profiles, loop.stage_space, loop.reference, loop.load, loop.carbon, loop.sla_s,
-                    loop.max_cores, loop.step_s, loop.pue, loop.predictor, loop.plan_for, loop.span_s,
-                    in_trace_time(loop.bring_ups, loop.step_s / loop.live_step_s))
 
 
 def in_trace_time(bring_ups: dict | None, speedup: float) -> dict | None:
@@ -177,6 +155,75 @@ class LiveRun:
         return self.submitted - self.finished
 
 
+class Decided(NamedTuple):
+    """An interval's decision, the milliseconds it took (and its thread's CPU milliseconds), the load it planned for."""
+
+    decision: Decision
+    ms: float
+    cpu_ms: float
+    predicted_rps: float
+
+
+@dataclass
+class Adapting:
+    """What the loop's decisions carry from one interval to the next."""
+
+    decisions: list[Decided]  # one per interval so far
+    held: Decision  # the decision the pipeline serves or prepares
+    dwell: Dwell  # how long optima last
+    history: list[float] = field(default_factory=list)  # the load observed in each interval ended
+
+    @classmethod
+    def first(cls, decided: Decided) -> "Adapting":
+        dwell = Dwell()
+        dwell.update(decided.decision.choice)
+        return cls([decided], decided.decision, dwell)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The live intervals' clock: interval k begins `k * step_s` after `t0` (time.perf_counter)."""
+
+    t0: float
+    step_s: float
+
+    def start_s(self, k: int) -> float:
+        return self.t0 + k * self.step_s
+
+    def wait_for(self, k: int) -> None:
+        """Sleep until interval k begins (the end of the run at k = intervals)."""
+        wait = self.start_s(k) - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+
+
+class Finished:
+    """Requests done, counted from the serving pipelines' threads."""
+
+    def __init__(self):
+        self._count, self._lock = 0, threading.Lock()
+
+    def add(self, _request: RequestRecord) -> None:
+        with self._lock:
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+
+def feed(schedule: list[tuple[float, int]], items: list, live: LiveServing, arrived: list[list[RequestRecord]],
+         clock: Clock) -> None:
+    """The feeder's thread: request i, at its offset from the clock's start, to whoever takes the arrivals, recorded
+    under its interval; until the schedule ends or the loop stops."""
+    for i, (offset, k) in enumerate(schedule):
+        delay = clock.t0 + offset - time.perf_counter()
+        if delay > 0 and live.stopped.wait(delay):
+            return
+        live.submit(RequestRecord(i, items[i % len(items)]), arrived[k])
+
+
 class LiveLoop:
     """What every policy's live run shares: the profiles, the traces, the models (built once), the cores."""
 
@@ -223,7 +270,7 @@ class LiveLoop:
                               self.max_cores, self.intensity(k))
         decision_ms, cpu_ms = (time.perf_counter() - began) * 1e3, (time.thread_time() - cpu) * 1e3
         if decision.choice is None:  # as simulated: nothing fits the cores, so plan for the most the space serves
-            decision = when_nothing_fits(self, policy, k)
+            decision = self._when_nothing_fits(policy, k)
         lasted = dwell.update(decision.choice) if dwell else 1
         if self.bring_ups is not None and serving is not None and decision.choice is not None:
             decision = held_or_switched(policy, self.profiles, self.stage_space, self.reference, predicted_rps,
@@ -231,9 +278,30 @@ class LiveLoop:
                                         self.bring_ups, lasted * self.live_step_s)
         return decision, decision_ms, cpu_ms
 
-    def _model(self, stage: str, c):
-        from sustainable_ipa.search.profiling_job import build_stage_model
+    def _when_nothing_fits(self, policy: Policy, k: int) -> Decision:
+        """The simulator's answer when nothing keeps up with the prediction within the cores: plan for the most the
+        space serves (`capacity.max_load_rps`)."""
+        ceiling = max_load_rps(self.profiles, self.stage_space, self.max_cores)
+        return decide_at_most(policy, self.profiles, self.stage_space, self.reference, ceiling, self.sla_s,
+                              self.max_cores, self.intensity(k))
 
+    def precompute(self) -> float:
+        """Every stage option's latency replayed, before the first decision, at each load the loop can observe (an
+        interval's arrival count ÷ its length: multiples of 1 / length, up to twice the trace's busiest interval and
+        more) and at the trace's interval loads, as IPA precomputes its latency model. Returns the seconds it
+        took."""
+        rates = [self.rate_rps(k) for k in range(self.intervals)]
+        counts = np.arange(0, int(max(rates) * self.live_step_s * 2) + 11)
+        return precompute_options(self.profiles, self.stage_space, self.reference,
+                                  [*(counts / self.live_step_s), *rates])
+
+    def simulated(self, policy: Policy) -> list:
+        """The simulator's intervals for the same policy, traces, span, predictor, cores and switch costs."""
+        return simulate(policy, self.profiles, self.stage_space, self.reference, self.load, self.carbon, self.sla_s,
+                        self.max_cores, self.step_s, self.pue, self.predictor, self.plan_for, self.span_s,
+                        in_trace_time(self.bring_ups, self.step_s / self.live_step_s))
+
+    def _model(self, stage: str, c):
         key = (stage, c.variant, c.precision, c.runtime)
         if key not in self._models:
             self._models[key] = build_stage_model(self.cfg, self.workload)(stage, c.variant, c.precision, c.runtime)
@@ -262,149 +330,101 @@ class LiveLoop:
         return pipeline
 
     def run(self, policy: Policy, energy: EnergySession, seed: int, advance=lambda: None) -> LiveRun:
-        """Serve the trace live under `policy`; every interval measured and set beside the simulator's."""
-        n, dur = self.intervals, self.live_step_s
-        rng = np.random.default_rng(seed)
-        schedule = [(k * dur + t, k) for k in range(n) for t in poisson_times_s(self.rate_rps(k), dur, rng)]
-        arrived: list[list[RequestRecord]] = [[] for _ in range(n)]
-        finished = [0]
-        lock = threading.Lock()
+        """Serve the trace live under `policy`; every interval measured and set beside the simulator's.
 
-        def done(_request) -> None:
-            with lock:
-                finished[0] += 1
+        Three threads: this one keeps the intervals' clock and decides, the feeder submits the arrivals, a switch
+        prepares the next configuration and drains the last (`LiveServing` holds the states a switch goes through)."""
+        schedule = self._schedule(seed)
+        arrived: list[list[RequestRecord]] = [[] for _ in range(self.intervals)]
+        finished = Finished()
+        first = self._first_decision(policy)
+        live = LiveServing(first.decision.choice, lambda choice: self.serving(choice, finished.add), energy.meter,
+                           energy.idle_power_w, policy.name)
+        clock = Clock(time.perf_counter(), self.live_step_s)
+        feeder = threading.Thread(target=feed, args=(schedule, self.items, live, arrived, clock), name="live-feeder",
+                                  daemon=True)
+        adapting = Adapting.first(first)
+        try:
+            windows = self._serve(policy, adapting, live, arrived, clock, energy.meter, feeder, advance)
+        finally:
+            live.close()
+        live.raise_pipeline_errors()
+        switches = self._switches(live.timeline, arrived, adapting.decisions)
+        rows = self._rows(policy, arrived, windows, energy, adapting.decisions, switches, clock)
+        return LiveRun(policy.name, rows, sorted(switches, key=lambda s: s.interval), sum(len(a) for a in arrived),
+                       finished.count, [d.ms for d in adapting.decisions], live.deferred)
 
-        first_rps = interval_loads(self.load, self.step_s, self.step_s, self.plan_for)[0]  # from the trace
+    def _schedule(self, seed: int) -> list[tuple[float, int]]:
+        """Every request's arrival (seconds from the start, its interval): Poisson at each interval's rate."""
+        rng, dur = np.random.default_rng(seed), self.live_step_s
+        return [(k * dur + t, k) for k in range(self.intervals) for t in poisson_times_s(self.rate_rps(k), dur, rng)]
+
+    def _first_decision(self, policy: Policy) -> Decided:
+        """The first interval's decision, for its load read from the trace (nothing observed yet)."""
+        first_rps = interval_loads(self.load, self.step_s, self.step_s, self.plan_for)[0]
         decision, decision_ms, cpu_ms = self.decide(policy, first_rps, 0)
         if decision.choice is None:
             raise UserError(f"no configuration of the space fits in {self.max_cores} cores",
                             "offer smaller threads or replicas in search.space, or give the process more cores")
-        started: list[ServingPipeline] = []
-        serving, dwell = decision, Dwell()  # the decision the pipeline serves or prepares; how long optima last
-        dwell.update(decision.choice)
-        active = {"pipeline": self.serving(decision.choice, done), "choice": decision.choice}
-        started.append(active["pipeline"])
-        stop = threading.Event()
-        switches: list[Switch] = []
-        rows: list[dict] = []
-        meter = energy.meter
-        t0 = time.perf_counter()
+        return Decided(decision, decision_ms, cpu_ms, first_rps)
 
-        def feed() -> None:
-            for i, (offset, k) in enumerate(schedule):
-                delay = t0 + offset - time.perf_counter()
-                if delay > 0 and stop.wait(delay):
-                    return
-                request = RequestRecord(i, self.items[i % len(self.items)])
-                with lock:
-                    active["pipeline"].submit(request)
-                    arrived[k].append(request)
+    def _serve(self, policy: Policy, adapting: Adapting, live: LiveServing, arrived: list[list[RequestRecord]],
+               clock: Clock, meter, feeder: threading.Thread, advance) -> list:
+        """The intervals in this thread: at each one's start its meter window opened and the adapter's decision acted
+        on; at the end, the last configuration drained. Returns the intervals' windows (the last requests' tail in
+        the last)."""
+        windows = []
+        meter.begin_window(f"{policy.name}-0")
+        feeder.start()
+        for k in range(self.intervals):
+            if k > 0:
+                clock.wait_for(k)
+                windows.append(meter.end_window(f"{policy.name}-{k - 1}"))
+                meter.begin_window(f"{policy.name}-{k}")
+                live.raise_error()
+                self._adapt(policy, k, adapting, live, arrived[k - 1], clock)
+            advance()
+        clock.wait_for(self.intervals)
+        feeder.join()
+        live.finish()
+        windows.append(meter.end_window(f"{policy.name}-{self.intervals - 1}"))
+        return windows
 
-        def switch(choice: PipelineChoice, k: int) -> None:
-            """In its own thread, so that the intervals keep their clock: prepare the next configuration while the
-            current one serves, hand over, wait for the current one's batches in flight, end it."""
-            try:
-                began = time.perf_counter()
-                meter.begin_window(f"{policy.name}-switch-{k}")
-                nxt = self.serving(choice, done)
-                started.append(nxt)
-                if stop.is_set():  # the loop ended (an error, a signal) while this was prepared: no one else ends it
-                    nxt.close()
-                    return
-                prepared = time.perf_counter()
-                with lock:  # the feeder waits: the queued items move over before any new request
-                    old, active["pipeline"], active["choice"] = active["pipeline"], nxt, choice
-                    old.hand_over(nxt)
-                    handover = time.perf_counter()
-                old.wait_drained()
-                drained = time.perf_counter()
-                m = meter.end_window(f"{policy.name}-switch-{k}")
-                old.close()
-                timeline.append((k, began, prepared, handover, drained,
-                                 active_energy_j(m.total_j, energy.idle_power_w, m.duration_s), NEW_WORKERS))
-            except BaseException as err:  # raised in the loop's thread at the next interval
-                errors.append(err)
+    def _adapt(self, policy: Policy, k: int, adapting: Adapting, live: LiveServing, last: list[RequestRecord],
+               clock: Clock) -> None:
+        """Interval k's decision, from the load observed in the interval before (`last`'s arrivals), acted on."""
+        adapting.history.append(observed_rps([r.arrival_s for r in last], clock.start_s(k - 1), clock.step_s,
+                                             self.plan_for))
+        predicted = self.predictor.predict(adapting.history)
+        decision, decision_ms, cpu_ms = self.decide(policy, predicted, k, adapting.held, adapting.dwell)
+        adapting.decisions.append(Decided(decision, decision_ms, cpu_ms, predicted))
+        if live.take(decision.choice, k) in (IN_PLACE, NEW_WORKERS):
+            adapting.held = decision
 
-        feeder = threading.Thread(target=feed, name="live-feeder", daemon=True)
-        history, decisions = [], [(decision, decision_ms, cpu_ms, first_rps)]
-        switchers: list[threading.Thread] = []
-        timeline: list[tuple] = []  # per switch: interval, began, prepared, handover, drained (s), energy (J), how
-        errors: list[BaseException] = []
-        deferred = 0  # decisions to switch taken while the switch before was still under way
-        try:
-            meter.begin_window(f"{policy.name}-0")
-            feeder.start()
-            windows = []
-            for k in range(n):
-                if k > 0:
-                    wait = t0 + k * dur - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
-                    windows.append(meter.end_window(f"{policy.name}-{k - 1}"))
-                    meter.begin_window(f"{policy.name}-{k}")
-                    if errors:
-                        raise errors[0]
-                    history.append(observed_rps([r.arrival_s for r in arrived[k - 1]], t0 + (k - 1) * dur, dur,
-                                                self.plan_for))
-                    predicted = self.predictor.predict(history)
-                    decision, decision_ms, cpu_ms = self.decide(policy, predicted, k, serving, dwell)
-                    decisions.append((decision, decision_ms, cpu_ms, predicted))
-                    if decision.choice is not None and decision.choice != active["choice"]:
-                        if switchers and switchers[-1].is_alive():
-                            deferred += 1  # decided again at the next interval
-                        elif only_batch_sizes(active["choice"], decision.choice):
-                            with lock:  # the same workers: the queues cut their next batches at the new sizes
-                                active["pipeline"].set_batch_sizes(
-                                    [c.batch_size for c in decision.choice.stages().values()])
-                                active["choice"] = decision.choice
-                            timeline.append((k, *(time.perf_counter(),) * 4, 0.0, IN_PLACE))
-                            serving = decision
-                        else:
-                            switcher = threading.Thread(target=switch, args=(decision.choice, k), name=f"switch-{k}",
-                                                        daemon=True)
-                            switcher.start()
-                            switchers.append(switcher)
-                            serving = decision
-                advance()
-            wait = t0 + n * dur - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            feeder.join()
-            for switcher in switchers:
-                switcher.join()
-            if errors:
-                raise errors[0]
-            with lock:
-                last = active["pipeline"]
-            last.close_intake()
-            last.wait_drained()
-            windows.append(meter.end_window(f"{policy.name}-{n - 1}"))  # the last requests' tail included
-        finally:
-            stop.set()
-            for switcher in switchers:  # one preparing now closes what it made once it sees stop
-                switcher.join(timeout=60)
-            for pipeline in started:
-                pipeline.close()
-        for pipeline in started:
-            if pipeline.errors:
-                raise pipeline.errors[0]
-        for k, began, prepared, handover, drained, energy_j, how in timeline:  # every request is done by now
-            during = [r.latency_s for rs in arrived for r in rs if began <= r.arrival_s <= drained]
-            modelled = bring_up(decisions[k][0].choice, self.bring_ups) if self.bring_ups and how == NEW_WORKERS \
-                else SwitchCost(how, float("nan"), float("nan"))
-            switches.append(Switch(k, prepared - began, drained - handover, energy_j, len(during),
-                                   float(np.percentile(during, 99)) if during else float("nan"), how,
+    def _switches(self, timeline: list[SwitchTimes], arrived: list[list[RequestRecord]],
+                  decisions: list[Decided]) -> list[Switch]:
+        """Each switch as measured (every request is done by now), beside what the bring-ups model for it."""
+        switches = []
+        for t in timeline:
+            during = [r.latency_s for rs in arrived for r in rs if t.began_s <= r.arrival_s <= t.drained_s]
+            modelled = bring_up(decisions[t.interval].decision.choice, self.bring_ups) \
+                if self.bring_ups and t.how == NEW_WORKERS else SwitchCost(t.how, float("nan"), float("nan"))
+            switches.append(Switch(t.interval, t.prepared_s - t.began_s, t.drained_s - t.handover_s, t.energy_j,
+                                   len(during), float(np.percentile(during, 99)) if during else float("nan"), t.how,
                                    modelled.prepare_s, modelled.energy_j))
-        predicted_intervals = simulated(self, policy)
-        for k in range(n):
+        return switches
+
+    def _rows(self, policy: Policy, arrived: list[list[RequestRecord]], windows: list, energy: EnergySession,
+              decisions: list[Decided], switches: list[Switch], clock: Clock) -> list[dict]:
+        """Every interval live, beside the simulator's prediction for it."""
+        predicted_intervals = self.simulated(policy)
+        rows = []
+        for k in range(self.intervals):
             row = self._row(policy, k, arrived[k], windows[k], energy, decisions[k], predicted_intervals[k],
                             any(s.interval == k for s in switches))
-            rows.append({**row, "observed_peak_rps": observed_rps([r.arrival_s for r in arrived[k]], t0 + k * dur,
-                                                                  dur, "peak")})
-        with lock:
-            submitted = sum(len(a) for a in arrived)
-            return LiveRun(policy.name, rows, sorted(switches, key=lambda s: s.interval), submitted, finished[0],
-                           [d[1] for d in decisions], deferred)
+            rows.append({**row, "observed_peak_rps": observed_rps([r.arrival_s for r in arrived[k]], clock.start_s(k),
+                                                                  clock.step_s, "peak")})
+        return rows
 
     def _row(self, policy: Policy, k: int, requests: list[RequestRecord], m, energy: EnergySession, decided,
              sim, switched: bool) -> dict:
@@ -511,23 +531,51 @@ def log_intervals(client: MlflowClient, run_id: str, run: LiveRun) -> None:
 def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None = None) -> pd.DataFrame:
     """Every policy of `adapt.live_policies` served live on the same trace, one MLflow run; returns per policy its
     live and simulated totals (`summary`), and the intervals as `.attrs["intervals"]`."""
-    from sustainable_ipa.adapt.adapt_job import (adapt_params, over_budget_line, policies, predictor, replay_traces,
-                                                 switch_costs)
-    from sustainable_ipa.search.profiling_job import profile_job
-    from sustainable_ipa.search.space import configured_space
-
     console = console or Console(stderr=True)
     a = cfg.adapt
     compared = [p for p in policies(a) if p.name in list(a.live_policies)]
     replay = replay_traces(cfg)
-    load, carbon = replay.load, replay.carbon
     for line in replay.reports():
         console.print(line)
+    loop = ready_loop(cfg, replay, console)
+    say_what_is_served(cfg, loop, len(compared), console)
+    with console.status("live: the options' latencies at every load the loop can observe"):
+        precompute_s = loop.precompute()
+    with console.status("live: building every model of the space"):
+        models_build_s = loop.build_models()
+    seed = int(cfg.trial.seed) if seed is None else seed
+    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    with EnergySession(cfg.energy, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
+        if not energy.meter.concurrent_windows:  # a switch's window opens inside its interval's
+            raise UserError(f"the live loop measures each switch inside its interval, and the {energy.source_tag} "
+                            "meter measures one window at a time", "pass energy.meter=rapl or energy.meter=estimate")
+        with tracked_run(client, experiment_id, f"adapt-live-{replay.load.name}-{replay.carbon.name}",
+                         tags=run_tags(energy, replay, loop.profiles)) as run_id:
+            log(client, run_id, tags=replay.tags(),
+                params={**adapt_params(a), "live.seed": seed, "live.cores": loop.max_cores},
+                metrics={"options_precompute_s": precompute_s, "models_build_s": models_build_s})
+            runs = serve_policies(loop, compared, energy, seed, client, run_id, console)
+            table = log_comparison(client, run_id, runs, cfg, loop.intervals, console, energy.source_tag)
+    table.attrs["run_id"] = run_id
+    console.print(table[[c for c in SHOWN if c in table.columns]].T.to_string(float_format=lambda v: f"{v:.4g}"))
+    print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, run_id)
+    return table
+
+
+def ready_loop(cfg: DictConfig, replay, console: Console) -> LiveLoop:
+    """The loop over the space as profiled (the profiles the cache lacks measured first), with its switch costs."""
     replicas.prestart(worker_modules(stage_families(cfg.pipeline)))
-    profiles = profile_job(cfg, console, configured_space(cfg, int(a.max_cores)))
-    space = configured_space(cfg, int(a.max_cores))  # as profiling left it (profiling.budget_s)
+    profiles = profile_job(cfg, console, configured_space(cfg, int(cfg.adapt.max_cores)))
+    space = configured_space(cfg, int(cfg.adapt.max_cores))  # as profiling left it (profiling.budget_s)
     loop = LiveLoop(cfg, profiles, space.profile_grid(), replay, predictor(cfg), console)
     loop.bring_ups = switch_costs(cfg, loop.stage_space, loop.cores, console)
+    return loop
+
+
+def say_what_is_served(cfg: DictConfig, loop: LiveLoop, policies_compared: int, console: Console) -> None:
+    """What the live run plans for, on how many cores, for how long."""
+    a = cfg.adapt
     if a.plan_for == "peak":
         console.print(f"live: adapt.plan_for=peak plans for each interval's busiest {PEAK_PARTS}th of its arrivals "
                       f"(an interval lasts {loop.live_step_s:.3g} s; a trace second {1e3 / float(a.speedup):.3g} ms, "
@@ -539,59 +587,55 @@ def live_job(cfg: DictConfig, console: Console | None = None, seed: int | None =
         console.print(f"live: pipeline '{cfg.pipeline.name}' has {loop.max_cores} stages and this process may use "
                       f"{len(loop.cores)} cores: one thread per stage, its stage workers sharing cores")
     console.print(f"live: {loop.intervals} intervals of {loop.step_s:g} trace seconds, {loop.live_step_s:.3g} s each "
-                  f"at speedup {a.speedup:g} ({loop.intervals * loop.live_step_s * len(compared):.0f} s of serving)")
-    with console.status("live: the options' latencies at every load the loop can observe"):
-        precompute_s = precompute(loop)
-    with console.status("live: building every model of the space"):
-        models_build_s = loop.build_models()
-    seed = int(cfg.trial.seed) if seed is None else seed
-    experiment_id = open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    runs: list[LiveRun] = []
-    with EnergySession(cfg.energy, cfg.hardware, lambda line: console.print(f"[yellow]warning[/]: {line}")) as energy:
-        if not energy.meter.concurrent_windows:  # a switch's window opens inside its interval's
-            raise UserError(f"the live loop measures each switch inside its interval, and the {energy.source_tag} "
-                            "meter measures one window at a time", "pass energy.meter=rapl or energy.meter=estimate")
-        tags = {**common_tags("adapt-live", "random"), **energy.tags(), "adapt_mode": "live", "load_trace": load.name,
-                "carbon_trace": carbon.name, "profiles_fingerprint": profiles.fingerprint or "unknown",
-                "energy_kind": "active (meter - idle baseline)" + (
-                    ", estimate: a power model of the load" if energy.meter.source.value == "estimate" else ""),
-                "sim_kind": "composed prediction (profiles, adapt.simulate)"}
-        with tracked_run(client, experiment_id, f"adapt-live-{load.name}-{carbon.name}", tags=tags) as run_id:
-            log(client, run_id, tags=replay.tags(),
-                params={**adapt_params(a), "live.seed": seed, "live.cores": loop.max_cores},
-                metrics={"options_precompute_s": precompute_s, "models_build_s": models_build_s})
-            with progress_bar(console, TextColumn("live {task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("intervals"), TimeElapsedColumn()) as progress:
-                for policy in compared:
-                    task = progress.add_task(policy.name, total=loop.intervals)
-                    run = loop.run(policy, energy, seed, lambda task=task: progress.advance(task))
-                    runs.append(run)
-                    log_intervals(client, run_id, run)
-            table = pd.DataFrame({run.policy: summary(run) for run in runs}).T
-            over = over_budget_line(a, table, loop.intervals)
-            if over:
-                console.print(f"live: {over}")
-            if "ipa" in table.index:  # as the simulation compares them
-                for prefix in ("", "sim_"):
-                    against_ipa(table, prefix)
-            intervals = pd.DataFrame([row for run in runs for row in run.rows])
-            switches = pd.DataFrame([{"policy": run.policy, **s.__dict__} for run in runs for s in run.switches])
-            log(client, run_id, metrics={f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()
-                                         if np.isfinite(v)})
-            client.log_text(run_id, table.to_csv(), "live_comparison.csv")
-            client.log_text(run_id, intervals.to_csv(index=False), "live_intervals.csv")
-            client.log_text(run_id, switches.to_csv(index=False), "live_switches.csv")
-            from sustainable_ipa.adapt.live_plots import live_timeline
+                  f"at speedup {a.speedup:g} ({loop.intervals * loop.live_step_s * policies_compared:.0f} s of "
+                  "serving)")
 
-            with tempfile.TemporaryDirectory() as folder:
-                client.log_artifact(run_id, str(live_timeline(intervals, Path(folder) / "live_timeline.png",
-                                                              energy.source_tag)))
+
+def run_tags(energy: EnergySession, replay, profiles) -> dict[str, str]:
+    return {**common_tags("adapt-live", "random"), **energy.tags(), "adapt_mode": "live",
+            "load_trace": replay.load.name, "carbon_trace": replay.carbon.name,
+            "profiles_fingerprint": profiles.fingerprint or "unknown",
+            "energy_kind": "active (meter - idle baseline)" + (
+                ", estimate: a power model of the load" if energy.meter.source.value == "estimate" else ""),
+            "sim_kind": "composed prediction (profiles, adapt.simulate)"}
+
+
+def serve_policies(loop: LiveLoop, compared: list[Policy], energy: EnergySession, seed: int, client: MlflowClient,
+                   run_id: str, console: Console) -> list[LiveRun]:
+    """Each policy served live in turn, its intervals logged as it ends."""
+    runs = []
+    with progress_bar(console, TextColumn("live {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("intervals"), TimeElapsedColumn()) as progress:
+        for policy in compared:
+            task = progress.add_task(policy.name, total=loop.intervals)
+            run = loop.run(policy, energy, seed, lambda task=task: progress.advance(task))
+            runs.append(run)
+            log_intervals(client, run_id, run)
+    return runs
+
+
+def log_comparison(client: MlflowClient, run_id: str, runs: list[LiveRun], cfg: DictConfig, intervals_per_run: int,
+                   console: Console, energy_source: str) -> pd.DataFrame:
+    """The policies' totals live and simulated (against IPA's where it ran), logged with the intervals, the switches
+    and the timeline; the intervals and switches also as the table's `.attrs`."""
+    table = pd.DataFrame({run.policy: summary(run) for run in runs}).T
+    over = over_budget_line(cfg.adapt, table, intervals_per_run)
+    if over:
+        console.print(f"live: {over}")
+    if "ipa" in table.index:  # as the simulation compares them
+        for prefix in ("", "sim_"):
+            against_ipa(table, prefix)
+    intervals = pd.DataFrame([row for run in runs for row in run.rows])
+    switches = pd.DataFrame([{"policy": run.policy, **s.__dict__} for run in runs for s in run.switches])
+    log(client, run_id, metrics={f"{p}_{m}": v for p, row in table.iterrows() for m, v in row.items()
+                                 if np.isfinite(v)})
+    client.log_text(run_id, table.to_csv(), "live_comparison.csv")
+    client.log_text(run_id, intervals.to_csv(index=False), "live_intervals.csv")
+    client.log_text(run_id, switches.to_csv(index=False), "live_switches.csv")
+    with tempfile.TemporaryDirectory() as folder:
+        client.log_artifact(run_id, str(live_timeline(intervals, Path(folder) / "live_timeline.png", energy_source)))
     table.attrs["intervals"] = intervals
     table.attrs["switches"] = switches
-    table.attrs["run_id"] = run_id
-    console.print(table[[c for c in SHOWN if c in table.columns]].T.to_string(float_format=lambda v: f"{v:.4g}"))
-    print_where_to_look(console, cfg.tracking.uri, cfg.tracking.experiment, experiment_id, run_id)
     return table
 
 
