@@ -5,13 +5,52 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from sustainable_ipa.metrics.cost import cost_usd_per_1k
 from sustainable_ipa.metrics.latency import latency_percentiles_s, sla_attainment, throughput_rps
 from sustainable_ipa.metrics.stats import metric_interval
-from sustainable_ipa.pipeline.runner import TrialResult
+
+
+# What the record reads of a trial, as protocols: `pipeline.runner.TrialResult` is a TrialTimeline, and metrics,
+# which the pipeline sits above, imports nothing of it.
+class RequestTimeline(Protocol):
+    @property
+    def request_id(self) -> int: ...
+    @property
+    def item(self) -> object: ...
+    @property
+    def arrival_s(self) -> float: ...
+    @property
+    def finish_s(self) -> float: ...
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def outputs(self) -> dict[str, list]: ...  # per stage, its items' outputs
+    @property
+    def stage_end_s(self) -> dict[str, float]: ...  # per stage, when its last item of the request was back
+
+
+class BatchTime(Protocol):
+    @property
+    def stage(self) -> str: ...
+    @property
+    def duration_s(self) -> float: ...
+
+
+class TrialTimeline(Protocol):
+    @property
+    def requests(self) -> Sequence[RequestTimeline]: ...
+    @property
+    def batches(self) -> Sequence[BatchTime]: ...
+    @property
+    def start_s(self) -> float: ...
+    @property
+    def stages(self) -> list[str]: ...  # the pipeline's stages in order; may be empty
+
+    def stage_cpu_s(self) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -27,7 +66,7 @@ class TrialContext:
     accuracy_measured: dict[str, float] = field(default_factory=dict)
 
 
-def trial_metrics(result: TrialResult, ctx: TrialContext) -> dict[str, float]:
+def trial_metrics(result: TrialTimeline, ctx: TrialContext) -> dict[str, float]:
     requests = result.requests
     arrivals = np.array([r.arrival_s for r in requests])
     finishes = np.array([r.finish_s for r in requests])
@@ -71,7 +110,7 @@ def stage_latencies_s(requests: list, stages: list[str]) -> dict[str, np.ndarray
     return out
 
 
-def outputs_json(result: TrialResult) -> list[dict]:
+def outputs_json(result: TrialTimeline) -> list[dict]:
     """What every stage made of each input, once per input (requests cycle over the dataset's items)."""
     seen: set[int] = set()
     out: list[dict] = []
@@ -102,7 +141,7 @@ def jsonable(value):
     return value
 
 
-def requests_csv(result: TrialResult) -> str:
+def requests_csv(result: TrialTimeline) -> str:
     """Per-request timeline, seconds from the trial's start: when each stage was done with the request's items, and
     how many items each stage after the first got."""
     stages = result.stages or list(dict.fromkeys(b.stage for b in result.batches))
