@@ -63,6 +63,9 @@ def test_the_live_loop_switches_without_losing_a_request_beside_the_simulator(ma
     # measured: a latency per request and energy per interval; beside each, what the simulator predicted
     assert ipa["requests"].sum() == table.loc["ipa", "requests"]
     assert (ipa["latency_p99_s"].dropna() > 0).all() and (ipa["energy_j"] > 0).all()
+    # the estimate's figures with its power model's interval around them
+    assert ((ipa["energy_j_low"] <= ipa["energy_j"]) & (ipa["energy_j"] <= ipa["energy_j_high"])).all()
+    assert table.loc["ipa", "energy_j_low"] < table.loc["ipa", "energy_j"] < table.loc["ipa", "energy_j_high"]
     assert (ipa["sim_energy_j"] > 0).all() and ipa["sim_sla_attainment"].between(0, 1).all()
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                filter_string="tags.adapt_mode = 'live'")
