@@ -1,6 +1,6 @@
 """The live closed loop against the simulator on IPA's Twitter trace (issue 20, item 5).
 
-    python bench/bench_live.py [Hydra overrides]
+    python bench/bench_live.py [--repetitions N] [Hydra overrides]
     python bench/bench_live.py --from-runs RUN_ID...   # the report again from the runs it made (in order)
 
 IPA's Twitter workload (data/traces/twitter_ipa_6h.txt), scaled to what the real pipeline serves on this machine,
@@ -74,9 +74,11 @@ def main() -> None:
     if sys.argv[1:2] == ["--from-runs"]:
         return from_runs(sys.argv[2:])
     began = time.perf_counter()
-    overrides = BENCH + sys.argv[1:]
+    args = sys.argv[1:]
+    repetitions = int(args[1]) if args[:1] == ["--repetitions"] else REPETITIONS
+    overrides = BENCH + (args[2:] if args[:1] == ["--repetitions"] else args)
     tables, intervals, switches = [], [], []
-    for r in range(REPETITIONS):
+    for r in range(repetitions):
         policies = "[ipa,energy,carbon]" if r == 0 else "[ipa,energy]"
         cfg = compose(overrides + [f"adapt.live_policies={policies}"])
         table = live_job(cfg, seed=int(cfg.trial.seed) + r)
@@ -85,7 +87,7 @@ def main() -> None:
         tables.append(summary)
         intervals.append(table.attrs["intervals"].assign(repetition=r))
         switches.append(table.attrs["switches"].assign(repetition=r))
-        print(f"repetition {r + 1}/{REPETITIONS}: run {table.attrs['run_id']} "
+        print(f"repetition {r + 1}/{repetitions}: run {table.attrs['run_id']} "
               f"({time.perf_counter() - began:.0f} s so far)", flush=True)
     print(report(pd.concat(tables), pd.concat(intervals), pd.concat(switches), time.perf_counter() - began))
 
