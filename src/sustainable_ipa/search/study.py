@@ -126,83 +126,118 @@ def run_study(cfg: DictConfig, evaluator: Evaluator, client: MlflowClient, exper
         space_size = len(space.all_choices())
         log(client, parent.run_id, params={"search.objectives": ",".join(o.name for o in objectives),
                                            "search.space_size": space_size})
-
-        def objective(trial: optuna.Trial):
-            choice = suggest(trial, space)
-            if slots.surplus(trial):
-                slots.give_way(trial)
-            first = first_evaluation(study, trial.params)
-            if first is not None and evaluator.deterministic:
-                return answer_from(trial, first)
-            if first is not None:
-                trial.set_user_attr(REPETITION_OF, first.number)
-            tags = {"study_name": study.study_name, **({REPETITION_OF: str(first.number)} if first else {})}
-            with tracked_run(client, experiment_id, f"trial-{trial.number}", parent_run_id=parent.follow(),
-                             tags=tags) as run_id:
-                trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
-                trial.set_user_attr("machine", this_machine().key)  # where it ran (a composed trial: see the profiles')
-                metrics = evaluator.evaluate(choice, run_id)
-                log(client, run_id, tags=evaluator.labels(choice, run_id))
-                missing = [o.metric for o in objectives if metric_value(metrics, o.metric) is None]
-                if missing:
-                    raise UserError(f"evaluator '{evaluator.name}' gives no {', '.join(missing)}",
-                                    "choose objectives the evaluator measures")
-                violation = sla_violation_s(metric_value(metrics, "latency_p99_s"), cfg.trial.sla_s)
-                trial.set_constraint(SLA_CONSTRAINT, violation)
-                for name, value in metrics.items():
-                    trial.set_user_attr(name, value)
-                values = [metric_value(metrics, o.metric) for o in objectives]
-                log(client, run_id, params={"trial": trial.number, **choice.params()},
-                    metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation,
-                             **{f"objective_{o.name}": v for o, v in zip(objectives, values)}})
-            return values
-
         # Waiting for the last slots polls the storage at most every heartbeat_s / 4 (staleness takes 2 ×
         # heartbeat_s): a hundred workers waiting for a study's last trials must not flood the database or proxy.
         slots = TrialSlots(study, int(cfg.search.n_trials), max_poll_s=max(1.0, cfg.search.heartbeat_s / 4),
                            say=lambda line: console.print(f"[dim]{line}[/]"), space_size=space_size)
-        if space_size < int(cfg.search.n_trials):
-            console.print(f"search.n_trials={cfg.search.n_trials} but the space has {space_size} configuration"
-                          f"{'s' if space_size > 1 else ''}: the study ends once each is evaluated")
-        done = slots.complete()
-        if done >= slots.n_trials:
-            console.print(f"study {study.study_name} already holds {done} evaluated configurations (search.n_trials="
-                          f"{cfg.search.n_trials}): none to run; pass a larger search.n_trials to extend it")
-        with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("configurations{task.fields[repeats]}"), TimeElapsedColumn()) as progress:
-            task = progress.add_task("", total=max(slots.n_trials, done), completed=done, name=study.study_name,
-                                     repeats="")
-            repeats = 0
-
-            def advance(_study, trial):
-                nonlocal repeats
-                if trial.state != optuna.trial.TrialState.COMPLETE:
-                    return
-                if is_new_configuration(trial):
-                    progress.advance(task)
-                else:
-                    repeats += 1
-                    progress.update(task, repeats=f" ({repeats} proposed again: answered from the study"
-                                    + (")" if evaluator.deterministic else " or run again as repetitions)"))
-
-            if done < slots.n_trials and slots.wait():
-                # Every worker stops once the study as a whole holds exactly n_trials evaluated configurations.
-                study.optimize(objective, catch=(), callbacks=[advance, slots.after_trial])
+        objective = TrialObjective(study, space, objectives, evaluator, slots, client, experiment_id, parent,
+                                   cfg.trial.sla_s)
+        optimize_with_progress(cfg, study, objective, slots, space_size, evaluator.deterministic, console)
         _close_stale(study, client)  # a dead worker's trial that Optuna failed during this search: end its runs
         pareto = feasible_pareto(study)
         parent.follow()
         if not pareto:
             raise no_trial_meets_sla(study, space, float(cfg.trial.sla_s), float(cfg.search.load_rps))
-        client.log_text(parent.run_id, pareto_csv(pareto, objectives, space), "pareto.csv")
-        log(client, parent.run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study),
-                                                "configurations_evaluated": distinct_complete(study)})
-        with tempfile.TemporaryDirectory() as folder:
-            names = [o.name for o in objectives]
-            labels = {t.number: numerics_of(space.choice_from_params(t.params)) for t in pareto}
-            for path in [*plot_pareto(study, names, Path(folder), labels), plot_hypervolume(study, Path(folder))]:
-                client.log_artifact(parent.run_id, str(path), "plots")
+        record_pareto(study, pareto, objectives, space, client, parent.run_id)
     console.print(pareto_table(pareto, objectives, space))
     return StudyOutcome(study, objectives, parent.run_id, pareto)
+
+
+@dataclass
+class TrialObjective:
+    """What `study.optimize` calls per trial: the trial's configuration evaluated in a run of its own under the
+    study's parent (or answered from the study, or given way when the study is full); the objectives' values."""
+    study: optuna.Study
+    space: SearchSpace
+    objectives: list[Objective]
+    evaluator: Evaluator
+    slots: TrialSlots
+    client: MlflowClient
+    experiment_id: str
+    parent: ParentRun
+    sla_s: float
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        choice = suggest(trial, self.space)
+        if self.slots.surplus(trial):
+            self.slots.give_way(trial)
+        first = first_evaluation(self.study, trial.params)
+        if first is not None and self.evaluator.deterministic:
+            return answer_from(trial, first)
+        if first is not None:
+            trial.set_user_attr(REPETITION_OF, first.number)
+        tags = {"study_name": self.study.study_name, **({REPETITION_OF: str(first.number)} if first else {})}
+        with tracked_run(self.client, self.experiment_id, f"trial-{trial.number}", parent_run_id=self.parent.follow(),
+                         tags=tags) as run_id:
+            trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
+            trial.set_user_attr("machine", this_machine().key)  # where it ran (a composed trial: see the profiles')
+            return self._evaluate(trial, choice, run_id)
+
+    def _evaluate(self, trial: optuna.Trial, choice: PipelineChoice, run_id: str) -> list[float]:
+        """The evaluator's metrics of `choice`, in the trial (SLA constraint, user attributes) and in its run."""
+        evaluator, objectives, client = self.evaluator, self.objectives, self.client
+        metrics = evaluator.evaluate(choice, run_id)
+        log(client, run_id, tags=evaluator.labels(choice, run_id))
+        missing = [o.metric for o in objectives if metric_value(metrics, o.metric) is None]
+        if missing:
+            raise UserError(f"evaluator '{evaluator.name}' gives no {', '.join(missing)}",
+                            "choose objectives the evaluator measures")
+        violation = sla_violation_s(metric_value(metrics, "latency_p99_s"), self.sla_s)
+        trial.set_constraint(SLA_CONSTRAINT, violation)
+        for name, value in metrics.items():
+            trial.set_user_attr(name, value)
+        values = [metric_value(metrics, o.metric) for o in objectives]
+        log(client, run_id, params={"trial": trial.number, **choice.params()},
+            metrics={**{k: v for k, v in metrics.items() if math.isfinite(v)}, SLA_CONSTRAINT: violation,
+                     **{f"objective_{o.name}": v for o, v in zip(objectives, values)}})
+        return values
+
+
+def optimize_with_progress(cfg: DictConfig, study: optuna.Study, objective: TrialObjective, slots: TrialSlots,
+                           space_size: int, deterministic: bool, console: Console) -> None:
+    """The trials this worker runs toward `slots.n_trials` evaluated configurations, with a progress bar that
+    counts configurations (and, apart, those proposed again); a line instead when none is left to run."""
+    if space_size < int(cfg.search.n_trials):
+        console.print(f"search.n_trials={cfg.search.n_trials} but the space has {space_size} configuration"
+                      f"{'s' if space_size > 1 else ''}: the study ends once each is evaluated")
+    done = slots.complete()
+    if done >= slots.n_trials:
+        console.print(f"study {study.study_name} already holds {done} evaluated configurations (search.n_trials="
+                      f"{cfg.search.n_trials}): none to run; pass a larger search.n_trials to extend it")
+    with progress_bar(console, TextColumn("study {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("configurations{task.fields[repeats]}"), TimeElapsedColumn()) as progress:
+        task = progress.add_task("", total=max(slots.n_trials, done), completed=done, name=study.study_name,
+                                 repeats="")
+        repeats = 0
+
+        def advance(_study, trial):
+            nonlocal repeats
+            if trial.state != optuna.trial.TrialState.COMPLETE:
+                return
+            if is_new_configuration(trial):
+                progress.advance(task)
+            else:
+                repeats += 1
+                progress.update(task, repeats=f" ({repeats} proposed again: answered from the study"
+                                + (")" if deterministic else " or run again as repetitions)"))
+
+        if done < slots.n_trials and slots.wait():
+            # Every worker stops once the study as a whole holds exactly n_trials evaluated configurations.
+            study.optimize(objective, catch=(), callbacks=[advance, slots.after_trial])
+
+
+def record_pareto(study: optuna.Study, pareto: list[optuna.trial.FrozenTrial], objectives: list[Objective],
+                  space: SearchSpace, client: MlflowClient, parent_run_id: str) -> None:
+    """The Pareto set in the parent run: pareto.csv, its size and the trials' counts, the Pareto and hypervolume
+    plots."""
+    client.log_text(parent_run_id, pareto_csv(pareto, objectives, space), "pareto.csv")
+    log(client, parent_run_id, metrics={"pareto_size": len(pareto), "trials_complete": _complete(study),
+                                        "configurations_evaluated": distinct_complete(study)})
+    with tempfile.TemporaryDirectory() as folder:
+        names = [o.name for o in objectives]
+        labels = {t.number: numerics_of(space.choice_from_params(t.params)) for t in pareto}
+        for path in [*plot_pareto(study, names, Path(folder), labels), plot_hypervolume(study, Path(folder))]:
+            client.log_artifact(parent_run_id, str(path), "plots")
 
 
 @dataclass
