@@ -38,7 +38,7 @@ def decision(weights: Weights, load_rps: float = 1.0):
 
 def test_options_carry_precision_runtime_and_the_published_accuracy():
     options, _ = decision(Weights())
-    by_numerics = {(o.precision, o.runtime): o for o in options["classifier"] if o.replicas == 1}
+    by_numerics = {o.choice.numerics: o for o in options["classifier"] if o.choice.replicas == 1}
     assert by_numerics[("int8", "openvino")].accuracy_pct == pytest.approx(69.758 - 0.29)
     assert by_numerics[("fp32", "torch")].accuracy_pct == pytest.approx(69.758)
     assert by_numerics[("int8", "openvino")].power_w == pytest.approx(by_numerics[("fp32", "torch")].power_w / 5)

@@ -15,6 +15,7 @@ from sustainable_ipa.adapt.simulate import Policy, deferrable_job, precompute_op
 from sustainable_ipa.adapt.traces import LOAD_COLUMNS, Trace, generate_load, read_trace
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.search.profiles import ProfileTable, StageProfile
+from sustainable_ipa.search.space import StageChoice
 
 VARIANTS = {"detector": ["yolov5n", "yolov5s", "yolov5m"], "classifier": ["resnet18", "resnet50", "resnet152"]}
 REFERENCE = {"detector": {"yolov5n": 45.7, "yolov5s": 56.8, "yolov5m": 64.1},
@@ -98,7 +99,7 @@ def test_an_sla_nothing_meets_gives_the_least_bad_choice_flagged():
 
 def test_a_choice_that_meets_the_sla_beats_a_cheaper_one_that_misses_it_by_a_hair():
     def option(stage, latency_s, cores):
-        return Option(stage, "v", 1, 1, cores, 50.0, latency_s, 1.0, cores, 1.0, 5.0)
+        return Option(stage, StageChoice("v", 1, 1, cores), 50.0, latency_s, 1.0, cores, 1.0, 5.0)
 
     detector = [option("detector", 1.0, 1)]
     just_over = option("classifier", 1.0 + 5e-6, 1)  # ten cores cheaper, 5 µs over the SLA of 2 s
@@ -109,7 +110,7 @@ def test_a_choice_that_meets_the_sla_beats_a_cheaper_one_that_misses_it_by_a_hai
 
 def test_without_a_power_term_ties_go_to_the_least_power():
     def option(stage, batch_size, latency_s, power_w):
-        return Option(stage, "v", batch_size, 1, 1, 50.0, latency_s, power_w, 1, 1.0, 5.0)
+        return Option(stage, StageChoice("v", batch_size, 1, 1), 50.0, latency_s, power_w, 1, 1.0, 5.0)
 
     detector = [option("detector", 1, 1.0, 5.0)]
     classifier = [option("classifier", 1, 0.4, 9.0), option("classifier", 4, 0.9, 4.0),  # same accuracy and cores
@@ -132,12 +133,12 @@ def test_decisions_do_not_depend_on_the_solver_settings(seed):
 def test_replicas_cover_the_load():
     profiles, space = random_instance(2)
     for option in stage_options(profiles, space, 30.0, REFERENCE)["classifier"]:
-        assert option.capacity_rps >= 30.0 and option.cores == option.replicas * option.threads
+        assert option.capacity_rps >= 30.0 and option.cores == option.choice.replicas * option.choice.threads
 
 
 def test_only_dominated_options_are_dropped_before_the_program():
     def option(variant, latency_s, cores, power_w):
-        return Option("detector", variant, 1, 1, 1, 50.0, latency_s, power_w, cores, 1.0, 5.0)
+        return Option("detector", StageChoice(variant, 1, 1, 1), 50.0, latency_s, power_w, cores, 1.0, 5.0)
 
     kept = option("yolov5n", 0.1, 1, 5.0)
     slower_same_cost = option("yolov5n", 0.2, 1, 5.0)
@@ -151,17 +152,17 @@ def test_only_dominated_options_are_dropped_before_the_program():
 def test_an_idle_interval_is_decided_for_a_request_alone():
     profiles, space = random_instance(0)
     options = stage_options(profiles, space, 0.0, REFERENCE)  # a trace's idle interval: load 0
-    alone = {(o.stage, o.variant, o.batch_size, o.threads): o for opts in options.values() for o in opts
-             if o.replicas == 1}
+    alone = {(o.stage, o.choice.variant, o.choice.batch_size, o.choice.threads): o
+             for opts in options.values() for o in opts if o.choice.replicas == 1}
     p = profiles.get("detector", "yolov5n", 1, 1)
     # served on arrival: the slowest profiled batch, which 1 batch in 20 takes, is the p99 of many requests
     assert alone[("detector", "yolov5n", 1, 1)].latency_s == pytest.approx(max(p.latency_samples_s))
     assert alone[("detector", "yolov5n", 8, 1)].latency_s > 100  # a batch of 8 waits for 7 more requests
     # one replica keeps up with nothing, and up to two more are offered
-    assert {o.replicas for opts in options.values() for o in opts} == {1, 2, 3}
+    assert {o.choice.replicas for opts in options.values() for o in opts} == {1, 2, 3}
     assert all(o.power_w < 1e-6 for opts in options.values() for o in opts)
     decision = decide(options, sla_s=5.0, max_cores=4, w=Weights(alpha=2.0, beta=1.0, delta=0.0))
-    assert decision.meets_sla and all(o.batch_size == 1 for o in decision.options)
+    assert decision.meets_sla and all(o.choice.batch_size == 1 for o in decision.options)
 
 
 @pytest.mark.parametrize("text,problem", [
@@ -249,7 +250,7 @@ def test_one_extra_replica_is_the_only_way_to_meet_the_sla():
     load = load_grid_rps(7.0)
     options = stage_options(profiles, space, load, REFERENCE)
     model = pipeline_p99_s(profiles, load)
-    one, two = (next(o for o in options["detector"] if o.replicas == r) for r in (1, 2))
+    one, two = (next(o for o in options["detector"] if o.choice.replicas == r) for r in (1, 2))
     classifier = options["classifier"][0]
     assert model(to_choice((one, classifier))) > 1.0 > model(to_choice((two, classifier)))
     decision = decide(options, 1.0, 16, Weights(), pipeline_p99_s=model)
@@ -274,7 +275,7 @@ def test_search_and_adapter_give_one_configuration_one_verdict(seed):
 def test_a_pipeline_the_model_rejects_is_cut_and_the_next_best_taken():
     # The per-stage guide accepts the cheap pair, the end-to-end model does not: the program is solved again
     def option(stage, latency_s, cores):
-        return Option(stage, "v", cores, 1, 1, 50.0, latency_s, 1.0, cores, 1.0, 5.0)
+        return Option(stage, StageChoice("v", cores, 1, 1), 50.0, latency_s, 1.0, cores, 1.0, 5.0)
 
     detector, cheap, dear = option("detector", 0.5, 1), option("classifier", 0.5, 1), option("classifier", 0.4, 2)
     verdicts = {1: 3.0, 2: 1.5}  # end-to-end p99 by the classifier's cores (its batch size here)
@@ -295,9 +296,9 @@ def test_a_power_budget_holds_when_only_the_end_to_end_model_accepts_the_pick():
     # Within the budget only the slow classifier fits, which the per-stage sum puts over the SLA (so the program
     # relaxes it) but the end-to-end model accepts. The tie-break must not swap in the fast one, over the budget.
     def option(batch_size, latency_s, power_w):
-        return Option("classifier", "v", batch_size, 1, 1, 50.0, latency_s, power_w, 1, 1.0, 5.0)
+        return Option("classifier", StageChoice("v", batch_size, 1, 1), 50.0, latency_s, power_w, 1, 1.0, 5.0)
 
-    detector = Option("detector", "v", 1, 1, 1, 50.0, 1.0, 1.0, 1, 1.0, 5.0)
+    detector = Option("detector", StageChoice("v", 1, 1, 1), 50.0, 1.0, 1.0, 1, 1.0, 5.0)
     fast, slow = option(1, 0.5, 10.0), option(2, 1.5, 2.0)
     decision = decide({"detector": [detector], "classifier": [fast, slow]}, 2.0, 16, Weights(), power_budget_w=5.0,
                       pipeline_p99_s=lambda choice: {1: 1.4, 2: 1.8}[choice["classifier"].batch_size])

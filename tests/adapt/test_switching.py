@@ -52,7 +52,8 @@ def test_a_switch_costs_the_bring_up_of_every_replica_of_the_next_configuration_
 
 def test_an_interval_with_a_switch_is_served_as_the_live_loop_serves_it_a_worked_example():
     def decision(capacity_rps: float, energy_j_per_request: float, meets_sla: bool = True) -> Decision:
-        option = Option("classifier", "v", 1, 1, 1, 70.0, 0.1, 1.0, 1, energy_j_per_request, capacity_rps)
+        option = Option("classifier", StageChoice("v", 1, 1, 1), 70.0, 0.1, 1.0, 1, energy_j_per_request,
+                        capacity_rps)
         return Decision((option,), None, 0.7, 1, 1.0, 0.1, meets_sla, 0.0, 0.0)
 
     load = Trace("steady", np.array([0.0]), np.array([10.0]))  # 10 requests/s over [0, 100) s

@@ -58,24 +58,21 @@ HIGHS_OPTIONS = {"presolve": False, "mip_heuristic_run_feasibility_jump": False,
 
 @dataclass(frozen=True)
 class Option:
+    """One stage's choice (its knobs: `search.space.StageChoice`, the one definition) priced at one load: the figures
+    the program weighs it by."""
     stage: str
-    variant: str
-    batch_size: int
-    threads: int
-    replicas: int
+    choice: StageChoice
     accuracy_pct: float
     latency_s: float  # p99 in the stage fed by the arrivals: batch latency, batch-fill and replica waits (a guide)
     power_w: float  # active power at the offered load
     cores: int
     energy_j_per_request: float  # idle-subtracted, items per request × energy per item
     capacity_rps: float  # requests per second the option's replicas serve
-    precision: str = "fp32"
-    runtime: str = "torch"
 
     @property
     def accuracy_class(self) -> tuple[str, str]:
         """What the option's accuracy depends on: its variant and its precision (not its runtime)."""
-        return (self.variant, self.precision)
+        return (self.choice.variant, self.choice.precision)
 
 
 @dataclass(frozen=True)
@@ -142,9 +139,9 @@ def stage_options(profiles: ProfileTable, space: dict[str, dict], load_rps: floa
             fewest = max(1, math.ceil(rate / p.throughput_items_s))
             for replicas in range(fewest, fewest + extra_replicas + 1):
                 latency_p99 = stage_latency_p99_s(stage, position, p, replicas, profiles, latency_load_rps)
-                options.append(Option(stage, v, b, t, replicas, accuracy_pct, latency_p99, rate * p.energy_j_per_item,
-                                      replicas * t, items * p.energy_j_per_item, stage_capacity_rps(p, replicas, items),
-                                      precision, runtime))
+                options.append(Option(stage, StageChoice(v, b, t, replicas, precision, runtime), accuracy_pct,
+                                      latency_p99, rate * p.energy_j_per_item, replicas * t,
+                                      items * p.energy_j_per_item, stage_capacity_rps(p, replicas, items)))
         out[stage] = options
     return out
 
@@ -184,8 +181,7 @@ def undominated(options: list[Option]) -> list[Option]:
 
 def to_choice(options: tuple[Option, ...]) -> PipelineChoice:
     """The pipeline of one option per stage, in pipeline order."""
-    return PipelineChoice(**{o.stage: StageChoice(o.variant, o.batch_size, o.threads, o.replicas, o.precision, o.runtime)
-                             for o in options})
+    return PipelineChoice(**{o.stage: o.choice for o in options})
 
 
 def least_power_tie(chosen: tuple[Option, ...], options: dict[str, list[Option]], sla_s: float,
@@ -256,7 +252,8 @@ class _Program:
 
     def picks(self, x: np.ndarray) -> list[int]:
         """The index in `flat` of each stage's chosen option."""
-        return [self.offsets[k] + int(np.argmax(x[self.offsets[k]:self.offsets[k + 1]])) for k in range(len(self.stages))]
+        offsets = self.offsets
+        return [offsets[k] + int(np.argmax(x[offsets[k]:offsets[k + 1]])) for k in range(len(self.stages))]
 
     def exclude(self, picks: list[int]) -> None:
         """A cut: the pipeline of these options is not chosen again."""

@@ -106,7 +106,7 @@ class ProfileTable:
                             "run `python src/profiling.py` with this space (or profiling.refresh=true)") from None
 
     def of(self, stage: str, choice) -> StageProfile:
-        """The profile of a stage's choice (`search.space.StageChoice` or an adapter option)."""
+        """The profile of a stage's choice (`search.space.StageChoice`, an adapter option's `choice`)."""
         return self.get(stage, choice.variant, choice.batch_size, choice.threads, choice.precision, choice.runtime)
 
     def table_for(self, _choice) -> "ProfileTable":
