@@ -11,7 +11,10 @@ from sustainable_ipa.config import CONFIG_DIR, group_options, validate
 
 
 def fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    from sustainable_ipa.db_driver import mask_passwords
+
+    # every one-line failure goes out here: a URL in it (a setting, a library's reason) shows no password
+    print(f"error: {mask_passwords(message)}", file=sys.stderr)
     sys.exit(code)
 
 

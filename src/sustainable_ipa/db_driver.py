@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sustainable_ipa.errors import UserError
 
 # The package that provides each driver module SQLAlchemy imports, where the two names differ.
@@ -28,7 +30,7 @@ def check_db_driver(url: str, setting: str) -> None:
         return
     except ImportError as err:
         module = err.name or "its driver"
-        raise UserError(f"{setting} {url} needs the Python module '{module}', which is not installed",
+        raise UserError(f"{setting} {without_password(url)} needs the Python module '{module}', which is not installed",
                         f"pip install '{PACKAGES.get(module, module)}' (or name an installed driver in the URL, "
                         f"e.g. {parsed.get_backend_name()}+<driver>://)") from None
 
@@ -40,8 +42,19 @@ def without_password(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True) if "://" in url and "@" in url else url
-    except (ArgumentError, ValueError):
-        return url
+    except (ArgumentError, ValueError):  # a scheme SQLAlchemy does not parse (mlflow-artifacts://, a bad port)
+        return mask_passwords(url)
+
+
+# scheme://user:password@ anywhere in a text: SQLAlchemy parses one whole URL, not URLs among other words. Hydra
+# writes an override's colons escaped (scheme\://user\:password@) in its saved overrides and log lines.
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*\\?://[^\s:/@'\"\\]*\\?:)[^\s@'\"]+@")
+MASK = "***"  # what SQLAlchemy's hide_password writes
+
+
+def mask_passwords(text: str) -> str:
+    """`text` (a line, a param, a saved config) with the password of every URL in it masked: `user:***@`."""
+    return _CREDENTIALS.sub(rf"\g<1>{MASK}@", text)
 
 
 CONNECT_TIMEOUT_S = 5  # one attempt; MLflow retries a refused database ten times over about 100 s, warning each time

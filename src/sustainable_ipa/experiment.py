@@ -224,7 +224,7 @@ def run_job(cfg: DictConfig, outer_run_id: str | None = None, nest_under_outer: 
             log(client, job_run, params=job.params, metrics=job.fidelity)
             console.print(follow_line(cfg.tracking.uri, experiment_id, job_run), soft_wrap=True,
                           highlight=False, markup=False)  # whole: a URL cut by wrapping cannot be opened
-            client.log_text(job_run, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            client.log_text(job_run, mask_passwords(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
             record, child_ids = run_repetitions(cfg, job, client, experiment_id, job_run, name, tags, energy, console)
     console.print(summary_table(name, record, cfg.trial.repetitions, job.plan.kind))
     print_where_to_look(console, cfg.tracking.uri, client.get_experiment(experiment_id).name, experiment_id, job_run)

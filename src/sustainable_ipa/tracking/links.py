@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from sustainable_ipa.db_driver import without_password
 
@@ -42,8 +42,12 @@ def experiment_tags(now_ms: int | None = None) -> dict[str, str]:
 
 
 def ui_base(tracking_uri: str) -> str:
-    """The UI's address: the tracking server itself, else the UI that `ui_command` starts."""
-    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    """The UI's address: the tracking server itself (without user and password: the browser asks for them), else
+    the UI that `ui_command` starts."""
+    if not _is_server(tracking_uri):
+        return LOCAL_UI
+    parts = urlsplit(tracking_uri.rstrip("/"))
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def runs_view_url(tracking_uri: str, experiment_id: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.db_driver import MASK, mask_passwords
 from sustainable_ipa.errors import UserError
 
 IMPORTED = "imported"
@@ -42,7 +43,8 @@ def keep_in(folder: str | Path) -> None:
 
 
 def started(run_id: str, tracking_uri: str, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> None:
-    _records[run_id] = {"run_id": run_id, "tracking_uri": tracking_uri, "experiment_id": experiment_id,
+    # the copy is a file on disk: its store's password is masked, and given again at import (--tracking-uri)
+    _records[run_id] = {"run_id": run_id, "tracking_uri": _safe(tracking_uri), "experiment_id": experiment_id,
                         "run_name": run_name, "started_ms": int(time.time() * 1000), "tags": dict(tags),
                         "params": {}, "metrics": []}
 
@@ -119,10 +121,8 @@ def _reason(error: BaseException) -> str:
     return (text.strip().splitlines() or [type(error).__name__])[0][:120]
 
 
-def _safe(uri: str) -> str:
-    from sustainable_ipa.db_driver import without_password
-
-    return without_password(uri)
+def _safe(text: str) -> str:
+    return mask_passwords(text)  # a URL, or a line holding one
 
 
 def import_copy(path: Path, tracking_uri: str | None = None) -> str:
@@ -135,6 +135,9 @@ def import_copy(path: Path, tracking_uri: str | None = None) -> str:
 
     record = json.loads(path.read_text())
     uri = tracking_uri or record["tracking_uri"]
+    if f":{MASK}@" in uri:  # the password was masked when the copy was written
+        raise UserError(f"{path} names tracking store {uri}, whose password is not kept in the copy",
+                        "pass --tracking-uri with the store's whole URL, password included")
     client = MlflowClient(tracking_uri=uri)
     run_id = record["run_id"]
     try:
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # the store failed mid-import: what is left stays, to be imported again
                 raise UserError(f"could not log {path} ({_reason(err)})", "try again once the store answers") from None
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_safe(str(err))}", file=sys.stderr)
         return 2
     return 0
 

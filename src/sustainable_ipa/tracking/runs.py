@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_GIT_COMMIT
 
 from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.db_driver import mask_passwords
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.tracking import local_copy
 from sustainable_ipa.tracking.signals import Terminated, signals_held
@@ -54,6 +55,7 @@ def tracked_run(client: MlflowClient, experiment_id: str, run_name: str, parent_
     and that record is written to a local copy (`local_copy`) instead of being lost.
     """
     all_tags = {**this_machine().tags(), **(tags or {}), **owner_tags()}  # where it ran, and who owns it
+    all_tags = {key: mask_passwords(str(value)) for key, value in all_tags.items()}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run_id = None
@@ -231,8 +233,9 @@ def log(client: MlflowClient, run_id: str, metrics: Mapping[str, float] | None =
     """Metrics, params and tags in batches; a signal meanwhile waits until they are written."""
     now_ms = int(time.time() * 1000)
     metric_list = [Metric(k, float(v), now_ms, 0) for k, v in (metrics or {}).items()]
-    param_list = [Param(k, str(v)) for k, v in (params or {}).items()]
-    tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    # a URL setting's password (the tracking.uri param) is masked: the store is read by whoever reads the runs
+    param_list = [Param(k, mask_passwords(str(v))) for k, v in (params or {}).items()]
+    tag_list = [RunTag(k, mask_passwords(str(v))) for k, v in (tags or {}).items()]
     local_copy.logged(run_id, metric_list, param_list, tag_list)  # kept should the store stop answering
     with signals_held():
         for i in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), BATCH_LIMIT):

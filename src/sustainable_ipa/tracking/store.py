@@ -37,11 +37,11 @@ def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise UserError(f"tracking.uri '{uri}' has no valid port", FIX) from None
+        raise UserError(f"tracking.uri '{without_password(uri)}' has no valid port", FIX) from None
     try:
         socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
     except OSError as err:
-        raise UserError(f"cannot reach tracking server {uri} ({err.strerror or type(err).__name__})",
+        raise UserError(f"cannot reach tracking server {without_password(uri)} ({err.strerror or type(err).__name__})",
                         "start it (mlflow server --host HOST --port PORT) or pass "
                         "tracking.uri=sqlite:////an/absolute/writable/path/mlflow.db") from None
 
@@ -73,7 +73,7 @@ def _experiment(uri: str, experiment: str, artifact_root: str | None):
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         if uri.startswith(("http://", "https://")) and found.artifact_location.startswith("file:"):
-            print(f"warning: experiment '{experiment}' on {uri} keeps its artifacts at {found.artifact_location}, a "
+            print(f"warning: experiment '{experiment}' on {without_password(uri)} keeps its artifacts at {found.artifact_location}, a "
                   "folder on whichever machine logs them; a new experiment (tracking.experiment=…) gets the server's "
                   "own artifact store", file=sys.stderr)
         return client, found.experiment_id

@@ -1,0 +1,123 @@
+"""A password in a URL setting reaches the connection, and nothing else: no printed line, param, tag, artifact,
+Hydra log line or Hydra-saved config holds it (issue 30, item 6)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import SMALL, store_overrides
+from postgres_server import PASSWORD
+from sustainable_ipa.config import PROJECT_ROOT
+from sustainable_ipa.db_driver import mask_passwords, without_password
+
+SECRET = "pw-4f7c9e"  # found nowhere but where the test puts it
+# Each URL setting's form, with a password: servers that refuse (port 1), a driver missing, a port that is no number.
+URLS = [f"http://u:{SECRET}@127.0.0.1:1", f"http://u:{SECRET}@127.0.0.1:xx",
+        f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/db", f"mysql://u:{SECRET}@127.0.0.1:1/db",
+        f"grpc://u:{SECRET}@127.0.0.1:1"]
+
+
+def test_mask_passwords_masks_each_url_in_a_line_and_leaves_the_rest():
+    assert mask_passwords(f"cannot open postgresql+psycopg://sipa:{SECRET}@h:5432/db (refused)") == \
+        "cannot open postgresql+psycopg://sipa:***@h:5432/db (refused)"
+    # Hydra escapes an override's colons in its saved overrides and log lines
+    assert mask_passwords(f"#0 : search.storage=mysql\\://u\\:{SECRET}@h/db x=1") == "#0 : search.storage=mysql\\://u\\:***@h/db x=1"
+    assert mask_passwords(f"[a://:{SECRET}@h, mlflow-artifacts://u:{SECRET}@h/x]") == \
+        "[a://:***@h, mlflow-artifacts://u:***@h/x]"
+    for kept in ("http://127.0.0.1:5000/#/experiments/1", "sqlite:////tmp/mlflow.db", "mail a@b.c at http://h:1/x"):
+        assert mask_passwords(kept) == kept
+    assert without_password(f"mlflow-artifacts://u:{SECRET}@h/x") == "mlflow-artifacts://u:***@h/x"  # not SQLAlchemy's
+
+
+def _opener(setting: str, tmp_path: Path):
+    """The job's work for one setting: open what it names as the jobs do, which fails (nothing answers)."""
+    def work(cfg):
+        if setting == "tracking.uri":
+            from sustainable_ipa.tracking.store import open_store
+
+            open_store(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+        elif setting == "search.storage":
+            from sustainable_ipa.search.storage import make_storage
+
+            make_storage(cfg.search.storage, timeout_s=2)
+        else:
+            from sustainable_ipa.fingerprint import this_machine
+            from sustainable_ipa.search.profiler import import_profiles
+
+            import_profiles(cfg.profiling.import_from, this_machine(), tmp_path / "profiles.csv", "cpu")
+    return work
+
+
+def test_a_password_in_any_url_setting_is_in_no_printed_line_nor_hydra_file(tmp_path):
+    """Each URL setting with a password, in a multirun (Hydra logs each job's overrides, and saves multirun.yaml
+    besides the job's .hydra files): the job's one-line failure, Hydra's lines and its files show `***`."""
+    from sustainable_ipa.cli import hydra_entry
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv, results = sys.argv, []
+    try:
+        for setting in ("tracking.uri", "search.storage", "profiling.import_from"):
+            for i, url in enumerate(URLS):
+                sweep = tmp_path / f"{setting}-{i}"
+                sys.argv = ["main.py", "-m", *store_overrides(tmp_path), f"{setting}={url}", f"hydra.sweep.dir={sweep}"]
+                out, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                        pytest.raises(SystemExit) as stopped:
+                    hydra_entry(_opener(setting, tmp_path), from_mlflow=False)
+                results.append((setting, url, stopped.value.code, out.getvalue() + err.getvalue(), sweep))
+    finally:
+        sys.argv = argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        logging.shutdown()  # Hydra's job log file handlers
+    for setting, url, code, printed, sweep in results:
+        assert code == 2 and "error: " in printed, (setting, url, printed)  # the opener ran and refused it
+        assert SECRET not in printed and "u\\:***@" in printed, (setting, url, printed)  # the "#0 : …" line too
+        saved = [p for p in sweep.rglob("*") if p.is_file()]
+        assert {"multirun.yaml", "config.yaml", "overrides.yaml", "hydra.yaml"} <= {p.name for p in saved}
+        assert not [p for p in saved if SECRET in p.read_text(errors="replace")], (setting, url)
+
+
+def _everything_in(database_url: str) -> str:
+    """Every row of every table of a database, as text."""
+    from sqlalchemy import MetaData, create_engine, select
+
+    engine = create_engine(database_url)
+    try:
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.connect() as connection:
+            return "\n".join(str(row) for table in tables.sorted_tables for row in connection.execute(select(table)))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow  # one small run of src/main.py: ~30 s
+def test_a_run_with_passwords_in_its_url_settings_stores_and_prints_none(postgres, tmp_path):
+    """A sweep of one run tracked in PostgreSQL (the connection needs the password), with passwords also in the URL
+    settings this job does not open: no password in its output, its store (params, tags, config.yaml), the artifacts,
+    Hydra's files and logs, or anything else under the run's folder."""
+    tracking_uri = postgres.new_database()
+    args = ["-m", *SMALL, *[o for o in store_overrides(tmp_path) if not o.startswith("tracking.uri=")],
+            f"tracking.uri={tracking_uri}", f"search.storage={postgres.url('optuna')}",
+            f"profiling.import_from=http://sipa:{PASSWORD}@127.0.0.1:1/profiles.csv",
+            f"hydra.sweep.dir={tmp_path}/multirun"]
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "src" / "main.py"), *args], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sipa:***@" in done.stdout + done.stderr  # the store is named, masked
+    assert PASSWORD not in done.stdout + done.stderr
+    stored = _everything_in(tracking_uri)
+    assert "tracking.uri" in stored and "sipa:***@" in stored and PASSWORD not in stored
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in files) and any(p.suffix == ".log" for p in files)
+    assert not [p for p in files if PASSWORD.encode() in p.read_bytes()]
