@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import io
 import math
@@ -24,6 +25,7 @@ from helpers import store_overrides
 from sustainable_ipa import schema
 from sustainable_ipa.config import PROJECT_ROOT, compose
 from sustainable_ipa.errors import UserError
+from sustainable_ipa.search.space import PipelineChoice, StageChoice
 
 # Configs whose fields together cover every model of the schema (the datasets and the cuda hardware add theirs).
 VARIANTS = [[], ["dataset=coco", "dataset.root=/d", "dataset.annotations=/a.json"], ["dataset=video", "dataset.path=/v.mp4"],
@@ -268,3 +270,13 @@ def test_every_entry_point_checks_the_schema(tmp_path):
             "error: trial.requests=0 is not allowed: input should be greater than or equal to 1. Fix: pass "
             "trial.requests=<an integer in [1, 1e9]>"], script
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_schema_checks_the_knobs_a_search_or_adapter_choice_sets():
+    """`schema.StageChoice` validates `adaptation.<stage>`, whose keys a `search.space.StageChoice` writes
+    (`PipelineChoice.overrides`): the same knobs in the same order, and the space's defaults pass the schema."""
+    assert list(schema.StageChoice.model_fields) == [f.name for f in dataclasses.fields(StageChoice)]
+    choice = StageChoice("yolov5n", 1, 1, 1)
+    schema.StageChoice(**dataclasses.asdict(choice))
+    assert [key.removeprefix("detector.") for key in PipelineChoice(detector=choice).params()] == \
+        list(schema.StageChoice.model_fields)
