@@ -244,7 +244,8 @@ def outer_experiment(cfg: DictConfig, client, outer_run_id: str, console: Consol
     if chosen != cfg.tracking.experiment:  # `mlflow run` picks the experiment before this code runs
         console.print(f"[yellow]note[/]: `mlflow run` made this run in experiment '{chosen}', not "
                       f"'{cfg.tracking.experiment}': pass --experiment-name {cfg.tracking.experiment} to mlflow "
-                      f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there", soft_wrap=True)
+                      f"run (or export MLFLOW_EXPERIMENT_NAME={cfg.tracking.experiment}) to record it there",
+                      soft_wrap=True)
     return experiment_id
 
 
@@ -259,7 +260,8 @@ def start_measuring(cfg: DictConfig, job: Prepared, stack: ExitStack, console: C
 
 
 def run_repetitions(cfg: DictConfig, job: Prepared, client, experiment_id: str, job_run: str, name: str,
-                    tags: dict[str, str], energy: EnergySession, console: Console) -> tuple[dict[str, float], list[str]]:
+                    tags: dict[str, str], energy: EnergySession,
+                    console: Console) -> tuple[dict[str, float], list[str]]:
     """`trial.repetitions` trials with a progress bar: one alone is recorded in the job's run, several each in a
     child run and their means and intervals in the job's. Returns (the job's record, the child runs)."""
     repetitions = cfg.trial.repetitions
