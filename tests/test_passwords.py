@@ -30,7 +30,8 @@ def test_mask_passwords_masks_each_url_in_a_line_and_leaves_the_rest():
     assert mask_passwords(f"cannot open postgresql+psycopg://sipa:{SECRET}@h:5432/db (refused)") == \
         "cannot open postgresql+psycopg://sipa:***@h:5432/db (refused)"
     # Hydra escapes an override's colons in its saved overrides and log lines
-    assert mask_passwords(f"#0 : search.storage=mysql\\://u\\:{SECRET}@h/db x=1") == "#0 : search.storage=mysql\\://u\\:***@h/db x=1"
+    assert mask_passwords(f"#0 : search.storage=mysql\\://u\\:{SECRET}@h/db x=1") == \
+        "#0 : search.storage=mysql\\://u\\:***@h/db x=1"
     assert mask_passwords(f"[a://:{SECRET}@h, mlflow-artifacts://u:{SECRET}@h/x]") == \
         "[a://:***@h, mlflow-artifacts://u:***@h/x]"
     for kept in ("http://127.0.0.1:5000/#/experiments/1", "sqlite:////tmp/mlflow.db", "mail a@b.c at http://h:1/x"):
@@ -121,3 +122,26 @@ def test_a_run_with_passwords_in_its_url_settings_stores_and_prints_none(postgre
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "config.yaml" for p in files) and any(p.suffix == ".log" for p in files)
     assert not [p for p in files if PASSWORD.encode() in p.read_bytes()]
+
+
+def test_a_local_copy_keeps_no_password_and_its_import_asks_for_the_url(tmp_path, capsys, monkeypatch):
+    """A run's local copy (its store stopped answering) is a file on disk: the store's password is masked there, and
+    importing it without --tracking-uri says in one line to pass the whole URL."""
+    from sustainable_ipa.tracking import local_copy
+
+    monkeypatch.setattr(local_copy, "_folder", tmp_path)
+    local_copy.started("r1", f"http://u:{SECRET}@127.0.0.1:1", "0", "run", {})
+    path = local_copy.write("r1", "FAILED")
+    assert SECRET not in path.read_text() and "u:***@" in path.read_text()
+    assert local_copy.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "whose password is not kept" in err and "--tracking-uri" in err
+
+
+def test_a_tracking_servers_links_carry_no_login():
+    """The UI links a job prints for a tracking server: the browser asks for the login, none is in the link."""
+    from sustainable_ipa.tracking.links import run_url, runs_view_url
+
+    uri = f"https://u:{SECRET}@mlflow.example:5000/"
+    assert run_url(uri, "1", "r").startswith("https://mlflow.example:5000/#/experiments/1/runs/r?")
+    assert runs_view_url(uri, "1").startswith("https://mlflow.example:5000/#/experiments/1/runs?")

@@ -73,9 +73,9 @@ def _experiment(uri: str, experiment: str, artifact_root: str | None):
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         if uri.startswith(("http://", "https://")) and found.artifact_location.startswith("file:"):
-            print(f"warning: experiment '{experiment}' on {without_password(uri)} keeps its artifacts at {found.artifact_location}, a "
-                  "folder on whichever machine logs them; a new experiment (tracking.experiment=…) gets the server's "
-                  "own artifact store", file=sys.stderr)
+            print(f"warning: experiment '{experiment}' on {without_password(uri)} keeps its artifacts at "
+                  f"{found.artifact_location}, a folder on whichever machine logs them; a new experiment "
+                  "(tracking.experiment=…) gets the server's own artifact store", file=sys.stderr)
         return client, found.experiment_id
     location = None
     if artifact_root:
