@@ -145,3 +145,25 @@ def test_a_tracking_servers_links_carry_no_login():
     uri = f"https://u:{SECRET}@mlflow.example:5000/"
     assert run_url(uri, "1", "r").startswith("https://mlflow.example:5000/#/experiments/1/runs/r?")
     assert runs_view_url(uri, "1").startswith("https://mlflow.example:5000/#/experiments/1/runs?")
+
+
+def test_an_unexpected_error_quoting_the_url_is_printed_masked(tmp_path):
+    """A library's error that quotes the URL, not one the project words: its traceback shows `***`, exit 1."""
+    from sustainable_ipa.cli import hydra_entry
+
+    def work(cfg):
+        raise RuntimeError(f"no answer from {cfg.search.storage}")
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv, err = sys.argv, io.StringIO()
+    try:
+        sys.argv = ["main.py", *store_overrides(tmp_path), f"search.storage={URLS[2]}", "hydra.output_subdir=null",
+                    f"hydra.run.dir={tmp_path}/run"]
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as stopped:
+            hydra_entry(work, from_mlflow=False)
+    finally:
+        sys.argv = argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert stopped.value.code == 1 and "RuntimeError: no answer from postgresql+psycopg://u:***@" in err.getvalue()
+    assert SECRET not in err.getvalue()

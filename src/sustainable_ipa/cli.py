@@ -18,6 +18,19 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def exit_if_it_shows_a_password(err: Exception) -> None:
+    """An unexpected error whose traceback holds a URL's password (a library's message quoting the URL): printed
+    masked here, exit 1, as Hydra would print it unmasked."""
+    import traceback
+
+    from sustainable_ipa.db_driver import mask_passwords
+
+    text = "".join(traceback.format_exception(err))
+    if mask_passwords(text) != text:
+        print(mask_passwords(text), file=sys.stderr, end="")
+        sys.exit(1)
+
+
 _CONFIGS_ELSEWHERE = ("config_path", "config_name", "config_dir")
 
 
@@ -132,6 +145,9 @@ def hydra_entry(work: Callable, from_mlflow: bool | None = None, mlflow_run_id: 
             return work(cfg)
         except UserError as err:
             fail(str(err))
+        except Exception as err:
+            exit_if_it_shows_a_password(err)
+            raise  # Hydra prints it
 
     stopped, outer_run_id = None, None
     try:
