@@ -39,6 +39,25 @@ def test_mask_passwords_masks_each_url_in_a_line_and_leaves_the_rest():
     assert without_password(f"mlflow-artifacts://u:{SECRET}@h/x") == "mlflow-artifacts://u:***@h/x"  # not SQLAlchemy's
 
 
+URL_SETTINGS = ("tracking.uri", "search.storage", "profiling.import_from")  # each opened as its job opens it
+
+
+def test_every_setting_holding_a_url_is_tried_with_a_password():
+    """A new setting whose shipped value is a URL joins URL_SETTINGS (and `_opener`)."""
+    from omegaconf import OmegaConf
+
+    from sustainable_ipa.config import compose
+
+    def urls(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from urls(value, f"{prefix}{key}.")
+            elif isinstance(value, str) and "://" in value:
+                yield f"{prefix}{key}"
+
+    assert set(urls(OmegaConf.to_container(compose(), resolve=True))) <= set(URL_SETTINGS)
+
+
 def _opener(setting: str, tmp_path: Path):
     """The job's work for one setting: open what it names as the jobs do, which fails (nothing answers)."""
     def work(cfg):
@@ -66,7 +85,7 @@ def test_a_password_in_any_url_setting_is_in_no_printed_line_nor_hydra_file(tmp_
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     argv, results = sys.argv, []
     try:
-        for setting in ("tracking.uri", "search.storage", "profiling.import_from"):
+        for setting in URL_SETTINGS:
             for i, url in enumerate(URLS):
                 sweep = tmp_path / f"{setting}-{i}"
                 sys.argv = ["main.py", "-m", *store_overrides(tmp_path), f"{setting}={url}", f"hydra.sweep.dir={sweep}"]
