@@ -151,6 +151,8 @@ def test_calibration_on_a_fake_powercap_tree_recovers_the_curve_within_5_percent
     calibration = calibrate_job(cfg, meter, hold_load=machine.hold, busy_cpu_s=lambda: machine.busy_s)
     loads = np.linspace(0, 1, 201)
     fitted = np.interp(loads, calibration.loads, calibration.watts)
+    # its interval: what a measured load left out and read from its neighbours misses by (the curve bends between)
+    assert 0.005 < calibration.max_error < 0.05
     assert np.max(np.abs(fitted - [synthetic_w(u) for u in loads]) / [synthetic_w(u) for u in loads]) < 0.05
     # stored, and the estimate of a VM with the same CPU model uses it, scaled to its vCPUs and labelled
     here = Fingerprint(calibration.cpu_model, (), 1, 8)
@@ -173,6 +175,16 @@ def test_no_calibration_where_no_counter_reads(tmp_path):
     assert not (tmp_path / "c.json").exists()
 
 
+def test_no_calibration_from_a_gpu_counter(tmp_path):
+    from fakes import FakeNvml
+
+    from sustainable_ipa.energy.nvml import NvmlReader
+
+    cfg = compose([f"energy.calibration={tmp_path}/c.json", f"energy.lock_path={tmp_path}/lock"])
+    with pytest.raises(UserError, match="fitted to RAPL only"):
+        calibrate_job(cfg, CounterMeter(NvmlReader((0,), nvml=FakeNvml()), start_polling=False))
+
+
 def test_a_calibration_of_another_cpu_model_is_not_used(tmp_path):
     save(tmp_path / "c.json", Calibration("Intel Xeon 8480+", "elsewhere", 112, (0.0, 1.0), (100.0, 350.0), 0.02, "t"))
     assert calibration_for(tmp_path / "c.json", AMD_VM) is None
@@ -183,7 +195,51 @@ def test_a_calibration_of_another_cpu_model_is_not_used(tmp_path):
 def test_the_fit_extends_to_the_ends_and_reports_its_error():
     loads, watts, error = fit([(0.1, 20.0), (0.5, 60.0), (0.9, 100.0)])
     assert (loads[0], loads[-1]) == (0.0, 1.0) and (watts[0], watts[-1]) == pytest.approx((10.0, 110.0))
-    assert error == pytest.approx(0.0)
+    assert error == pytest.approx(0.0)  # on a straight line, a point left out is read back exactly
+    # two pairs at one load are averaged; a noisy reading below the last is held at it: no power falls with load
+    loads, watts, error = fit([(0.0, 50.0), (0.5, 90.0), (0.5, 110.0), (0.7, 95.0), (1.0, 150.0)])
+    assert loads == (0.0, 0.5, 0.7, 1.0) and watts == pytest.approx((50.0, 100.0, 100.0, 150.0))
+    assert error > 0
+
+
+def test_a_calibration_store_entry_no_calibration_could_give_is_ignored_and_said(tmp_path):
+    import json
+
+    good = Calibration("AMD EPYC", "here", 2, (0.0, 1.0), (10.0, 20.0), 0.01, "t")
+    save(tmp_path / "c.json", good)
+    store = json.loads((tmp_path / "c.json").read_text())
+    for name, entry in {"loads": {"loads": [0.1, 1.0]}, "threads": {"threads": 0}, "text": {"threads": "4"}}.items():
+        store["AMD EPYC"][name] = {**store["AMD EPYC"]["here"], "machine": name, "measured_at": "u", **entry}
+    (tmp_path / "c.json").write_text(json.dumps(store))
+    said = []
+    assert calibration_for(tmp_path / "c.json", AMD_VM, said.append) == good
+    assert len(said) == 3
+
+
+def test_a_composite_keeps_each_curves_own_static_power_in_its_interval():
+    from sustainable_ipa.energy.composite import CompositeMeter
+
+    clock, run, busy = iter(np.arange(0, 10.0)), iter(np.arange(0, 10.0) * 0.75), iter(np.arange(0, 10.0) * 1.5)
+    high = PowerCurve("high", "", (0.0, 1.0), (20.0, 80.0))
+    estimate = EstimateMeter(CONCAVE, (high,), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
+                             clock=lambda: float(next(clock)), start_polling=False)
+    composite = CompositeMeter([estimate])
+    composite.begin_window("w")
+    m = composite.end_window("w")
+    # measured idle of the composite: the central curve's 12 W; the high curve's idle is 20 W: 8 W more
+    figures = window_energy_metrics(m, 12.0, 1, 1.0, {"a": 1.0}, 400.0, 1.0)
+    only = window_energy_metrics(estimate_measurement(), 12.0, 1, 1.0, {"a": 1.0}, 400.0, 1.0)
+    assert figures["energy_j_active_high"] == pytest.approx(only["energy_j_active_high"])
+
+
+def estimate_measurement():
+    """The same window as above, through the estimate meter alone."""
+    clock, run, busy = iter(np.arange(0, 10.0)), iter(np.arange(0, 10.0) * 0.75), iter(np.arange(0, 10.0) * 1.5)
+    high = PowerCurve("high", "", (0.0, 1.0), (20.0, 80.0))
+    meter = EstimateMeter(CONCAVE, (high,), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
+                          clock=lambda: float(next(clock)), start_polling=False)
+    meter.begin_window("w")
+    return meter.end_window("w")
 
 
 def test_the_calibrate_entry_point_refuses_in_one_line_where_no_counter_reads(tmp_path):

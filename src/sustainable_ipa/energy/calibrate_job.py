@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 from omegaconf import DictConfig, OmegaConf
@@ -24,11 +25,15 @@ def calibrate_job(cfg: DictConfig, meter: Meter | None = None, hold_load=HeldLoa
     with MachineLock(cfg.energy.lock_path, float(cfg.energy.lock_wait_s)):
         meter = meter or make_meter(OmegaConf.merge(cfg.energy, {"fallback": "error"}), cfg.hardware)
         try:
-            if meter.source in (EnergySource.ESTIMATE, EnergySource.CODECARBON):
-                raise UserError(f"energy.meter={cfg.energy.meter} reads no energy counter on this machine, and a "
-                                "curve fitted to an estimate would only return the estimate",
+            if meter.source not in (EnergySource.RAPL, EnergySource.PYRAPL):  # NVML, a composite with it, estimates
+                raise UserError(f"energy.meter={cfg.energy.meter} reads no CPU package counter here "
+                                f"({meter.source.value}): a CPU's curve is fitted to RAPL only",
                                 "run src/calibrate.py on a machine with RAPL (energy.meter=rapl); VMs of the same CPU "
                                 "model then use its curve")
+            if fingerprint.cores != (os.cpu_count() or fingerprint.cores):
+                raise UserError(f"this process may use {fingerprint.cores} of the machine's {os.cpu_count()} CPUs, and "
+                                "the package counter reads them all", "calibrate with the whole machine: no CPU "
+                                "affinity, no container CPU quota")
             print(f"calibrating {fingerprint.cpu_model} on {fingerprint.cores} vCPUs with {meter.source.value}: "
                   f"{len(LOAD_LEVELS)} loads × {dwell_s + 1:.0f} s ≈ {len(LOAD_LEVELS) * (dwell_s + 1):.0f} s")
             pairs = load_pairs(meter, lambda level: hold_load(level, fingerprint.cores), busy_cpu_s,

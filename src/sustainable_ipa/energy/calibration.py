@@ -54,22 +54,25 @@ class Calibration:
 
 
 def fit(pairs: list[tuple[float, float]]) -> tuple[tuple[float, ...], tuple[float, ...], float]:
-    """A curve over loads 0…1 through the mean power at each measured load, extended linearly to 0 and 1 where
-    no pair reached them; and its largest relative error over the pairs."""
-    loads = np.array([u for u, _ in pairs])
-    watts = np.array([w for _, w in pairs])
-    order = np.argsort(loads)
-    xs, ys = loads[order], watts[order]
+    """A curve over loads 0…1 through the mean power at each measured load (never falling as the load rises),
+    extended linearly to 0 and 1 where no pair reached them; and its error: the largest relative miss at a measured
+    load when that load is left out and read from its neighbours (what the curve can be off between its points)."""
+    by_load: dict[float, list[float]] = {}
+    for load, watts in pairs:
+        by_load.setdefault(round(min(max(load, 0.0), 1.0), 4), []).append(watts)
+    xs = np.array(sorted(by_load))
+    ys = np.maximum.accumulate(np.maximum([np.mean(by_load[x]) for x in xs], 0.0))  # no power falls with the load
+    if len(xs) < 2:
+        raise ValueError("a power curve needs pairs at two loads at least")
+    error = max((abs(np.interp(xs[i], np.delete(xs, i), np.delete(ys, i)) - ys[i]) / max(ys[i], 1e-9)
+                 for i in range(1, len(xs) - 1)), default=0.0)
     if xs[0] > 0:
-        ys = np.insert(ys, 0, ys[0] - xs[0] * (ys[1] - ys[0]) / (xs[1] - xs[0]))
+        ys = np.insert(ys, 0, max(ys[0] - xs[0] * (ys[1] - ys[0]) / (xs[1] - xs[0]), 0.0))
         xs = np.insert(xs, 0, 0.0)
     if xs[-1] < 1:
         ys = np.append(ys, ys[-1] + (1 - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]))
         xs = np.append(xs, 1.0)
-    xs, keep = np.unique(np.clip(xs, 0.0, 1.0), return_index=True)
-    ys = np.maximum(ys[keep], 0.0)
-    error = float(np.max(np.abs(watts - np.interp(loads, xs, ys)) / np.maximum(np.interp(loads, xs, ys), 1e-9)))
-    return tuple(float(x) for x in xs), tuple(float(y) for y in ys), error
+    return tuple(float(x) for x in xs), tuple(float(y) for y in ys), float(error)
 
 
 def load_pairs(meter: Meter, hold_load: Callable[[float], "HeldLoad"], busy_cpu_s: Callable[[], float],
@@ -145,17 +148,26 @@ def read_store(path: Path) -> dict:
     return store if isinstance(store, dict) else {}
 
 
-def calibrations(path: str | os.PathLike) -> Iterator[Calibration]:
+def calibrations(path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> Iterator[Calibration]:
+    """The store's calibrations; an entry no calibration could give (another version's, edited by hand) is left
+    out, and `warn` told, never fatal: the estimate then takes the reference data."""
     for machines in read_store(Path(path)).values():
         for entry in machines.values() if isinstance(machines, dict) else ():
             try:
-                yield Calibration(**{**entry, "loads": tuple(entry["loads"]), "watts": tuple(entry["watts"])})
-            except (TypeError, KeyError):
-                continue  # an entry of another version of this store: ignored, not fatal
+                calibration = Calibration(**{**entry, "loads": tuple(entry["loads"]), "watts": tuple(entry["watts"])})
+                if not isinstance(calibration.threads, int) or calibration.threads < 1:
+                    raise ValueError(f"threads {calibration.threads!r}")
+                calibration.model(1)  # a curve it can make: loads 0…1 increasing, no negative watts
+            except (TypeError, KeyError, ValueError, ZeroDivisionError) as err:
+                if warn:
+                    warn(f"a power calibration in {path} is not one this project wrote ({err}); it is ignored")
+                continue
+            yield calibration
 
 
-def calibration_for(path: str | os.PathLike, fingerprint: Fingerprint) -> Calibration | None:
+def calibration_for(path: str | os.PathLike, fingerprint: Fingerprint,
+                    warn: Callable[[str], None] | None = None) -> Calibration | None:
     """The latest calibration of this CPU model: measured on this very fingerprint if there is one."""
-    same_model = [c for c in calibrations(path) if c.cpu_model == fingerprint.cpu_model]
+    same_model = [c for c in calibrations(path, warn) if c.cpu_model == fingerprint.cpu_model]
     same_model.sort(key=lambda c: (c.machine == fingerprint.key, c.measured_at))
     return same_model[-1] if same_model else None

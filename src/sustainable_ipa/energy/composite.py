@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sustainable_ipa.energy.measurement import Measurement, PowerSample
 from sustainable_ipa.energy.meter import Meter
 
@@ -32,12 +34,13 @@ class CompositeMeter(Meter):
         energy = {k: v for part in parts for k, v in part.energy_j.items()}
         duration_s = max(p.duration_s for p in parts)
         # a modelled part's interval: each of its curves in place of its central figures, the measured parts kept
-        alternatives = tuple(Measurement(duration_s, {**energy, **alt.energy_j}, self.source, model=alt.model)
+        alternatives = tuple(Measurement(duration_s, {**energy, **alt.energy_j}, self.source, model=alt.model,
+                                         static_shift_w=(alt.static_w or 0.0) - (part.static_w or 0.0))
                              for part in parts for alt in part.alternatives)
         return Measurement(duration_s, energy, self.source, alternatives=alternatives)
 
-    def samples(self) -> list[PowerSample]:
-        return sorted((s for m in self.meters for s in m.samples()), key=lambda s: s.time_s)
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[PowerSample]:
+        return sorted((s for m in self.meters for s in m.samples(start_s, end_s)), key=lambda s: s.time_s)
 
     def close(self) -> None:
         for meter in self.meters:

@@ -9,6 +9,7 @@ workers, torch's threads included). A window's energy is its samples' energy und
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Callable
 import psutil
 
 from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
-from sustainable_ipa.energy.meter import Meter
+from sustainable_ipa.energy.meter import Meter, within
 from sustainable_ipa.energy.power_curve import LoadSample, PowerCurve
 
 
@@ -49,12 +50,20 @@ def process_tree_cpu_s() -> float:
     return total_s
 
 
-def vcpus_busy_s() -> float:
-    """Busy CPU seconds (all but idle and iowait) of the CPUs this process may run on, since boot."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+def watched_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where affinity is not known)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def vcpus_busy_s(cpus: list[int] | None = None) -> float:
+    """Busy CPU seconds of `cpus` (default: the watched ones) since boot: all but idle, iowait and steal (time the
+    hypervisor gave to another guest); guest time is already inside user time, so it is not added again."""
     per_cpu = psutil.cpu_times(percpu=True)
-    chosen = [per_cpu[i] for i in allowed if i < len(per_cpu)] if allowed else per_cpu
-    return float(sum(sum(t) - t.idle - getattr(t, "iowait", 0.0) for t in chosen))
+    chosen = [per_cpu[i] for i in (cpus if cpus is not None else watched_cpus()) if i < len(per_cpu)]
+    not_busy = ("idle", "iowait", "steal", "guest", "guest_nice")
+    return float(sum(sum(t) - sum(getattr(t, name, 0.0) for name in not_busy) for t in chosen))
 
 
 class EstimateMeter(Meter):
@@ -65,13 +74,17 @@ class EstimateMeter(Meter):
     def __init__(self, curve: PowerCurve, alternatives: tuple[PowerCurve, ...], vcpus: int,
                  poll_interval_s: float = 1.0, run_cpu_s: Callable[[], float] = process_tree_cpu_s,
                  busy_cpu_s: Callable[[], float] = vcpus_busy_s, clock: Callable[[], float] = time.perf_counter,
-                 start_polling: bool = True, tags: dict[str, str] | None = None):
+                 start_polling: bool = True, tags: dict[str, str] | None = None, watched: int | None = None):
+        """`vcpus`: what the curve spans; `watched`: how many CPUs `busy_cpu_s` sums over (default `vcpus`), the
+        load's denominator."""
         self.curve, self.alternatives, self.vcpus = curve, alternatives, vcpus
+        self.watched = watched or vcpus
         self.tags = tags or {"power_model": curve.name, "power_model_source": curve.source}
         self._run_cpu_s, self._busy_cpu_s, self._clock = run_cpu_s, busy_cpu_s, clock
         self._lock = threading.Lock()
         self._last = (clock(), run_cpu_s(), busy_cpu_s())
         self._samples: list[LoadSample] = []
+        self._power: list[PowerSample] = []  # each sample's modelled power, made once as it is taken
         self._windows: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = None
@@ -83,29 +96,39 @@ class EstimateMeter(Meter):
     def poll(self) -> None:
         """Sample the load since the last poll."""
         with self._lock:
-            now = (self._clock(), self._run_cpu_s(), self._busy_cpu_s())
-            dt_s, run_s, busy_s = (b - a for a, b in zip(self._last, now))
-            if dt_s <= 0:
-                return
-            busy_s = max(busy_s, run_s, 0.0)  # the OS's per-CPU ticks and per-process times differ in granularity
-            self._samples.append(LoadSample(now[0], dt_s, min(busy_s / (dt_s * self.vcpus), 1.0),
-                                            min(run_s / busy_s, 1.0) if busy_s > 0 else 0.0))
-            self._last = now
+            self._poll_locked()
+
+    def _poll_locked(self) -> None:
+        now = (self._clock(), self._run_cpu_s(), self._busy_cpu_s())
+        dt_s, run_s, busy_s = (b - a for a, b in zip(self._last, now))
+        if dt_s <= 0:
+            return
+        # a child reaped between two reads is counted once too often, then once too few: never a negative share
+        run_s = max(run_s, 0.0)
+        busy_s = max(busy_s, run_s)  # the OS's per-CPU ticks and per-process times differ in granularity
+        sample = LoadSample(now[0], dt_s, min(busy_s / (dt_s * self.watched), 1.0),
+                            min(run_s / busy_s, 1.0) if busy_s > 0 else 0.0)
+        self._samples.append(sample)
+        self._power.append(PowerSample(sample.time_s, {d: j / dt_s for d, j in self.curve.energy_j([sample]).items()}))
+        self._last = now
 
     def _poll_loop(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # a transient /proc or psutil error must not end sampling; the windows poll again
+                continue
 
     def begin_window(self, name: str) -> None:
-        self.poll()
-        with self._lock:
+        with self._lock:  # one acquisition: no background sample lands between the poll and the window's start
+            self._poll_locked()
             self._windows[name] = len(self._samples)
 
     def end_window(self, name: str) -> Measurement:
-        if name not in self._windows:
-            raise KeyError(f"no open energy window named {name!r}")
-        self.poll()
         with self._lock:
+            if name not in self._windows:
+                raise KeyError(f"no open energy window named {name!r}")
+            self._poll_locked()
             samples = self._samples[self._windows.pop(name):]
         duration_s = sum(s.dt_s for s in samples)
 
@@ -116,19 +139,19 @@ class EstimateMeter(Meter):
         return Measurement(duration_s, self.curve.energy_j(samples), self.source, static_w=self.curve.static_w,
                            alternatives=tuple(measured(c) for c in self.alternatives), model=self.curve.name)
 
-    def load_samples(self) -> list[LoadSample]:
-        """The load as sampled: what any other power curve can be applied to afterwards (`load.csv`)."""
+    def load_samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
+        """The load as sampled between two times: what any other power curve can be applied to afterwards."""
         with self._lock:
-            return list(self._samples)
+            return within(self._samples, start_s, end_s)
 
-    def samples(self) -> list[PowerSample]:
-        """The run's modelled power per sample: static power plus its share of the active power."""
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[PowerSample]:
+        """The run's modelled power per sample (static power plus its share of the active power), in a span."""
         with self._lock:
-            samples = list(self._samples)
-        return [PowerSample(s.time_s, {d: j / s.dt_s for d, j in self.curve.energy_j([s]).items()}) for s in samples]
+            return within(self._power, start_s, end_s)
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+

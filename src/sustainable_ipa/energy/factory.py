@@ -8,7 +8,7 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from sustainable_ipa.energy.calibration import calibration_for
-from sustainable_ipa.energy.estimate import EstimateMeter
+from sustainable_ipa.energy.estimate import EstimateMeter, watched_cpus
 from sustainable_ipa.energy.meter import CounterMeter, Meter, MeterUnavailable
 from sustainable_ipa.energy.power_reference import PowerModel, ccf_model, constants_model, reference_model
 from sustainable_ipa.errors import UserError
@@ -16,26 +16,26 @@ from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.schema import METERS  # the choices are declared with the setting
 
 
-def estimate_model(energy: DictConfig, hardware: DictConfig) -> PowerModel:
+def estimate_model(energy: DictConfig, hardware: DictConfig, warn: Callable[[str], None] | None = None) -> PowerModel:
     """The power model of `energy.power_model`; a calibration of this CPU model, where one is stored, before
     the reference data (`constants` is always what it says)."""
     fingerprint = this_machine()
     if energy.power_model == "constants":
         return constants_model(float(hardware.estimate.active_w_per_core), float(hardware.estimate.idle_w),
                                fingerprint.cores)
-    calibration = calibration_for(energy.calibration, fingerprint)
+    calibration = calibration_for(energy.calibration, fingerprint, warn)
     if calibration is not None:
         return calibration.model(fingerprint.cores)
     return ccf_model(fingerprint) if energy.power_model == "ccf" else reference_model(fingerprint)
 
 
-def estimate_meter(energy: DictConfig, hardware: DictConfig) -> EstimateMeter:
-    model = estimate_model(energy, hardware)
+def estimate_meter(energy: DictConfig, hardware: DictConfig, warn: Callable[[str], None] | None = None) -> EstimateMeter:
+    model = estimate_model(energy, hardware, warn)
     return EstimateMeter(model.curve, model.alternatives, this_machine().cores, float(energy.poll_interval_s),
-                         tags=model.tags)
+                         tags=model.tags, watched=len(watched_cpus()))
 
 
-def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[], Meter]]:
+def _builders(energy: DictConfig, hardware: DictConfig, warn: Callable[[str], None]) -> dict[str, Callable[[], Meter]]:
     from sustainable_ipa.energy.codecarbon_meter import CodeCarbonMeter
     from sustainable_ipa.energy.nvml import NvmlReader
     from sustainable_ipa.energy.pyrapl_reader import PyRaplReader
@@ -47,7 +47,7 @@ def _builders(energy: DictConfig, hardware: DictConfig) -> dict[str, Callable[[]
         "pyrapl": lambda: CounterMeter(PyRaplReader(), poll),
         "nvml": lambda: CounterMeter(NvmlReader(tuple(energy.gpu_indices)), poll),
         "codecarbon": lambda: CodeCarbonMeter(hardware.carbon.country_iso_code, hardware.carbon.region),
-        "estimate": lambda: estimate_meter(energy, hardware),
+        "estimate": lambda: estimate_meter(energy, hardware, warn),
     }
 
 
@@ -55,7 +55,7 @@ def make_meter(energy: DictConfig, hardware: DictConfig, warn: Callable[[str], N
     """The meter `energy.meter` names.
 
     auto: RAPL when its counters are readable, else the estimate (CodeCarbon is not preferred: without RAPL it
-    estimates too, from a power table rather than this machine's configured constants); on `hardware.device=cuda`
+    estimates too, from a power table rather than this CPU's curve); on `hardware.device=cuda`
     NVML is added for the GPU. An explicit meter that cannot read: one warning line naming why and the fix, then
     `energy.fallback` (estimate) or, with `energy.fallback=error`, that line as the error. Either way the
     fallback is recorded on the meter (`fallback_reason`).
@@ -63,7 +63,7 @@ def make_meter(energy: DictConfig, hardware: DictConfig, warn: Callable[[str], N
     warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
     if energy.meter not in METERS:
         raise UserError(f"unknown energy.meter '{energy.meter}'", f"choose one of {', '.join(METERS)}")
-    builders = _builders(energy, hardware)
+    builders = _builders(energy, hardware, warn)
     if energy.meter == "auto":
         try:
             cpu = builders["rapl"]()

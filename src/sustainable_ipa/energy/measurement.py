@@ -31,6 +31,9 @@ class Measurement:
     static_w: float | None = None
     alternatives: tuple["Measurement", ...] = ()
     model: str | None = None  # the power curve a modelled figure comes from
+    # a curve of a composite's modelled part: how much more static power it draws than the window's central curve
+    # (the composite's idle baseline is measured, with the central curve in it)
+    static_shift_w: float = 0.0
 
     @property
     def total_j(self) -> float:

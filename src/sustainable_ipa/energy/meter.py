@@ -6,6 +6,8 @@ a `Meter`. Windows are named and may nest or overlap: each remembers the unwrapp
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,9 +24,9 @@ class MeterUnavailable(UserError):
 class Meter(ABC):
     """Named, nestable measurement windows over machine-wide energy.
 
-    `begin_window(name)` starts a window; `end_window(name)` ends it and returns its `Measurement`. `samples()`
-    gives the power time series recorded so far (empty for meters that cannot sample). `close()` stops any
-    background work. `fallback_reason` is set when this meter stands in for one that could not read.
+    `begin_window(name)` starts a window; `end_window(name)` ends it and returns its `Measurement`.
+    `samples(start_s, end_s)` gives the power time series recorded in a span (empty for meters that cannot sample).
+    `close()` stops any background work. `fallback_reason` is set when this meter stands in for one that could not read.
     """
 
     source: EnergySource
@@ -38,7 +40,8 @@ class Meter(ABC):
     @abstractmethod
     def end_window(self, name: str) -> Measurement: ...
 
-    def samples(self) -> list[PowerSample]:
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[PowerSample]:
+        """The power samples taken in (start_s, end_s] (perf_counter seconds), in time order."""
         return []
 
     def close(self) -> None:
@@ -111,10 +114,12 @@ class CounterMeter(Meter):
                         f"{value:.6g} J) and it does not wrap: its readings cannot be trusted",
                         "check the counter's driver, or measure with energy.meter=estimate")
                 deltas[domain] = delta
+            # every counter checked before any is committed: a refused reading leaves the totals as they were
+            for domain, delta in deltas.items():
                 self._total[domain] = self._total.get(domain, 0.0) + delta
             dt = now_time - self._last_time
             if dt > 0:
-                self._samples.append(PowerSample(now_time, {d: v / dt for d, v in deltas.items()}))
+                self._samples.append(PowerSample(now_time, by_domain({d: v / dt for d, v in deltas.items()})))
             self._last, self._last_time = now, now_time
             return dict(self._total)
 
@@ -137,9 +142,9 @@ class CounterMeter(Meter):
         return Measurement(self._clock() - started, by_domain({k: totals[k] - at_start.get(k, 0.0) for k in totals}),
                            self.source)
 
-    def samples(self) -> list[PowerSample]:
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[PowerSample]:
         with self._lock:
-            return [PowerSample(s.time_s, by_domain(s.power_w)) for s in self._samples]
+            return within(self._samples, start_s, end_s)
 
     def close(self) -> None:
         """Stop the poller; safe to call twice (a session closes its meter on error and again on exit)."""
@@ -156,3 +161,12 @@ def by_domain(per_counter: dict[str, float]) -> dict[str, float]:
         domain = key.split("/", 1)[0]
         out[domain] = out.get(domain, 0.0) + value
     return out
+
+
+def within(samples: list, start_s: float, end_s: float) -> list:
+    """The samples (sorted by `time_s`) in (start_s, end_s]: found by bisection, not by reading them all (a
+    profiling session opens thousands of windows, each asking for its own)."""
+    def time_s(sample) -> float:
+        return sample.time_s
+
+    return samples[bisect.bisect_right(samples, start_s, key=time_s):bisect.bisect_right(samples, end_s, key=time_s)]

@@ -96,7 +96,8 @@ class EnergySession:
 
     def idle_key(self) -> str:
         """What a measured idle baseline depends on: where it was measured and with which meter."""
-        return f"{this_machine().key} / {self.source_tag}"
+        model = self.meter.tags.get("power_model_source")  # a modelled part's idle power follows its curve
+        return f"{this_machine().key} / {self.source_tag}" + (f" / {model}" if model else "")
 
     @property
     def idle_baseline(self) -> str:
@@ -126,8 +127,9 @@ class EnergySession:
             yield result
         finally:
             result.measurement = self.meter.end_window(name)
+            end_s = time.perf_counter()  # after the poll that closes the window: its sample is inside
             if self.cross_meter:
                 result.cross_check = self.cross_meter.end_window(name)
-            result.samples = [s for s in self.meter.samples() if s.time_s >= result.start_s]
+            result.samples = self.meter.samples(result.start_s, end_s)
             if isinstance(self.meter, EstimateMeter):
-                result.load_samples = [s for s in self.meter.load_samples() if s.time_s > result.start_s]
+                result.load_samples = self.meter.load_samples(result.start_s, end_s)

@@ -50,9 +50,21 @@ def energy_metrics(total_j: float, domains_j: dict[str, float], duration_s: floa
 
 
 def idle_of(alternative, idle_power_w: float) -> float:
-    """The idle baseline subtracted from one curve of a model's interval: its own static power, where the window's
-    figure has one subtracted at all (`energy.idle_s=0` subtracts none, under every curve)."""
-    return alternative.static_w if idle_power_w > 0 and alternative.static_w is not None else idle_power_w
+    """The idle baseline subtracted from one curve of a model's interval, where the window's figure has one
+    subtracted at all (`energy.idle_s=0` subtracts none, under every curve): the curve's own static power, or in a
+    composite (a measured idle baseline, the central curve's static power in it) that baseline moved by the
+    difference between the two curves' static power."""
+    if idle_power_w <= 0:
+        return idle_power_w
+    if alternative.static_w is not None:
+        return alternative.static_w
+    return idle_power_w + alternative.static_shift_w
+
+
+def active_by_curve_j(measurement, idle_power_w: float) -> tuple[float, ...]:
+    """A window's active energy under each curve of its model's interval, in the meter's order (empty for a
+    measurement): summed over many windows curve by curve, then its least and most are the interval of the sum."""
+    return tuple(active_energy_j(a.total_j, idle_of(a, idle_power_w), a.duration_s) for a in measurement.alternatives)
 
 
 def active_energy_range_j(measurement, idle_power_w: float) -> tuple[float, float]:
@@ -61,7 +73,7 @@ def active_energy_range_j(measurement, idle_power_w: float) -> tuple[float, floa
     if not measurement.alternatives:
         return math.nan, math.nan
     values = [active_energy_j(measurement.total_j, idle_power_w, measurement.duration_s),
-              *(active_energy_j(a.total_j, idle_of(a, idle_power_w), a.duration_s) for a in measurement.alternatives)]
+              *active_by_curve_j(measurement, idle_power_w)]
     return min(values), max(values)
 
 

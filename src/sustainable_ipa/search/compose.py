@@ -39,7 +39,7 @@ def predict(choice: PipelineChoice, profiles: ProfileTable, load_rps: float, sla
         "latency_p50_s": latency_p50_s,
         "latency_p99_s": latency_p99_s,
         "throughput_rps": throughput_rps,
-        "energy_j_per_request": sum(p.energy_j_per_item * profiles.mean_items(stage) for stage, _, p in stages),
+        "energy_j_per_request": energy_per_request_j(stages, profiles),
         "cost_cores": float(choice.cores),
         # served at the offered load when the pipeline keeps up, else at its own throughput
         "cost_usd_per_1k": cost_usd_per_1k(price_usd_per_core_hour, choice.cores, 1.0 / min(throughput_rps, load_rps), 1),
@@ -53,10 +53,15 @@ def energy_range_shares(choice: PipelineChoice, profiles: ProfileTable) -> tuple
     (e.g. (0.8, 1.5)); None where a stage profile has no interval (a measurement) or the energy is 0."""
     stages = [(stage, c, profiles.of(stage, c)) for stage, c in choice.stages().items()]
     ends = predicted_energy_range(stages, profiles)
-    central = sum(p.energy_j_per_item * profiles.mean_items(stage) for stage, _, p in stages)
+    central = energy_per_request_j(stages, profiles)
     if not ends or central <= 0:
         return None
     return ends["energy_j_per_request_low"] / central, ends["energy_j_per_request_high"] / central
+
+
+def energy_per_request_j(stages: list, profiles: ProfileTable) -> float:
+    """Σ stages idle-subtracted energy per item × items per request (`stages`: (stage, choice, profile))."""
+    return sum(p.energy_j_per_item * profiles.mean_items(stage) for stage, _, p in stages)
 
 
 def predicted_energy_range(stages: list, profiles: ProfileTable) -> dict[str, float]:

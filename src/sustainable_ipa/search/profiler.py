@@ -181,7 +181,7 @@ def _measure(keys: list[ProfileKey], model, batches: dict, repeats: int, energy_
              on_stop) -> dict[ProfileKey, tuple[list[float], float, LoadTally]]:
     latencies: dict[ProfileKey, list[float]] = {key: [] for key in keys}
     active_j: dict[ProfileKey, float] = {key: 0.0 for key in keys}
-    range_j = {key: np.zeros(2) for key in keys}  # the power model's least and most (NaN: a measurement)
+    by_curve_j: dict[ProfileKey, np.ndarray | None] = {key: None for key in keys}  # the power model's other curves
     tallies = {key: LoadTally() for key in keys}
     running = list(keys)
     for round_ in range(0 if warm_up else 1, repeats + 1):
@@ -196,7 +196,8 @@ def _measure(keys: list[ProfileKey], model, batches: dict, repeats: int, energy_
             if round_ > 0:
                 latencies[key].append(elapsed)
                 active_j[key] += window.active_j
-                range_j[key] += getattr(window, "active_range_j", (np.nan, np.nan))
+                curves = np.asarray(getattr(window, "active_by_curve_j", ()), dtype=float)
+                by_curve_j[key] = curves if by_curve_j[key] is None else by_curve_j[key] + curves
                 tallies[key].add(before, after)
             if on_batch:
                 on_batch(key, elapsed, round_ > 0)
@@ -208,7 +209,14 @@ def _measure(keys: list[ProfileKey], model, batches: dict, repeats: int, energy_
                     on_stop(key, repeats - round_)
         if not running:
             break
-    return {key: (latencies[key], active_j[key], tallies[key], tuple(range_j[key])) for key in keys}
+    return {key: (latencies[key], active_j[key], tallies[key], _ends(active_j[key], by_curve_j[key])) for key in keys}
+
+
+def _ends(central_j: float, by_curve_j: np.ndarray | None) -> tuple[float, float]:
+    """The least and most of a profile's summed energy over the curves of the power model (NaN: none, measured)."""
+    if by_curve_j is None or by_curve_j.size == 0:
+        return np.nan, np.nan
+    return float(min(central_j, by_curve_j.min())), float(max(central_j, by_curve_j.max()))
 
 
 def fit_profiles(fitted: list[ProfileKey], rows: dict[ProfileKey, StageProfile],

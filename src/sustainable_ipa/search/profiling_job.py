@@ -20,7 +20,7 @@ from sustainable_ipa.db_driver import without_password
 from sustainable_ipa.energy.session import EnergySession
 from sustainable_ipa.errors import UserError
 from sustainable_ipa.families import stage_families, variant_model
-from sustainable_ipa.metrics.energy import active_energy_j, active_energy_range_j
+from sustainable_ipa.metrics.energy import active_by_curve_j, active_energy_j
 from sustainable_ipa.progress import progress_bar
 from sustainable_ipa.fingerprint import this_machine
 from sustainable_ipa.search.profiler import (QualityLimits, Reduction, cache_path, import_profiles, missing_profiles,
@@ -134,15 +134,15 @@ def profiling_session(cfg: DictConfig, console: Console) -> EnergySession:
 
 def energy_window_of(energy: EnergySession):
     """`profile_space`'s energy window: the idle-subtracted joules of one batch, as `active_j` once it exits, and
-    with the estimate the least and most its power model's interval gives, as `active_range_j`."""
+    with the estimate the same under each other curve of its power model's interval, as `active_by_curve_j`."""
     @contextmanager
     def energy_window():
-        holder = SimpleNamespace(active_j=float("nan"), active_range_j=(float("nan"), float("nan")))
+        holder = SimpleNamespace(active_j=float("nan"), active_by_curve_j=())
         with energy.window("profile") as window:
             yield holder
         m = window.measurement
         holder.active_j = active_energy_j(m.total_j, energy.idle_power_w, m.duration_s)
-        holder.active_range_j = active_energy_range_j(m, energy.idle_power_w)
+        holder.active_by_curve_j = active_by_curve_j(m, energy.idle_power_w)
 
     return energy_window
 
