@@ -42,12 +42,18 @@ def test_a_curve_that_is_no_power_curve_is_refused(loads, watts):
         PowerCurve("bad", "", loads, watts)
 
 
-def test_the_meter_samples_the_load_and_the_runs_share_and_carries_the_models_interval():
-    # 2 vCPUs; each 1 s step: the machine is busy 1.5 CPU-s (load 0.75), of which the run is 0.75 (share 0.5)
+HIGH = PowerCurve("high", "", (0.0, 1.0), (20.0, 80.0))
+
+
+def sampled_meter() -> EstimateMeter:
+    """2 vCPUs; each 1 s step: the machine is busy 1.5 CPU-s (load 0.75), of which the run is 0.75 (share 0.5)."""
     clock, run, busy = iter(np.arange(0, 10.0)), iter(np.arange(0, 10.0) * 0.75), iter(np.arange(0, 10.0) * 1.5)
-    high = PowerCurve("high", "", (0.0, 1.0), (20.0, 80.0))
-    meter = EstimateMeter(CONCAVE, (high,), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
-                          clock=lambda: float(next(clock)), start_polling=False)
+    return EstimateMeter(CONCAVE, (HIGH,), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
+                         clock=lambda: float(next(clock)), start_polling=False)
+
+
+def test_the_meter_samples_the_load_and_the_runs_share_and_carries_the_models_interval():
+    meter = sampled_meter()
     meter.begin_window("w")
     meter.poll()
     m = meter.end_window("w")
@@ -219,27 +225,13 @@ def test_a_calibration_store_entry_no_calibration_could_give_is_ignored_and_said
 def test_a_composite_keeps_each_curves_own_static_power_in_its_interval():
     from sustainable_ipa.energy.composite import CompositeMeter
 
-    clock, run, busy = iter(np.arange(0, 10.0)), iter(np.arange(0, 10.0) * 0.75), iter(np.arange(0, 10.0) * 1.5)
-    high = PowerCurve("high", "", (0.0, 1.0), (20.0, 80.0))
-    estimate = EstimateMeter(CONCAVE, (high,), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
-                             clock=lambda: float(next(clock)), start_polling=False)
-    composite = CompositeMeter([estimate])
-    composite.begin_window("w")
-    m = composite.end_window("w")
-    # measured idle of the composite: the central curve's 12 W; the high curve's idle is 20 W: 8 W more
-    figures = window_energy_metrics(m, 12.0, 1, 1.0, {"a": 1.0}, 400.0, 1.0)
-    only = window_energy_metrics(estimate_measurement(), 12.0, 1, 1.0, {"a": 1.0}, 400.0, 1.0)
-    assert figures["energy_j_active_high"] == pytest.approx(only["energy_j_active_high"])
-
-
-def estimate_measurement():
-    """The same window as above, through the estimate meter alone."""
-    clock, run, busy = iter(np.arange(0, 10.0)), iter(np.arange(0, 10.0) * 0.75), iter(np.arange(0, 10.0) * 1.5)
-    high = PowerCurve("high", "", (0.0, 1.0), (20.0, 80.0))
-    meter = EstimateMeter(CONCAVE, (high,), 2, run_cpu_s=lambda: next(run), busy_cpu_s=lambda: next(busy),
-                          clock=lambda: float(next(clock)), start_polling=False)
-    meter.begin_window("w")
-    return meter.end_window("w")
+    alone, composite = sampled_meter(), CompositeMeter([sampled_meter()])
+    for meter in (alone, composite):
+        meter.begin_window("w")
+    # the composite's idle baseline is measured: the central curve's 12 W; the high curve idles at 20 W, 8 W more
+    as_composite = window_energy_metrics(composite.end_window("w"), 12.0, 1, 1.0, {"a": 1.0}, 400.0, 1.0)
+    as_estimate = window_energy_metrics(alone.end_window("w"), 12.0, 1, 1.0, {"a": 1.0}, 400.0, 1.0)
+    assert as_composite["energy_j_active_high"] == pytest.approx(as_estimate["energy_j_active_high"])
 
 
 def test_the_calibrate_entry_point_refuses_in_one_line_where_no_counter_reads(tmp_path):
