@@ -72,10 +72,14 @@ def _image_without_a_file(doc):
 
 MALFORMED = {  # how the file is broken → what the line says
     "annotation for an unlisted image": (_unlisted_image, "annotation 1 is for image 99, not in its images"),
-    "category without a name": (_category_without_a_name, 'category {"id": 1} has no id or no name'),
+    "category without a name": (_category_without_a_name, 'category {"id": 1} has no id (a number or text) or no name'),
     "box not finite": (_box_not_finite, "annotation 1 has bbox [4, 4, Infinity, 20], not 4 finite numbers"),
     "annotation of an unknown category": (_unknown_category, "annotation 2 has category 7, not in its categories"),
     "image without a file name": (_image_without_a_file, "image {"),
+    # ids that cannot key a lookup, and a box number past the float range: one line, not a traceback
+    "image id a list": (lambda doc: doc["images"][0].update(id=[1]), "has no id (a number or text)"),
+    "box past the float range": (lambda doc: doc["annotations"][0].update(bbox=[4, 4, 10 ** 400, 20]),
+                                 "not 4 finite numbers"),
 }
 
 

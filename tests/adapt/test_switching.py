@@ -155,7 +155,7 @@ def test_bring_ups_are_measured_as_the_live_loop_prepares_and_kept_beside_the_pr
                                                                           "torch")]  # one bring-up per line
     assert len(said) == 1 and "bringing up 3 stage options" in said[0]
     # kept beside the profiles: the next adapter reads them and measures nothing
-    assert (tmp_path / "profiles").glob("bring-ups-cpu-*.csv")
+    assert list((tmp_path / "profiles").glob("bring-ups-cpu-*.csv"))
     monkeypatch.setattr(bring_up, "measure_bring_up", lambda *args: pytest.fail("measured again"))
     assert bring_up.measured_bring_ups(cfg, space, cores, said.append) == ups and len(said) == 1
 

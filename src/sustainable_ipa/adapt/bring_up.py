@@ -19,10 +19,10 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from sustainable_ipa.adapt.switching import BringUp, BringUps
+from sustainable_ipa.energy.estimate import vcpus_busy_s
 from sustainable_ipa.metrics.energy import active_energy_j
 from sustainable_ipa.pipeline.serving import ServingPipeline
 from sustainable_ipa.pipeline.stage import StageSettings, StageSpec
-from sustainable_ipa.search.machine_load import read_counters
 from sustainable_ipa.search.space import NUMERICS
 
 KEY = ("stage", "variant", "batch_size", "threads", "precision", "runtime")
@@ -57,15 +57,16 @@ def measure_bring_up(stage: str, model, batch_size: int, threads: int, items: li
     """One replica of the option brought up alone on `cores` (`energy`: an `EnergySession`)."""
     pipeline = ServingPipeline([StageSpec(stage, model, StageSettings(batch_size, threads, 1))], cores)
     try:
-        before = read_counters(lambda: 0.0)
+        before = vcpus_busy_s(cores)  # the adapter's cores only: what serving would have had
         with energy.window("bring-up") as window:
             prepare_s = pipeline.start(items)
-        busy_s = read_counters(lambda: 0.0).busy_s - before.busy_s
+        busy_s = vcpus_busy_s(cores) - before
     finally:
         pipeline.close()
     m = window.measurement
     share = 1.0 - min(1.0, busy_s / (prepare_s * len(cores))) if prepare_s > 0 else 1.0
-    return BringUp(prepare_s, active_energy_j(m.total_j, energy.idle_power_w, m.duration_s), share)
+    # a cost, never a reward: a noisy idle baseline can put a short window's active energy below 0
+    return BringUp(prepare_s, max(active_energy_j(m.total_j, energy.idle_power_w, m.duration_s), 0.0), share)
 
 
 def missing_lines(space: dict, ups: BringUps) -> list[tuple]:

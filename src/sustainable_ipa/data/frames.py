@@ -111,16 +111,18 @@ def coco_problem(doc) -> str | None:
         return f"it needs the lists {', '.join(COCO_LISTS)}"
     images, categories = set(), set()
     for image in doc["images"]:
-        if not isinstance(image, dict) or "id" not in image or not _text(image.get("file_name")):
-            return f"image {_shown(image)} has no id or no file_name"
+        if not isinstance(image, dict) or not _identifier(image.get("id")) or not _text(image.get("file_name")):
+            return f"image {_shown(image)} has no id (a number or text) or no file_name"
         images.add(image["id"])
     for category in doc["categories"]:
-        if not isinstance(category, dict) or "id" not in category or not _text(category.get("name")):
-            return f"category {_shown(category)} has no id or no name"
+        if not isinstance(category, dict) or not _identifier(category.get("id")) or not _text(category.get("name")):
+            return f"category {_shown(category)} has no id (a number or text) or no name"
         categories.add(category["id"])
     for annotation in doc["annotations"]:
         if not isinstance(annotation, dict):
             return f"annotation {_shown(annotation)} is not an object"
+        if not (_identifier(annotation.get("image_id")) and _identifier(annotation.get("category_id"))):
+            return f"annotation {_shown(annotation)} has an image_id or category_id that is no number or text"
         if annotation.get("image_id") not in images:
             return f"annotation {annotation.get('id')} is for image {annotation.get('image_id')}, not in its images"
         if annotation.get("category_id") not in categories:
@@ -135,12 +137,23 @@ def coco_problem(doc) -> str | None:
 COCO_LISTS = ("images", "annotations", "categories")
 
 
+def _identifier(value) -> bool:
+    """An id COCO files use: an integer or text (never a list or an object, which cannot key a lookup)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
 def _text(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A number a box can hold: not a bool, finite as a float (an integer past the float range is not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _shown(value) -> str:
