@@ -48,15 +48,15 @@ def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
 
 @contextmanager
 def _one_opener_at_a_time(db: Path | None) -> Iterator[None]:
-    """On a SQLite store, processes of this machine open it one at a time (flock on the database file, which SQLite's
-    own fcntl locks do not see): MLflow's schema set-up on a new file takes seconds, and a second process meanwhile
-    fails on half-made tables."""
+    """On a SQLite store, processes of this machine open it one at a time (flock on a lock file beside the database,
+    which SQLite's own fcntl locks do not see, and which stays the same file when a new store is moved into place):
+    MLflow's schema set-up on a new file takes seconds, and a second process meanwhile fails on half-made tables."""
     if db is None:
         yield
         return
     import fcntl
 
-    with db.open("a") as handle:
+    with db.with_name(f".{db.name}.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -106,7 +106,7 @@ def _checked_sqlite_path(db: Path) -> Path:
 def _create_whole(db: Path) -> None:
     """A new SQLite store gets MLflow's schema in a temporary file beside it, then moves into place: MLflow migrates a
     new database in place over seconds, and an interruption meanwhile (Ctrl-C, a kill, power loss) would leave a
-    half-made schema that every later command refuses. An empty file is no store (the opener's lock makes one)."""
+    half-made schema that every later command refuses. An empty file is no store (older versions' lock made one)."""
     if db.exists() and db.stat().st_size > 0:
         return
     from mlflow.tracking import MlflowClient
@@ -114,7 +114,13 @@ def _create_whole(db: Path) -> None:
     temporary = db.with_name(f".{db.name}.creating-{os.getpid()}")
     try:
         MlflowClient(tracking_uri=f"sqlite:///{temporary}").search_experiments(max_results=1)
-        os.replace(temporary, db)  # atomic: the store is whole or absent
+        if db.exists():  # empty: replaced (this machine's lock is held)
+            os.replace(temporary, db)
+        else:  # a link fails where another machine sharing the folder made the store first: then that one is used
+            try:
+                os.link(temporary, db)
+            except FileExistsError:
+                pass
     finally:
         for leftover in (temporary, temporary.with_name(temporary.name + "-journal")):
             leftover.unlink(missing_ok=True)
