@@ -1,6 +1,6 @@
 """What a switch of configuration costs, how an interval with one is served, and when the gain is worth the cost.
 
-The live loop (`adapt/live.py`) switches like this: a decision that changes batch sizes alone is made in place, at no
+The live loop (`adapt/live.py`, its states in `adapt/live_serving.py`) switches like this: a decision that changes batch sizes alone is made in place, at no
 cost; any other starts the next configuration's workers, loads and warms them (one batch through every replica, stage
 after stage) while the current configuration keeps serving on the same cores, then hands over. The model here:
 
