@@ -170,13 +170,28 @@ def test_an_idle_interval_is_decided_for_a_request_alone():
     ("timestamp,requests_per_s\n0,5\n60,-1\n", "row 3 has a negative"),
     ("timestamp,requests_per_s\n60,5\n0,4\n", "row 3: timestamps must increase"),
     ("timestamp,requests_per_s\n", "has no data rows"),
+    ("timestamp,requests_per_s\n0,5\nnan,4\n", "row 3 has the time 'nan', not a finite number"),
+    ("timestamp,requests_per_s\n0,5\ninf,4\n", "row 3 has the time 'inf', not a finite number"),
+    (b"timestamp,requests_per_s\n0,5\n60,\xff\xfe\n", "is not UTF-8 text"),
 ])
 def test_malformed_traces_name_file_and_row(tmp_path, text, problem):
+    from sustainable_ipa.adapt.traces import open_trace
+
     path = tmp_path / "load.csv"
-    path.write_text(text)
-    with pytest.raises(UserError, match=problem) as err:
-        read_trace(path, LOAD_COLUMNS)
-    assert str(path) in str(err.value)
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    for read in (read_trace, open_trace):  # as the adapter opens it: counts or CSV, told apart first
+        with pytest.raises(UserError, match=problem) as err:
+            read(path, LOAD_COLUMNS)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_raw_counts_not_utf8_are_one_line(tmp_path):
+    from sustainable_ipa.adapt.traces import read_counts
+
+    path = tmp_path / "counts.txt"
+    path.write_bytes(b"1 2 3\n4 \xff 5\n")
+    with pytest.raises(UserError, match="is not UTF-8 text"):
+        read_counts(path)
 
 
 def test_real_exports_with_iso_times_and_extra_columns(tmp_path):

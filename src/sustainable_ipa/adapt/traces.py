@@ -17,6 +17,7 @@ sampled at its start.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass, replace
@@ -128,14 +129,21 @@ def _localized(path, naive: list[datetime], rows: list[int], tz: str) -> np.ndar
     return index.asi8 / 1e9
 
 
+def _text_of(path: Path) -> str:
+    """The file's text; not UTF-8 is one line naming the file and where."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"trace {path} is not UTF-8 text (byte {err.start})", "save it as UTF-8 (or ASCII)") from None
+
+
 def read_trace(path: str | Path, value_columns: tuple[str, ...], tz: str = "UTC") -> Trace:
     """A CSV whose first column is a timestamp (seconds or ISO 8601; naive ones in `tz`) and whose value is the first
     column named in `value_columns`, else the second column. Real exports with extra columns are accepted."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"trace file {path} does not exist", "pass an existing CSV (timestamp, value)")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(_text_of(path), newline="")))
     if len(rows) < 2:
         raise UserError(f"trace {path} has no data rows", "give a header and at least one row: timestamp,value")
     header = [h.strip().lower() for h in rows[0]]
@@ -154,6 +162,9 @@ def read_trace(path: str | Path, value_columns: tuple[str, ...], tz: str = "UTC"
                             f"each row needs a timestamp and a number in column '{rows[0][column]}'") from None
         if not math.isfinite(v) or v < 0:
             raise UserError(f"trace {path} row {number} has a negative or non-finite value {v}", "fix that row")
+        if isinstance(stamp, float) and not math.isfinite(stamp):
+            raise UserError(f"trace {path} row {number} has the time {row[0].strip()!r}, not a finite number",
+                            "give every row a time in seconds or ISO 8601")
         stamps.append(stamp)
         values.append(v)
         numbers.append(number)
@@ -178,8 +189,8 @@ def read_trace(path: str | Path, value_columns: tuple[str, ...], tz: str = "UTC"
 
 def is_counts(path: str | Path) -> bool:
     """Whether the file is IPA's raw workload format: numbers separated by whitespace, no commas, no header."""
-    with open(path) as f:
-        head = f.read(4096)
+    with open(path, "rb") as f:
+        head = f.read(4096).decode("utf-8", errors="replace")  # not text: not counts (read_trace then says so)
     tokens = head.split()[:-1] or head.split()  # the last token may be cut by the 4 kB read
     return "," not in head and bool(tokens) and all(re.fullmatch(r"\d+(\.\d*)?", t) for t in tokens)
 
@@ -188,18 +199,17 @@ def read_counts(path: str | Path) -> Trace:
     """IPA's raw workload file: one request count per second, whitespace-separated (one line or many)."""
     path = Path(path)
     values = []
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            for position, token in enumerate(line.split(), start=1):
-                try:
-                    v = float(token)
-                except ValueError:
-                    v = math.nan
-                if not math.isfinite(v) or v < 0:
-                    raise UserError(f"trace {path} line {line_number} value {position} ({token[:20]!r}) is not a "
-                                    "count", "IPA's raw format is non-negative counts, one per second, separated "
-                                    "by spaces or newlines")
-                values.append(v)
+    for line_number, line in enumerate(_text_of(path).splitlines(), start=1):
+        for position, token in enumerate(line.split(), start=1):
+            try:
+                v = float(token)
+            except ValueError:
+                v = math.nan
+            if not math.isfinite(v) or v < 0:
+                raise UserError(f"trace {path} line {line_number} value {position} ({token[:20]!r}) is not a "
+                                "count", "IPA's raw format is non-negative counts, one per second, separated "
+                                "by spaces or newlines")
+            values.append(v)
     if not values:
         raise UserError(f"trace {path} is empty", "give one request count per second, separated by spaces")
     return Trace(path.stem, np.arange(len(values), dtype=float), np.array(values), None, str(path))
