@@ -26,6 +26,14 @@ URLS = [f"http://u:{SECRET}@127.0.0.1:1", f"http://u:{SECRET}@127.0.0.1:xx",
         f"grpc://u:{SECRET}@127.0.0.1:1"]
 
 
+def forms_of(setting: str) -> list[str]:
+    """The URL forms tried for a setting: every form for the store (each fails on its own path through MLflow and
+    SQLAlchemy), the forms the others accept for the rest (their failures all reach the same one-line exit)."""
+    if setting == "tracking.uri":
+        return URLS
+    return [u for u in URLS if u.startswith(("postgresql", "grpc"))] if setting == "search.storage" else URLS[:1]
+
+
 def test_mask_passwords_masks_each_url_in_a_line_and_leaves_the_rest():
     assert mask_passwords(f"cannot open postgresql+psycopg://sipa:{SECRET}@h:5432/db (refused)") == \
         "cannot open postgresql+psycopg://sipa:***@h:5432/db (refused)"
@@ -86,7 +94,7 @@ def test_a_password_in_any_url_setting_is_in_no_printed_line_nor_hydra_file(tmp_
     argv, results = sys.argv, []
     try:
         for setting in URL_SETTINGS:
-            for i, url in enumerate(URLS):
+            for i, url in enumerate(forms_of(setting)):
                 sweep = tmp_path / f"{setting}-{i}"
                 sys.argv = ["main.py", "-m", *store_overrides(tmp_path), f"{setting}={url}", f"hydra.sweep.dir={sweep}"]
                 out, err = io.StringIO(), io.StringIO()

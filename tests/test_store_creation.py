@@ -19,7 +19,7 @@ from sustainable_ipa.tracking.store import open_store
 
 JOB = Path(__file__).with_name("store_creation_job.py")
 SIGNAL_JOB = Path(__file__).with_name("signal_job.py")
-MOMENTS = (0.01, 0.2, 0.5, 0.8, 0.99)  # fractions of the SQL statements MLflow runs to make a new store
+MOMENTS = (0.01, 0.5, 0.99)  # fractions of the SQL statements MLflow runs to make a new store
 
 
 @pytest.fixture(scope="module")

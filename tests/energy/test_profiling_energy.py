@@ -28,23 +28,3 @@ def test_profiling_with_rapl_starts_no_cross_check_meter_per_batch(make_cfg, tmp
     assert len(table.rows) == 2
     # a counter's figures are measurements: no power-model interval
     assert all(r.energy_j_per_item_low is None for r in table.rows.values())
-
-
-def test_profiles_of_the_estimate_carry_its_power_model_interval_to_the_composed_predictions(make_cfg, tmp_path):
-    from sustainable_ipa.search.compose import predicted_energy_range
-    from sustainable_ipa.search.profiles import ProfileTable
-    from sustainable_ipa.search.profiler import cache_path
-    from sustainable_ipa.fingerprint import this_machine
-
-    cfg = make_cfg(*ONE_PROFILE_PER_STAGE, "energy.meter=estimate", "profiling.repeats=2",
-                   f"profiling.cache_dir={tmp_path}/profiles")
-    table = profile_job(cfg)
-    for row in table.rows.values():
-        assert 0 <= row.energy_j_per_item_low <= row.energy_j_per_item <= row.energy_j_per_item_high
-        assert row.energy_j_per_item_high > row.energy_j_per_item_low
-    kept = ProfileTable.load(cache_path(tmp_path / "profiles", cfg.hardware.name, this_machine()))
-    assert kept.rows == table.rows  # saved and read back exactly
-    stages = [(stage, None, row) for (stage, *_), row in table.rows.items()]
-    composed = predicted_energy_range(stages, table)
-    central = sum(row.energy_j_per_item * table.mean_items(stage) for stage, _, row in stages)
-    assert composed["energy_j_per_request_low"] <= central <= composed["energy_j_per_request_high"]

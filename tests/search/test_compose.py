@@ -157,9 +157,16 @@ def test_a_missing_profile_names_the_fix():
 
 
 def test_profile_table_round_trips_through_csv(tmp_path):
+    from dataclasses import replace
+
     table().save(tmp_path / "p.csv")
     loaded = ProfileTable.load(tmp_path / "p.csv")
     assert loaded.rows == table().rows and loaded.items_per_request == {"detector": (1,), "classifier": (4,)}
+    # with the estimate's power-model interval, exactly (a profile without one keeps None)
+    rows = [replace(p, energy_j_per_item_low=p.energy_j_per_item / 3, energy_j_per_item_high=p.energy_j_per_item * 1.7)
+            for p in table().rows.values()]
+    ProfileTable(rows, "cpu", {"detector": (1,), "classifier": (4,)}).save(tmp_path / "m.csv")
+    assert list(ProfileTable.load(tmp_path / "m.csv").rows.values()) == rows
 
 
 def test_a_missing_profile_cache_names_the_profiling_job(tmp_path):

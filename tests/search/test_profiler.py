@@ -36,7 +36,7 @@ class FakeMachine:
         return CpuCounters(self.busy_s, 0.0, 0.0, self.wall_s)
 
 
-def profile(machine: FakeMachine, retries: int):
+def profile(machine: FakeMachine, retries: int, curves_j: tuple[float, ...] = ()):
     cfg = compose()
     space = SearchSpace.from_config(OmegaConf.create({
         "detector": {"variants": ["yolov5n"], "batch_size": [1], "threads": [1], "replicas": [1]},
@@ -45,14 +45,35 @@ def profile(machine: FakeMachine, retries: int):
     batches, extra = [], []
 
     @contextmanager
-    def energy_window():
-        yield SimpleNamespace(active_j=1.0)
+    def energy_window():  # `curves_j`: the window's energy under the power model's other curves (the estimate)
+        yield SimpleNamespace(active_j=1.0, active_by_curve_j=curves_j)
 
     table = profile_space(space, pipeline_workload(stage_families(cfg.pipeline), load_dataset(cfg.dataset)), lambda stage, variant, precision, runtime: (lambda batch: None),
                           REPEATS, energy_window, "estimate", "cpu", on_batch=lambda key, _s, _timed: batches.append(key), retries=retries,
                           counters=machine, cores=2, limits=QualityLimits(max_p90_over_p50=float("inf")),
                           on_retry=extra.append)
     return table, batches, extra
+
+
+def test_profiles_of_the_estimate_keep_the_ends_of_its_power_models_curves_summed_curve_by_curve():
+    table, _, _ = profile(FakeMachine(0.0, 0), retries=0, curves_j=(0.5, 3.0))
+    for row in table.rows.values():  # every window 1 J, or 0.5 J and 3 J under the other two curves
+        assert (row.energy_j_per_item_low, row.energy_j_per_item_high) == pytest.approx(
+            (0.5 * row.energy_j_per_item, 3.0 * row.energy_j_per_item))
+    measured, _, _ = profile(FakeMachine(0.0, 0), retries=0)  # a counter's windows: no interval
+    assert all(row.energy_j_per_item_low is None for row in measured.rows.values())
+
+
+def test_the_profiling_window_gives_the_energy_under_each_curve_of_the_estimate(tmp_path):
+    from sustainable_ipa.energy.session import EnergySession
+    from sustainable_ipa.search.profiling_job import energy_window_of
+
+    cfg = compose([f"energy.lock_path={tmp_path}/lock", "energy.meter=estimate", f"energy.calibration={tmp_path}/c",
+                   "energy.poll_interval_s=0"])
+    with EnergySession(cfg.energy, cfg.hardware) as energy:
+        with energy_window_of(energy)() as window:
+            sum(i * i for i in range(200_000))
+    assert len(window.active_by_curve_j) == len(energy.meter.alternatives) and window.active_j >= 0
 
 
 def test_a_profile_taken_while_others_held_a_core_is_measured_again_and_the_clean_one_kept():
