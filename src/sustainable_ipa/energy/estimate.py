@@ -18,7 +18,7 @@ from typing import Callable
 import psutil
 
 from sustainable_ipa.energy.measurement import EnergySource, Measurement, PowerSample
-from sustainable_ipa.energy.meter import Meter, within
+from sustainable_ipa.energy.meter import Meter, Poller, within
 from sustainable_ipa.energy.power_curve import LoadSample, PowerCurve
 
 
@@ -86,12 +86,8 @@ class EstimateMeter(Meter):
         self._samples: list[LoadSample] = []
         self._power: list[PowerSample] = []  # each sample's modelled power, made once as it is taken
         self._windows: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = None
-        if start_polling and poll_interval_s > 0:
-            self._thread = threading.Thread(target=self._poll_loop, args=(poll_interval_s,), name="meter-estimate",
-                                            daemon=True)
-            self._thread.start()
+        self._poller = Poller(self.poll, poll_interval_s, "meter-estimate") \
+            if start_polling and poll_interval_s > 0 else None
 
     def poll(self) -> None:
         """Sample the load since the last poll."""
@@ -111,13 +107,6 @@ class EstimateMeter(Meter):
         self._samples.append(sample)
         self._power.append(PowerSample(sample.time_s, {d: j / dt_s for d, j in self.curve.energy_j([sample]).items()}))
         self._last = now
-
-    def _poll_loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.poll()
-            except Exception:  # a transient /proc or psutil error must not end sampling; the windows poll again
-                continue
 
     def begin_window(self, name: str) -> None:
         with self._lock:  # one acquisition: no background sample lands between the poll and the window's start
@@ -150,8 +139,6 @@ class EstimateMeter(Meter):
             return within(self._power, start_s, end_s)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._poller is not None:
+            self._poller.close()
 

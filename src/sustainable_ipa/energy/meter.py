@@ -92,11 +92,8 @@ class CounterMeter(Meter):
         self._last_time = clock()
         self._samples: list[PowerSample] = []
         self._windows: dict[str, tuple[float, dict[str, float]]] = {}
-        self._stop = threading.Event()
-        self._thread = None
-        if start_polling and poll_interval_s > 0:
-            self._thread = threading.Thread(target=self._poll_loop, name=f"meter-{self.source.value}", daemon=True)
-            self._thread.start()
+        self._poller = Poller(self.poll, poll_interval_s, f"meter-{self.source.value}") \
+            if start_polling and poll_interval_s > 0 else None
 
     def poll(self) -> dict[str, float]:
         """Read the counters now, fold the deltas into the running totals, record a power sample."""
@@ -123,13 +120,6 @@ class CounterMeter(Meter):
             self._last, self._last_time = now, now_time
             return dict(self._total)
 
-    def _poll_loop(self) -> None:
-        while not self._stop.wait(self.poll_interval_s):
-            try:
-                self.poll()
-            except Exception:  # a transient read error must not kill polling; end_window reads again
-                continue
-
     def begin_window(self, name: str) -> None:
         totals = self.poll()
         self._windows[name] = (self._clock(), totals)
@@ -148,11 +138,31 @@ class CounterMeter(Meter):
 
     def close(self) -> None:
         """Stop the poller; safe to call twice (a session closes its meter on error and again on exit)."""
+        if self._poller is not None:
+            self._poller.close()
+
+
+class Poller:
+    """Calls `poll` every `interval_s` in a daemon thread until closed: what keeps a meter's counters unwrapped and
+    its samples coming between windows."""
+
+    def __init__(self, poll: Callable[[], object], interval_s: float, name: str):
+        self._poll, self._interval_s = poll, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._poll()
+            except Exception:  # a transient read error must not end polling; the windows read again
+                continue
+
+    def close(self) -> None:
+        """Safe to call twice; a poll blocked in a slow read finishes first, the event stops the loop right after."""
         self._stop.set()
-        if self._thread is not None:
-            # a poll blocked in a slow read finishes first; the event stops the loop right after it
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._thread.join(timeout=5)
 
 
 def by_domain(per_counter: dict[str, float]) -> dict[str, float]:
